@@ -1,0 +1,135 @@
+"""Small shared helpers: device and dtype choice, seeding, rank-0 printing, folders, run metadata.
+
+Nothing here holds global mutable state: every function takes what it needs as arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def cache_dir() -> Path:
+    """Where downloaded corpora live: $GPTLAB_HOME, else $XDG_CACHE_HOME/gptlab, else ~/.cache/gptlab."""
+    if os.environ.get("GPTLAB_HOME"):
+        return Path(os.environ["GPTLAB_HOME"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gptlab"
+
+
+def run_dir(run: str | Path, stage: str | None = None, runs_root: Path = DEFAULT_RUNS_DIR) -> Path:
+    """`runs/<name>/<stage>/`; a value containing a path separator is taken as a path as is."""
+    run = Path(run)
+    root = run if (run.is_absolute() or len(run.parts) > 1) else runs_root / run
+    return root / stage if stage else root
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def print0(*args: Any, **kwargs: Any) -> None:
+    """print() on rank 0 only, so data-parallel runs print one progress line, not N."""
+    if rank() == 0:
+        print(*args, **kwargs, flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> str:
+    """'auto' -> cuda (this rank's GPU) if available, else mps, else cpu."""
+    import torch
+
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_autocast_dtype(device: str, name: str = "auto"):
+    """bf16 autocast on GPUs that support it; full fp32 on CPU (CPU bf16 matmuls are slower here)."""
+    import torch
+
+    if name == "fp32" or name == "float32":
+        return None
+    if name in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if name in ("fp16", "float16"):
+        return torch.float16
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def git_commit() -> str | None:
+    """The commit of the gptlab checkout that is running, or None outside a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run_metadata(device: str | None = None) -> dict[str, Any]:
+    """What ran: code version, library versions, hardware. Saved into every stage's state."""
+    import numpy as np
+    import torch
+
+    from gptlab import __version__
+
+    meta: dict[str, Any] = {
+        "gptlab": __version__,
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "device": device,
+    }
+    if device and device.startswith("cuda") and torch.cuda.is_available():
+        meta["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return meta
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def format_duration(seconds: float) -> str:
+    """3725 -> '1h02m', 125 -> '2m05s', 7.5 -> '7.5s'."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
