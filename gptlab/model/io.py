@@ -1,0 +1,71 @@
+"""Save and load a model as `model.safetensors` + `config.json` (no pickle anywhere).
+
+Every stage folder that holds weights (base, sft, rm, ...) uses this pair, so any stage can be
+the input of any later one by path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from gptlab.errors import InputError
+from gptlab.fileio import atomic_write_json, read_json
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+def model_state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors, with tied weights stored once (safetensors refuses shared storage)."""
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    model = getattr(model, "module", model)  # unwrap DDP
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if getattr(model, "config", None) is not None and model.config.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    return state
+
+
+def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, str] | None = None) -> None:
+    """Atomically write a safetensors file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # safetensors writes by file name: write to a temp name beside the target, fsync, rename.
+    tmp = path.with_name(f".{path.name}.writing")
+    save_file(model_state_for_saving(model), str(tmp), metadata=metadata or {"format": "pt"})
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_model(folder: str | Path, model: GPT) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / CONFIG, model.config.to_dict())
+    save_weights(folder / WEIGHTS, model)
+
+
+def load_config(folder: str | Path) -> ModelConfig:
+    return ModelConfig.from_dict(read_json(Path(folder) / CONFIG))
+
+
+def load_model(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """Build the model from `config.json` and fill it from `model.safetensors`."""
+    folder = Path(folder)
+    weights = folder / WEIGHTS
+    if not weights.exists():
+        raise InputError(folder, f"no {WEIGHTS} here; is this a stage folder (e.g. runs/x/base)?")
+    cfg = load_config(folder)
+    model = GPT(cfg)
+    state = load_file(str(weights), device="cpu")
+    if cfg.tie_embeddings:
+        state.setdefault("lm_head.weight", state["embed_tokens.weight"])
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(weights, f"weights do not match config.json (missing={missing[:3]}, unexpected={unexpected[:3]})")
+    return model.to(device)
