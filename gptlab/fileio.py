@@ -14,6 +14,13 @@ from pathlib import Path
 from typing import Any, Iterator, IO
 
 
+def public_mode() -> int:
+    """0o666 minus the process umask: the mode a plain open() would have given."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file beside `path`; on clean exit fsync it and rename it over `path`."""
@@ -26,6 +33,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, public_mode())  # mkstemp makes 0600 files; results should be readable like any file
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -150,4 +150,7 @@ class GPT(nn.Module):
     def flops_per_token(self) -> float:
         """Training FLOPs per token: 6 * (non-embedding params) + attention's 12 * L * d * T."""
         c = self.config
-        return 6 * self.num_params(exclude_embeddings=True) + 12 * c.n_layer * c.n_embd * c.max_seq_len
+        n = self.num_params(exclude_embeddings=True)
+        if c.tie_embeddings:  # the head shares the embedding tensor but still does a matmul
+            n += c.vocab_size * c.n_embd
+        return 6 * n + 12 * c.n_layer * c.n_embd * c.max_seq_len

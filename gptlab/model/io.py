@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_write_json, read_json
+from gptlab.fileio import atomic_write_json, public_mode, read_json
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 
@@ -40,6 +40,7 @@ def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, s
     save_file(model_state_for_saving(model), str(tmp), metadata=metadata or {"format": "pt"})
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+    os.chmod(tmp, public_mode())
     os.replace(tmp, path)
 
 

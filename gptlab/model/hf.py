@@ -1,0 +1,301 @@
+"""Export to, and import from, a Hugging Face `LlamaForCausalLM` folder.
+
+Our parameter names are Llama's minus the `model.` prefix (`layers.0.self_attn.q_proj.weight`
+<-> `model.layers.0.self_attn.q_proj.weight`; `lm_head.weight` is the same on both sides), and
+our RoPE uses the same rotate-half convention, so export is a rename plus a `config.json`:
+no weight is permuted. The exported folder loads with
+`LlamaForCausalLM.from_pretrained(folder)` and gives our logits (tests/test_export_hf.py), and
+llama.cpp's `convert_hf_to_gguf.py` can read it.
+
+Folder written by `export_hf`:
+    model.safetensors        `model.`-prefixed names; `lm_head.weight` left out when tied
+    config.json              LlamaConfig fields (both `rope_theta` and `rope_parameters`, and both
+                             `torch_dtype` and `dtype`, so transformers 4.x and 5.x read it)
+    generation_config.json   bos/eos/pad ids; `<|end|>` is an extra stop id for chat models
+    tokenizer.json, tokenizer_config.json, special_tokens_map.json, chat_template.jinja
+                             copied from our tokenizer folder (those that exist)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from gptlab.errors import InputError
+from gptlab.fileio import atomic_write_json, read_json
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
+from gptlab.model.io import load_model, model_state_for_saving
+
+HF_PREFIX = "model."
+WEIGHTS = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"  # sharded checkpoints (import only)
+# The tokenizer helper writes these into runs/<run>/tokenizer/; tokenizer.json is the one that
+# matters (the vocabulary and merges), the rest tell AutoTokenizer the class and special tokens.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+def to_hf_state_dict(model: GPT, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Our state dict -> Llama names: prefix all but `lm_head.weight`; tied heads stored once.
+
+    {'embed_tokens.weight': E, 'lm_head.weight': W} -> {'model.embed_tokens.weight': E, 'lm_head.weight': W}
+    """
+    state = model_state_for_saving(model)  # CPU, contiguous, tied lm_head dropped
+    return {
+        (k if k == "lm_head.weight" else HF_PREFIX + k): v.to(dtype).contiguous()
+        for k, v in state.items()
+    }
+
+
+def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Llama names -> ours: strip `model.`; inverse of `to_hf_state_dict`."""
+    out = {}
+    for k, v in state.items():
+        out[k.removeprefix(HF_PREFIX)] = v
+    return out
+
+
+def hf_config(
+    cfg: ModelConfig,
+    dtype: str = "float32",
+    bos_id: int | None = None,
+    eos_id: int | None = None,
+    pad_id: int | None = None,
+) -> dict[str, Any]:
+    """The `config.json` of a LlamaForCausalLM equal to our model."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.n_embd,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.n_layer,
+        "num_attention_heads": cfg.n_head,
+        "num_key_value_heads": cfg.n_kv_head,
+        "head_dim": cfg.head_dim,
+        "max_position_embeddings": cfg.max_seq_len,
+        # transformers < 5 and llama.cpp read `rope_theta`; transformers >= 5 reads `rope_parameters`.
+        "rope_theta": cfg.rope_theta,
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "rms_norm_eps": cfg.norm_eps,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "initializer_range": 0.02,
+        "bos_token_id": bos_id,
+        "eos_token_id": eos_id,
+        "pad_token_id": pad_id,
+        "use_cache": True,
+        "torch_dtype": dtype,  # transformers < 5
+        "dtype": dtype,  # transformers >= 5
+    }
+
+
+def tokenizer_ids(tokenizer_json: Path) -> tuple[dict[str, int], int]:
+    """(special token text -> id, number of ids) from a Hugging Face `tokenizer.json`."""
+    try:
+        data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(tokenizer_json, f"invalid JSON: {e.msg}", line=e.lineno) from None
+    added = [t for t in data.get("added_tokens", []) if "content" in t and "id" in t]
+    ids = [int(i) for i in data.get("model", {}).get("vocab", {}).values()]
+    ids += [int(t["id"]) for t in added]
+    return {t["content"]: int(t["id"]) for t in added}, max(ids, default=-1) + 1
+
+
+def export_hf(
+    src: str | Path,
+    dst: str | Path,
+    tokenizer_dir: str | Path | None = None,
+    dtype: str = "float32",
+    include_tokenizer: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write the stage folder `src` (model.safetensors + config.json) as a Hugging Face folder `dst`.
+
+    `tokenizer_dir` defaults to the stage's sibling `tokenizer/` (runs/x/base -> runs/x/tokenizer).
+    Everything is written into a temporary folder beside `dst` and renamed at the end, so `dst`
+    is either absent, the old folder, or complete.
+    """
+    from gptlab.tokenizer.special import END, ENDOFTEXT, PAD
+
+    src, dst = Path(src), Path(dst)
+    if dtype not in DTYPES:
+        raise InputError(None, f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    if dst.exists() and not overwrite and (not dst.is_dir() or any(dst.iterdir())):
+        raise InputError(dst, "already exists and is not empty; pass --force to replace it")
+    model = load_model(src)  # raises InputError for a missing or mismatched stage folder
+
+    ids: dict[str, int] = {}
+    tok_files: list[Path] = []
+    if include_tokenizer:
+        tok_dir = Path(tokenizer_dir) if tokenizer_dir is not None else src.parent / "tokenizer"
+        tok_json = tok_dir / "tokenizer.json"
+        if not tok_json.exists():
+            raise InputError(
+                tok_json,
+                "file not found; write it with `gptlab tokenizer train`, pass --tokenizer DIR, "
+                "or --no-tokenizer to export the weights alone",
+            )
+        ids, n_tok = tokenizer_ids(tok_json)
+        if n_tok > model.config.vocab_size:
+            raise InputError(
+                tok_json,
+                f"tokenizer has {n_tok} ids but the model's vocab_size is {model.config.vocab_size}",
+            )
+        tok_files = [tok_dir / name for name in TOKENIZER_FILES if (tok_dir / name).exists()]
+
+    eot, pad, end = ids.get(ENDOFTEXT), ids.get(PAD), ids.get(END)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    try:
+        save_file(
+            to_hf_state_dict(model, DTYPES[dtype]),
+            str(tmp / WEIGHTS),
+            metadata={"format": "pt"},  # transformers refuses safetensors files without it
+        )
+        # Documents start and end with <|endoftext|>, so it is both BOS and EOS of a base model.
+        atomic_write_json(tmp / "config.json", hf_config(model.config, dtype, eot, eot, pad))
+        stops = [i for i in (eot, end) if i is not None]
+        gen = {
+            "bos_token_id": eot,
+            "eos_token_id": stops if len(stops) > 1 else (stops[0] if stops else None),
+            "pad_token_id": pad,
+            "do_sample": True,
+            "temperature": 0.8,
+            "top_k": 50,
+        }
+        atomic_write_json(tmp / "generation_config.json", gen)
+        for f in tok_files:
+            # The tokenizer's context length is the model's, not the tokenizer's default.
+            if f.name == "tokenizer_config.json":
+                tok_cfg = read_json(f)
+                tok_cfg["model_max_length"] = model.config.max_seq_len
+                atomic_write_json(tmp / f.name, tok_cfg)
+            else:
+                shutil.copyfile(f, tmp / f.name)
+        mask = _umask()
+        for f in tmp.iterdir():  # make the files durable before the rename publishes them
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(f, 0o666 & ~mask)  # temp files are created private (0600)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; the export is meant to be shared
+        _publish(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask can only set)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def _publish(tmp: Path, dst: Path) -> None:
+    """Rename the finished `tmp` folder to `dst`, moving an old `dst` aside first."""
+    old = None
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(tmp, dst)  # an empty directory at `dst` is replaced by the rename itself
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def config_from_hf(hf: dict[str, Any], where: Path) -> ModelConfig:
+    """LlamaConfig fields -> ModelConfig, refusing what our model cannot represent."""
+    if hf.get("model_type") not in (None, "llama"):
+        raise InputError(where, f"model_type {hf.get('model_type')!r} is not llama")
+    if hf.get("hidden_act", "silu") != "silu":
+        raise InputError(where, f"hidden_act {hf['hidden_act']!r} is not silu")
+    if hf.get("attention_bias") or hf.get("mlp_bias"):
+        raise InputError(where, "biases are not supported (attention_bias/mlp_bias must be false)")
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        raise InputError(where, f"rope scaling {rope!r} is not supported")
+    try:
+        n_embd, n_head = int(hf["hidden_size"]), int(hf["num_attention_heads"])
+        head_dim = int(hf.get("head_dim") or n_embd // n_head)
+        if head_dim * n_head != n_embd:
+            raise InputError(
+                where,
+                f"head_dim * num_attention_heads ({head_dim * n_head}) != hidden_size ({n_embd})",
+            )
+        return ModelConfig(
+            vocab_size=int(hf["vocab_size"]),
+            n_layer=int(hf["num_hidden_layers"]),
+            n_embd=n_embd,
+            n_head=n_head,
+            n_kv_head=int(hf.get("num_key_value_heads") or n_head),
+            intermediate_size=int(hf["intermediate_size"]),
+            max_seq_len=int(hf.get("max_position_embeddings", 2048)),
+            rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
+            norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        )
+    except KeyError as e:
+        raise InputError(where, f"missing field {e.args[0]!r}") from None
+    except ValueError as e:
+        raise InputError(where, str(e)) from None
+
+
+def _load_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
+    if (folder / WEIGHTS).exists():
+        return load_file(str(folder / WEIGHTS), device="cpu")
+    if (folder / WEIGHTS_INDEX).exists():
+        index = read_json(folder / WEIGHTS_INDEX)
+        state: dict[str, torch.Tensor] = {}
+        for shard in sorted(set(index.get("weight_map", {}).values())):
+            state.update(load_file(str(folder / shard), device="cpu"))
+        return state
+    raise InputError(
+        folder, f"no {WEIGHTS} or {WEIGHTS_INDEX} here; is this a Hugging Face model folder?"
+    )
+
+
+def load_hf_folder(path: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """Build our GPT from a Hugging Face Llama folder (config.json + safetensors).
+
+    Weights keep the precision of our fp32 parameters; bf16/fp16 files are upcast exactly.
+    """
+    folder = Path(path)
+    cfg = config_from_hf(read_json(folder / "config.json"), folder / "config.json")
+    state = from_hf_state_dict(_load_hf_weights(folder))
+    if cfg.tie_embeddings:
+        state.pop("lm_head.weight", None)  # tied: the head is the embedding (HF may store both)
+        if "embed_tokens.weight" in state:
+            state["lm_head.weight"] = state["embed_tokens.weight"]
+    model = GPT(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(
+            folder,
+            f"weights do not match config.json (missing={missing[:3]}, unexpected={unexpected[:3]})",
+        )
+    return model.to(device)

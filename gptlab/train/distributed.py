@@ -1,0 +1,150 @@
+"""Data parallelism: init from torchrun's environment, DDP or FSDP2 wrapping, rank-0 helpers.
+
+`torchrun --nproc_per_node N -m gptlab pretrain ...` sets RANK / LOCAL_RANK / WORLD_SIZE /
+MASTER_ADDR; a plain `gptlab pretrain` has none of them and runs as world size 1 with no
+process group at all, so single-process code pays nothing for this module.
+
+Backend: NCCL on CUDA, gloo on CPU. Strategy:
+- `ddp` (default): every rank holds the whole model; gradients are all-reduced (averaged) in
+  backward. During gradient-accumulation micro-steps the all-reduce is skipped (`no_sync`) and
+  done once on the last micro-step.
+- `fsdp`: FSDP2 `fully_shard` on each block and the root, for models that do not fit one
+  device. Wired and tested for a forward/backward/step on CPU+gloo; checkpoints gather a full
+  state dict through `torch.distributed.checkpoint.state_dict` (see checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+STRATEGIES = ("ddp", "fsdp")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Join the process group torchrun set up (if any) and pick this rank's device.
+
+    'auto' gives cuda:LOCAL_RANK when CUDA exists, else cpu. Idempotent: a second call returns
+    the same info without re-initialising.
+    """
+    from gptlab.common import pick_device
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device)
+    if dev == "cuda":
+        dev = f"cuda:{local_rank}"
+    if world > 1 and not dist.is_initialized():
+        if dev.startswith("cuda"):
+            torch.cuda.set_device(torch.device(dev))
+            dist.init_process_group("nccl", device_id=torch.device(dev))
+        else:
+            dist.init_process_group("gloo")
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world, device=dev)
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """In-place sum across ranks (a no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= dist.get_world_size()
+    return t
+
+
+def any_rank(flag: bool, device: str = "cpu") -> bool:
+    """True on every rank if `flag` is True on any rank (so all ranks stop together)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Module:
+    """DDP or FSDP2 around `model` when world size > 1; the model itself otherwise."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if not info.enabled:
+        return model
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        device_ids = [torch.device(info.device).index] if info.device.startswith("cuda") else None
+        return DDP(model, device_ids=device_ids)
+    from torch.distributed.fsdp import fully_shard
+
+    # Shard each block separately so only one block's full weights exist at a time, then the
+    # root (embeddings, final norm, head).
+    for block in getattr(model, "layers", []):
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under torch.compile and DDP wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def is_fsdp(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(unwrap(model), FSDPModule)
+
+
+@contextlib.contextmanager
+def grad_sync(model: nn.Module, sync: bool) -> Iterator[None]:
+    """Skip the gradient all-reduce on accumulation micro-steps (sync=False); sync on the last.
+
+    DDP: `no_sync()`. FSDP2: `set_requires_gradient_sync`. Plain module: nothing to do.
+    """
+    inner = getattr(model, "_orig_mod", model)  # torch.compile(DDP(m)) keeps DDP inside
+    if hasattr(inner, "no_sync") and not sync:
+        with inner.no_sync():
+            yield
+        return
+    fsdp_root = unwrap(model)
+    if hasattr(fsdp_root, "set_requires_gradient_sync"):
+        fsdp_root.set_requires_gradient_sync(sync)
+    yield

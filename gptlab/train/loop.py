@@ -1,0 +1,328 @@
+"""The one training loop. Every stage (pretrain, SFT, reward model, DPO, ...) reuses it.
+
+A stage supplies three things:
+- a model (`nn.Module`), on CPU or already on the device;
+- `batches`: an iterator of batches; if it has `state_dict()` / `load_state_dict()` (like
+  `gptlab.data.loader.PackedLoader`) its position is checkpointed, so a resume sees the same data;
+- `loss_fn(model, batch) -> (loss, metrics)`: a scalar loss (mean over the micro-batch) and a
+  dict of extra metrics. Tensor metrics are averaged over micro-steps and logged; the int
+  `metrics["tokens"]` (tokens processed in the micro-batch) is summed for tok/s.
+
+The loop does the rest: device placement, DDP/FSDP wrapping, optional torch.compile, bf16
+autocast on GPU (fp32 on CPU), gradient accumulation (gradients all-reduced only on the last
+micro-step), clipping, the LR schedule over optimizer param groups, a step and/or time budget,
+eval / sample / checkpoint hooks every N steps, resume, one progress line per log step and
+`metrics.jsonl` through a tracker.
+
+No hidden syncs: on GPU, `.item()` is called only on log steps (once, on one stacked tensor), so
+the CPU runs ahead of the GPU between log steps. Step k means "after k optimizer updates":
+the train loss logged at step k is the loss of update k, and eval/checkpoint at step k see the
+weights after update k.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn as nn
+
+from gptlab.common import format_duration
+from gptlab.train import checkpoint as ckpt
+from gptlab.train.distributed import DistInfo, any_rank, all_reduce_mean, barrier, grad_sync, init_distributed, unwrap, wrap_model
+from gptlab.train.optim import build_optimizer, set_lr
+from gptlab.train.schedule import lr_multiplier
+from gptlab.train.tracker import NullTracker, Tracker, truncate_metrics
+
+LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, Any]]]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+SampleFn = Callable[[nn.Module, int], None]
+ResumeFn = Callable[[int], None]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the loop itself; saved in every checkpoint's train_state.json (asdict)."""
+
+    max_steps: int | None = 1000  # stop after this many optimizer updates (None: time budget only)
+    max_time: float | None = None  # stop after this many seconds of training (None: steps only)
+    grad_accum: int = 1  # micro-batches per update; the update equals one batch this many times larger
+    optimizer: str = "adamw"  # 'adamw', or 'muon' (Muon on hidden matrices, AdamW on the rest)
+    lr: float = 3e-4  # peak learning rate (both optimizers, see optim.py)
+    weight_decay: float = 0.1  # decoupled decay on matrices; none on norms and embeddings
+    beta1: float = 0.9  # AdamW first-moment decay
+    beta2: float = 0.95  # AdamW second-moment decay (0.95: steadier for LMs than 0.999)
+    muon_momentum: float = 0.95  # Muon's momentum (Nesterov)
+    schedule: str = "cosine"  # 'cosine' or 'wsd' (warmup-stable-decay)
+    warmup_steps: int = 0  # linear warmup updates
+    min_lr_ratio: float = 0.1  # final lr = lr * min_lr_ratio
+    decay_frac: float = 0.2  # wsd: fraction of training spent decaying
+    grad_clip: float | None = 1.0  # clip the global gradient norm to this (None: no clipping)
+    device: str = "auto"  # 'auto' (cuda > mps > cpu), or 'cpu', 'cuda', ...
+    dtype: str = "auto"  # autocast dtype: 'auto' (bf16 on GPU, fp32 on CPU), 'bf16', 'fp16', 'fp32'
+    compile: bool = False  # torch.compile the model (GPU: faster after a warmup; CPU: rarely worth it)
+    parallel: str = "ddp"  # with several processes: 'ddp' (replicate) or 'fsdp' (FSDP2, shard)
+    seed: int = 1337  # seeds init (the stage seeds before building the model) and data order
+    log_every: int = 1  # progress line + metrics.jsonl record every N steps (each costs one sync)
+    eval_every: int | None = None  # run the evaluate hook every N steps (and at 0 and the end)
+    sample_every: int | None = None  # run the sample hook every N steps (and at 0 and the end)
+    save_every: int | None = None  # write a checkpoint every N steps (always at the end)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    elapsed: float  # seconds of training (across resumes)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the logged train records
+    resumed_from: int | None = None
+
+
+def autocast_context(device: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def _progress_line(step: int, max_steps: int | None, loss: float, lr: float, tok_s: float, eta: float | None) -> str:
+    width = max(5, len(str(max_steps or 0)))
+    head = f"step {step:0{width}d}/{max_steps:0{width}d}" if max_steps else f"step {step:0{width}d}"
+    eta_s = format_duration(eta) if eta is not None else "?"
+    return f"{head} | loss {loss:.4f} | lr {lr:.1e} | tok/s {tok_s:,.0f} | eta {eta_s}"
+
+
+class Trainer:
+    """Holds the wrapped model, optimizer and counters; `fit()` runs the loop.
+
+    >>> trainer = Trainer(model, loader, lm_loss, TrainConfig(max_steps=100), out_dir="runs/x/base")  # doctest: +SKIP
+    >>> result = trainer.fit(resume=False)                                                         # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        batches: Iterator[Any],
+        loss_fn: LossFn,
+        cfg: TrainConfig,
+        out_dir: str | Path | None = None,
+        evaluate: EvalFn | None = None,
+        sample: SampleFn | None = None,
+        on_resume: ResumeFn | None = None,
+        tracker: Tracker | None = None,
+        dist: DistInfo | None = None,
+        stage_state: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        verbose: bool = True,
+    ):
+        from gptlab.common import pick_autocast_dtype
+
+        self.cfg = cfg
+        self.dist = dist or init_distributed(cfg.device)
+        self.device = self.dist.device
+        self.batches, self.loss_fn = batches, loss_fn
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.evaluate, self.sample, self.on_resume = evaluate, sample, on_resume
+        self.tracker = tracker or NullTracker()
+        self.stage_state = stage_state or {}
+        self.metadata = metadata or {}
+        self.verbose = verbose and self.dist.is_main
+        self.autocast_dtype = pick_autocast_dtype(self.device, cfg.dtype)
+
+        model = model.to(self.device)
+        self.raw_model = model
+        wrapped = wrap_model(model, self.dist, cfg.parallel)
+        # Build the optimizer on the (possibly FSDP-sharded) parameters, before compile.
+        self.optimizer = build_optimizer(
+            unwrap(wrapped), cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
+            betas=(cfg.beta1, cfg.beta2), muon_momentum=cfg.muon_momentum,
+            device_type=torch.device(self.device).type,
+        )
+        self.model = torch.compile(wrapped) if cfg.compile else wrapped
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.step = 0
+        self.elapsed = 0.0
+
+    # ------------------------------------------------------------------ helpers
+
+    def _print(self, msg: str) -> None:
+        if self.verbose:
+            print(msg, flush=True)
+
+    def _progress(self) -> float:
+        c = self.cfg
+        p = 0.0
+        if c.max_steps:
+            p = max(p, self.step / c.max_steps)
+        if c.max_time:
+            p = max(p, self.elapsed / c.max_time)
+        return p
+
+    def _done(self, check_time: bool) -> bool:
+        c = self.cfg
+        if c.max_steps is not None and self.step >= c.max_steps:
+            return True
+        if c.max_time is not None and check_time:
+            return any_rank(self.elapsed >= c.max_time, self.device if self.dist.enabled else "cpu")
+        return False
+
+    def _eta(self, sec_per_step: float) -> float | None:
+        c = self.cfg
+        etas = []
+        if c.max_steps:
+            etas.append(max(0, c.max_steps - self.step) * sec_per_step)
+        if c.max_time:
+            etas.append(max(0.0, c.max_time - self.elapsed))
+        return min(etas) if etas else None
+
+    def _run_hooks(self, step: int, final: bool = False) -> None:
+        c = self.cfg
+        due = lambda every: every is not None and (step % every == 0 or final)  # noqa: E731
+        if self.evaluate is not None and due(c.eval_every):
+            self.raw_model.eval()
+            with torch.no_grad(), autocast_context(self.device, self.autocast_dtype):
+                metrics = self.evaluate(self.raw_model)
+            self.raw_model.train()
+            if metrics:
+                self.tracker.log(step, metrics)
+                self._print(f"step {step:05d} | " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if self.sample is not None and due(c.sample_every):
+            self.raw_model.eval()
+            with torch.no_grad(), autocast_context(self.device, self.autocast_dtype):
+                self.sample(self.raw_model, step)
+            self.raw_model.train()
+
+    def save(self) -> None:
+        """Checkpoint the current state into out_dir (collective under FSDP; rank 0 writes)."""
+        if self.out_dir is None:
+            return
+        state = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "loader": self.batches.state_dict() if hasattr(self.batches, "state_dict") else None,
+            "train_config": asdict(self.cfg),
+            "stage": self.stage_state,
+            "metadata": self.metadata,
+        }
+        ckpt.save_checkpoint(self.out_dir, self.model, self.optimizer, state, is_main=self.dist.is_main)
+        barrier()
+
+    def load(self) -> dict[str, Any]:
+        """Restore model, optimizer, data position, RNG and counters from out_dir."""
+        assert self.out_dir is not None
+        if self.dist.is_main:
+            ckpt.recover(self.out_dir)
+        barrier()
+        state = ckpt.load_checkpoint(self.out_dir, self.model, self.optimizer, device=self.device)
+        self.step, self.elapsed = int(state["step"]), float(state.get("elapsed", 0.0))
+        if state.get("loader") is not None and hasattr(self.batches, "load_state_dict"):
+            self.batches.load_state_dict(state["loader"])
+        saved = state.get("train_config", {})
+        # Budgets may change on resume (train longer); anything else changes the trajectory.
+        changed = [f.name for f in fields(self.cfg) if f.name not in ("max_steps", "max_time", "log_every")
+                   and f.name in saved and saved[f.name] != getattr(self.cfg, f.name)]
+        if changed:
+            self._print(f"warning: resuming with changed settings ({', '.join(changed)}): not the same trajectory")
+        return state
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        c = self.cfg
+        resumed_from = None
+        if resume and self.out_dir is not None and ckpt.has_checkpoint(self.out_dir):
+            self.load()
+            resumed_from = self.step
+            if self.dist.is_main:
+                truncate_metrics(self.out_dir / "metrics.jsonl", self.step)
+            if self.on_resume is not None:
+                self.on_resume(self.step)
+            self._print(f"resumed from {self.out_dir} at step {self.step}")
+        elif resume:
+            self._print(f"no checkpoint in {self.out_dir}: starting from scratch")
+
+        if resumed_from is None:
+            self._run_hooks(0)  # the "initialisation" row of every curve and of samples.md
+
+        history: list[dict[str, Any]] = []
+        accum = c.grad_accum
+        # On-device running sums between log steps: no sync until a log step reads them.
+        loss_acc = torch.zeros((), device=self.device)
+        norm_acc = torch.zeros((), device=self.device)
+        metric_acc: dict[str, torch.Tensor] = {}
+        steps_in_window, tokens_in_window, hook_time = 0, 0, 0.0
+        window_start = time.perf_counter()
+        last_hook_step = 0 if resumed_from is None else self.step
+
+        while not self._done(check_time=True):  # (entry check; the loop exits through `finish`)
+            t0 = time.perf_counter()
+            lr = set_lr(self.optimizer, lr_multiplier(
+                self.step, self._progress(), c.warmup_steps, c.schedule, c.min_lr_ratio, c.decay_frac))
+            for micro in range(accum):
+                batch = next(self.batches)
+                with grad_sync(self.model, sync=micro == accum - 1):
+                    with autocast_context(self.device, self.autocast_dtype):
+                        loss, metrics = self.loss_fn(self.model, batch)
+                    # Mean over micro-batches: accum x B rows give the gradient of one B*accum batch.
+                    (loss / accum).backward()
+                loss_acc += loss.detach() / accum
+                tokens_in_window += int(metrics.get("tokens", 0))
+                for k, v in metrics.items():
+                    if k != "tokens" and isinstance(v, torch.Tensor):
+                        metric_acc[k] = metric_acc.get(k, 0) + v.detach().float() / accum
+            if c.grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
+                norm_acc += norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP: DTensor
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            steps_in_window += 1
+            # On GPU this is the CPU's time to enqueue the step; it cannot run ahead of the GPU by
+            # more than a few steps, so the sum tracks real time closely without a sync.
+            self.elapsed += time.perf_counter() - t0
+
+            finish = self._done(check_time=not self.dist.enabled)
+            if self.step % c.log_every == 0 or finish:
+                # The one sync per log window: stack everything, reduce across ranks, read once.
+                names = list(metric_acc)
+                packed = torch.stack([loss_acc, norm_acc] + [metric_acc[k] for k in names]) / steps_in_window
+                all_reduce_mean(packed)
+                values = packed.tolist()
+                # Wall time of the window after the sync (so GPU work is included), minus hooks.
+                window = max(time.perf_counter() - window_start - hook_time, 1e-9)
+                tok_s = tokens_in_window * self.dist.world_size / window
+                record = {"loss": values[0], "lr": lr, "tok_per_s": tok_s, "elapsed": self.elapsed}
+                if c.grad_clip is not None:
+                    record["grad_norm"] = values[1]
+                record.update({k: v for k, v in zip(names, values[2:])})
+                history.append({"step": self.step, **record})
+                self.tracker.log(self.step, record)
+                self._print(_progress_line(self.step, c.max_steps, values[0], lr, tok_s,
+                                           self._eta(window / steps_in_window)))
+                if not math.isfinite(values[0]):
+                    raise RuntimeError(f"loss is {values[0]} at step {self.step}; try a lower --lr")
+                loss_acc.zero_()
+                norm_acc.zero_()
+                metric_acc.clear()
+                steps_in_window, tokens_in_window, hook_time = 0, 0, 0.0
+                window_start = time.perf_counter()
+                if self.dist.enabled and c.max_time is not None:
+                    finish = finish or self._done(check_time=True)  # all ranks agree, at log steps only
+            if finish:
+                break  # the final hooks and checkpoint run after the loop
+            t_hooks = time.perf_counter()
+            if any(e is not None and self.step % e == 0 for e in (c.eval_every, c.sample_every)):
+                self._run_hooks(self.step)
+                last_hook_step = self.step
+            if c.save_every is not None and self.step % c.save_every == 0:
+                self.save()
+            hook_time += time.perf_counter() - t_hooks
+
+        if self.step != last_hook_step:
+            self._run_hooks(self.step, final=True)
+        self.save()
+        self.tracker.close()
+        return TrainResult(step=self.step, elapsed=self.elapsed, history=history, resumed_from=resumed_from)
