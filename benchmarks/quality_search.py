@@ -4,6 +4,9 @@ A self-contained twin of the real path (its own tokenizer cache, a plain loop ov
 so recipes can be compared quickly while the project's trainer is being written. The final, reproducible
 benchmark is `bench_quality.py`, which goes through `gptlab pretrain`.
 
+What is timed (--clock cpu, the default, for a machine shared with other jobs): the process's CPU time with
+one thread, which contention barely changes, unlike wall-clock; ~1.9 single-thread CPU-seconds equal one
+quiet 2-thread wall-second here (measured; see docs/recipes.md). --clock wall times wall-clock instead.
 What is timed: the training loop only (forward, backward, optimizer, plus torch.compile's first-step compile,
 which happens inside the loop). Tokenizer training, data loading and evaluation run outside the clock and
 are reported separately.
@@ -49,7 +52,10 @@ class Recipe:
     mlp_mult: float = 8 / 3
     seq_len: int = 256
     batch_size: int = 32
-    optimizer: str = "adamw"  # adamw | muon (hidden matrices; AdamW for embeddings, head, norms)
+    # adamw | muon (own groups: Muon 'original' lr scaling at matrix_lr, AdamW at lr elsewhere) |
+    # gadamw | gmuon (gptlab.train.optim.build_optimizer: one lr, Muon matched to AdamW's RMS,
+    # weight decay on matrices only): the g* forms are what `gptlab pretrain` can express.
+    optimizer: str = "adamw"
     lr: float = 3e-3  # AdamW lr (all params for adamw; embeddings/head/norms for muon)
     matrix_lr: float = 0.02  # Muon lr
     embed_lr: float | None = None  # AdamW lr for the embedding table (default: lr)
@@ -70,7 +76,10 @@ class Recipe:
     init_std: float = 0.02
     grad_clip: float | None = 1.0
     seed: int = 1337
-    threads: int = 2
+    threads: int = 1
+    clock: str = "cpu"  # cpu: budget in process CPU-seconds (robust on a shared machine); wall: wall-clock
+    sampling: str = "random"  # random: windows at random offsets | epoch: fixed non-overlapping windows, shuffled per epoch (gptlab's PackedLoader)
+    dropout: float = 0.0  # dropout on each attention / MLP output (forward hooks: the model has none)
     eval_every: float = 0.0  # fraction of the run between mid-run val checks (0 = none)
     tag: str = ""
 
@@ -130,6 +139,13 @@ def build_model(r: Recipe, V: int):
         for n, p in model.named_parameters():
             if p.dim() == 2:
                 torch.nn.init.normal_(p, std=r.init_std / (math.sqrt(2 * r.n_layer) if n.endswith(("o_proj.weight", "down_proj.weight")) else 1))
+    if r.dropout:
+        def drop(mod, inp, out):
+            return torch.nn.functional.dropout(out, r.dropout, mod.training)
+
+        for layer in model.layers:
+            layer.self_attn.register_forward_hook(drop)
+            layer.mlp.register_forward_hook(drop)
     if r.zero_init:
         for n, p in model.named_parameters():
             if n.endswith(("o_proj.weight", "down_proj.weight")) or (n == "lm_head.weight" and not r.tie):
@@ -137,7 +153,13 @@ def build_model(r: Recipe, V: int):
     return model
 
 
-def build_optimizers(model, r: Recipe) -> list[torch.optim.Optimizer]:
+def build_optimizers(model, r: Recipe) -> list:
+    if r.optimizer in ("gadamw", "gmuon"):
+        from gptlab.train.optim import build_optimizer
+
+        o = build_optimizer(model, r.optimizer[1:], lr=r.lr, weight_decay=r.weight_decay,
+                            betas=(r.beta1, r.beta2), device_type="cpu")
+        return [o]
     named = list(model.named_parameters())
     emb = [p for n, p in named if n == "embed_tokens.weight"]
     head = [p for n, p in named if n == "lm_head.weight" and not r.tie]
@@ -231,6 +253,11 @@ def evaluate(model, val: np.ndarray, T: int, n_chars: int, stride: int | None, d
 
 def run(r: Recipe) -> dict:
     torch.set_num_threads(r.threads)
+    if r.compile and r.clock == "cpu":
+        # compile in this process so its cost shows up in process_time (worker processes would hide it)
+        import torch._inductor.config as ic
+
+        ic.compile_threads = 1
     torch.manual_seed(r.seed)
     train_text, val_text = load_split()
     t0 = time.perf_counter()
@@ -251,9 +278,12 @@ def run(r: Recipe) -> dict:
     T, B = r.seq_len, r.batch_size
     ac = torch.autocast("cpu", dtype=torch.bfloat16) if r.dtype == "bf16" else torch.autocast("cpu", enabled=False)
     load0 = os.getloadavg()
+    clock = time.process_time if r.clock == "cpu" else time.perf_counter
+    wall0, wall_train = time.perf_counter(), 0.0
     train_secs, step, history = 0.0, 0, []
     next_eval = r.eval_every
     losses = []
+    perm, pos, n_win = None, 0, (len(data) - 1) // T
     while True:
         progress = step / r.steps if r.steps else train_secs / r.budget
         if progress >= 1.0:
@@ -264,12 +294,18 @@ def run(r: Recipe) -> dict:
             history.append(dict(step=step, secs=round(train_secs, 1), val=round(v, 4),
                                 train=round(float(np.mean(losses[-20:])) / cpt, 4) if losses else None))
             print(f"  [{r.tag}] step {step} t={train_secs:.0f}s val {v:.4f} nats/char", flush=True)
-        ts = time.perf_counter()
+        ts, tw = clock(), time.perf_counter()
         m = lr_mult(r, progress)
         for o in opts:
             for g in o.param_groups:
                 g["lr"] = g["base_lr"] * m
-        ix = torch.randint(len(data) - T - 1, (B,), generator=gen)
+        if r.sampling == "epoch":
+            if perm is None or pos + B > n_win:  # new epoch: drop the ragged tail, reshuffle
+                perm, pos = torch.randperm(n_win, generator=gen), 0
+            ix = perm[pos : pos + B] * T
+            pos += B
+        else:
+            ix = torch.randint(len(data) - T - 1, (B,), generator=gen)
         x = torch.stack([data[i : i + T] for i in ix])
         y = torch.stack([data[i + 1 : i + T + 1] for i in ix])
         with ac:
@@ -282,7 +318,8 @@ def run(r: Recipe) -> dict:
         model.zero_grad(set_to_none=True)
         losses.append(loss.item())
         step += 1
-        train_secs += time.perf_counter() - ts
+        train_secs += clock() - ts
+        wall_train += time.perf_counter() - tw
         if step == 1:
             first_step_secs = train_secs
     load1 = os.getloadavg()
@@ -292,7 +329,7 @@ def run(r: Recipe) -> dict:
     eval_secs = time.perf_counter() - te
     res = dict(recipe=asdict(r), V=V, params=model.num_params(),
                params_nonemb=model.num_params(exclude_embeddings=True), chars_per_token=round(cpt, 3),
-               train_tokens=len(tr), steps=step, train_secs=round(train_secs, 1),
+               train_tokens=len(tr), steps=step, train_secs=round(train_secs, 1), train_wall_secs=round(wall_train, 1),
                first_step_secs=round(first_step_secs, 2), tokens_seen=step * B * T,
                epochs=round(step * B * T / len(tr), 2), steps_per_sec=round(step / train_secs, 2),
                final_train_loss_per_char=round(float(np.mean(losses[-50:])) / cpt, 4),

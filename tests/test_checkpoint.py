@@ -21,7 +21,17 @@ from gptlab.train.optim import build_optimizer
 
 def model_and_optimizer(seed: int, optimizer: str = "adamw"):
     torch.manual_seed(seed)
-    model = GPT(ModelConfig(vocab_size=11, n_layer=1, n_embd=16, n_head=2, n_kv_head=2, intermediate_size=32, max_seq_len=8))
+    model = GPT(
+        ModelConfig(
+            vocab_size=11,
+            n_layer=1,
+            n_embd=16,
+            n_head=2,
+            n_kv_head=2,
+            intermediate_size=32,
+            max_seq_len=8,
+        )
+    )
     opt = build_optimizer(model, optimizer, lr=1e-2)
     x = torch.randint(0, 11, (2, 8))
     model(x, x).backward()
@@ -32,8 +42,14 @@ def model_and_optimizer(seed: int, optimizer: str = "adamw"):
 
 def flat_optimizer_tensors(opt) -> list[torch.Tensor]:
     sd = opt.state_dict()
-    parts = sd["optimizers"] if "optimizers" in sd else [sd]
-    return [v for part in parts for s in part["state"].values() for v in s.values() if isinstance(v, torch.Tensor)]
+    parts = sd.get("optimizers", [sd])
+    return [
+        v
+        for part in parts
+        for s in part["state"].values()
+        for v in s.values()
+        if isinstance(v, torch.Tensor)
+    ]
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
@@ -79,25 +95,28 @@ class Killed(BaseException):
 def test_a_kill_at_every_point_of_a_save_leaves_one_whole_checkpoint(tmp_path, monkeypatch):
     old_model, old_opt = model_and_optimizer(0)
     new_model, new_opt = model_and_optimizer(1)
-    weights = {3: old_model.lm_head.weight.detach().clone(), 4: new_model.lm_head.weight.detach().clone()}
+    weights = {
+        3: old_model.lm_head.weight.detach().clone(),
+        4: new_model.lm_head.weight.detach().clone(),
+    }
     real_replace, real_pause = os.replace, ckpt._test_pause
     outcomes = []
     for kill_at in range(1, 50):
         folder = tmp_path / f"k{kill_at}"
         ckpt.save_checkpoint(folder, old_model, old_opt, {"step": 3})
-        events = {"n": 0}
+        events = {"n": 0, "kill_at": kill_at}
 
-        def tick():
+        def tick(events=events):
             events["n"] += 1
-            if events["n"] == kill_at:
+            if events["n"] == events["kill_at"]:
                 raise Killed
 
-        def replace(src, dst):
+        def replace(src, dst, tick=tick):
             tick()
             real_replace(src, dst)
 
         monkeypatch.setattr(os, "replace", replace)
-        monkeypatch.setattr(ckpt, "_test_pause", lambda: (tick(), real_pause()))
+        monkeypatch.setattr(ckpt, "_test_pause", lambda tick=tick: (tick(), real_pause()))
         try:
             ckpt.save_checkpoint(folder, new_model, new_opt, {"step": 4})
             finished = True
@@ -108,7 +127,9 @@ def test_a_kill_at_every_point_of_a_save_leaves_one_whole_checkpoint(tmp_path, m
         model, opt = model_and_optimizer(2)
         step = ckpt.load_checkpoint(folder, model, opt)["step"]
         outcomes.append(step)
-        assert torch.equal(model.lm_head.weight, weights[step]), f"kill at event {kill_at}: weights from another step"
+        assert torch.equal(model.lm_head.weight, weights[step]), (
+            f"kill at event {kill_at}: weights from another step"
+        )
         on_disk = json.loads((folder / "train_state.json").read_text())
         assert on_disk["step"] == step
         assert not (folder / ckpt.PENDING).exists() and not (folder / ckpt.COMMIT).exists()
@@ -136,4 +157,7 @@ def test_train_state_is_readable_json(tmp_path):
     assert set(state) >= {"step", "rng", "files", "train_config"}
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
     assert len((tmp_path / "train_state.json").read_text().splitlines()) < 60
-    assert load_file(str(tmp_path / "model.safetensors")).keys() == dict(model.named_parameters()).keys()
+    assert (
+        load_file(str(tmp_path / "model.safetensors")).keys()
+        == dict(model.named_parameters()).keys()
+    )

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from gptlab.data.loader import PackedLoader, eval_batches, read_index, write_shards
+from gptlab.data.loader import PackedLoader, eval_batches
+from gptlab.data.shards import ShardIndex, write_token_shards
 from gptlab.errors import InputError
 
 EOT = 1000
@@ -28,15 +29,17 @@ def shards(tmp_path):
     train = _stream(1203, seed=1)
     val = _stream(300, seed=2)
     # Three uneven train shards: windows straddle shard boundaries.
-    write_shards(tmp_path, {"train": [train[:500], train[500:501], train[501:]], "val": [val]}, 1001, EOT)
+    write_token_shards(
+        tmp_path, {"train": [train[:500], train[500:501], train[501:]], "val": [val]}, 1001, EOT
+    )
     return tmp_path, train, val
 
 
 def test_index_is_read_and_windows_are_shifted_slices(shards):
     folder, train, _ = shards
-    info = read_index(folder)
-    assert (info.vocab_size, info.eot_id, info.dtype) == (1001, EOT, np.dtype("<u2"))
-    assert info.split_tokens("train") == len(train)
+    info = ShardIndex.load(folder)
+    assert (info.vocab_size, info.eot_id, info.dtype) == (1001, EOT, "uint16")
+    assert info.tokens("train") == len(train)
     T = 16
     loader = PackedLoader(folder, "train", batch_size=4, seq_len=T, seed=3)
     order = loader._epoch_order()
@@ -68,7 +71,10 @@ def test_an_epoch_visits_every_window_once_then_reshuffles(shards):
 def test_ranks_split_the_single_process_global_batch(shards):
     folder, _, _ = shards
     single = PackedLoader(folder, "train", batch_size=6, seq_len=8, seed=5)
-    ranks = [PackedLoader(folder, "train", batch_size=3, seq_len=8, seed=5, rank=r, world_size=2) for r in (0, 1)]
+    ranks = [
+        PackedLoader(folder, "train", batch_size=3, seq_len=8, seed=5, rank=r, world_size=2)
+        for r in (0, 1)
+    ]
     for _ in range(single.batches_per_epoch + 3):  # across an epoch boundary
         x, y = next(single)
         parts = [next(r) for r in ranks]
@@ -103,30 +109,30 @@ def test_eval_batches_are_in_order_and_capped(shards):
 
 def test_bad_shard_folders_name_the_file(tmp_path):
     with pytest.raises(InputError, match="index.json"):
-        read_index(tmp_path)
-    write_shards(tmp_path, {"train": [_stream(100)]}, 1001, EOT)
+        ShardIndex.load(tmp_path)
+    write_token_shards(tmp_path, {"train": [_stream(100)]}, 1001, EOT)
     (tmp_path / "train_0000.bin").write_bytes(b"\0" * 7)
-    with pytest.raises(InputError, match="train_0000.bin.*index says 100 tokens"):
-        read_index(tmp_path)
+    with pytest.raises(InputError, match="train_0000.bin.*disagrees with index.json"):
+        ShardIndex.load(tmp_path)
     (tmp_path / "train_0000.bin").unlink()
     with pytest.raises(InputError, match="missing"):
-        read_index(tmp_path)
+        ShardIndex.load(tmp_path)
     (tmp_path / "index.json").write_text('{"format": "something-else"}')
-    with pytest.raises(InputError, match="not a gptlab-shards-v1 index"):
-        read_index(tmp_path)
+    with pytest.raises(InputError, match="expected 'gptlab-shards-v1'"):
+        ShardIndex.load(tmp_path)
 
 
 def test_split_smaller_than_a_batch_is_a_clear_error(tmp_path):
-    write_shards(tmp_path, {"train": [_stream(50)]}, 1001, EOT)
+    write_token_shards(tmp_path, {"train": [_stream(50)]}, 1001, EOT)
     with pytest.raises(InputError, match="fewer than one global batch"):
         PackedLoader(tmp_path, "train", batch_size=8, seq_len=16)
-    with pytest.raises(InputError, match="no 'val' split"):
+    with pytest.raises(InputError, match="no split 'val'"):
         PackedLoader(tmp_path, "val", batch_size=1, seq_len=4)
 
 
 def test_uint32_shards_for_large_vocabularies(tmp_path):
     tokens = np.array([70000, 5, 69999, 3, 70000, 1, 2, 3, 4], dtype=np.int64)
-    write_shards(tmp_path, {"train": [tokens]}, 70001, 70000)
-    assert read_index(tmp_path).dtype == np.dtype("<u4")
+    write_token_shards(tmp_path, {"train": [tokens]}, 70001, 70000)
+    assert ShardIndex.load(tmp_path).dtype == "uint32"
     x, y = next(PackedLoader(tmp_path, "train", batch_size=1, seq_len=4, shuffle=False))
     assert x.tolist() == [[70000, 5, 69999, 3]] and y.tolist() == [[5, 69999, 3, 70000]]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from gptlab.data.loader import PackedLoader, write_shards
+from gptlab.data.loader import PackedLoader
+from gptlab.data.shards import write_token_shards
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.train.distributed import DistInfo
@@ -23,7 +24,15 @@ VOCAB = 17
 
 def tiny_model(seed: int = 0, **kw) -> GPT:
     torch.manual_seed(seed)
-    cfg = dict(vocab_size=VOCAB, n_layer=2, n_embd=32, n_head=2, n_kv_head=1, intermediate_size=64, max_seq_len=16)
+    cfg = {
+        "vocab_size": VOCAB,
+        "n_layer": 2,
+        "n_embd": 32,
+        "n_head": 2,
+        "n_kv_head": 1,
+        "intermediate_size": 64,
+        "max_seq_len": 16,
+    }
     return GPT(ModelConfig(**{**cfg, **kw}))
 
 
@@ -52,7 +61,9 @@ def test_loss_goes_down_and_every_parameter_changes():
     before = params_of(model)
     rows = pattern_rows(8)
     cfg = TrainConfig(max_steps=40, lr=1e-2, warmup_steps=5, log_every=5)
-    result = Trainer(model, repeat((rows[:, :-1], rows[:, 1:])), lm_loss, cfg, dist=CPU, verbose=False).fit()
+    result = Trainer(
+        model, repeat((rows[:, :-1], rows[:, 1:])), lm_loss, cfg, dist=CPU, verbose=False
+    ).fit()
     losses = [h["loss"] for h in result.history]
     assert result.step == 40 and len(losses) == 8
     assert losses[-1] < 0.5 * losses[0]
@@ -72,7 +83,9 @@ def test_grad_accum_8x1_equals_1x8(optimizer):
         model = tiny_model(seed=1).double()
         B = 8 // accum
         micro = [(x[i : i + B], y[i : i + B]) for i in range(0, 8, B)]
-        cfg = TrainConfig(max_steps=2, grad_accum=accum, lr=1e-2, optimizer=optimizer, grad_clip=0.5)
+        cfg = TrainConfig(
+            max_steps=2, grad_accum=accum, lr=1e-2, optimizer=optimizer, grad_clip=0.5
+        )
         Trainer(model, iter(micro * 2), lm_loss, cfg, dist=CPU, verbose=False).fit()
         return params_of(model)
 
@@ -83,9 +96,13 @@ def test_grad_accum_8x1_equals_1x8(optimizer):
 
 def _shards(tmp_path):
     rng = np.random.default_rng(0)
-    docs = [np.concatenate([[VOCAB - 1], (rng.integers(0, 5) + np.arange(rng.integers(10, 60))) % (VOCAB - 1)])
-            for _ in range(60)]
-    write_shards(tmp_path / "shards", {"train": [np.concatenate(docs)]}, VOCAB, VOCAB - 1)
+    docs = [
+        np.concatenate(
+            [[VOCAB - 1], (rng.integers(0, 5) + np.arange(rng.integers(10, 60))) % (VOCAB - 1)]
+        )
+        for _ in range(60)
+    ]
+    write_token_shards(tmp_path / "shards", {"train": [np.concatenate(docs)]}, VOCAB, VOCAB - 1)
     return tmp_path / "shards"
 
 
@@ -99,7 +116,9 @@ def test_resume_after_a_crash_continues_the_same_trajectory(tmp_path):
 
     def trainer(out, loss_fn=lm_loss):
         loader = PackedLoader(shards, "train", batch_size=4, seq_len=16, seed=cfg.seed)
-        return Trainer(tiny_model(seed=2), loader, loss_fn, cfg, out_dir=out, dist=CPU, verbose=False)
+        return Trainer(
+            tiny_model(seed=2), loader, loss_fn, cfg, out_dir=out, dist=CPU, verbose=False
+        )
 
     ref = trainer(tmp_path / "ref")
     ref_result = ref.fit()
@@ -130,7 +149,9 @@ def test_resume_after_a_crash_continues_the_same_trajectory(tmp_path):
 def test_time_budget_stops_training():
     rows = pattern_rows(2)
     cfg = TrainConfig(max_steps=None, max_time=0.3, lr=1e-3, log_every=1000)
-    result = Trainer(tiny_model(), repeat((rows[:, :-1], rows[:, 1:])), lm_loss, cfg, dist=CPU, verbose=False).fit()
+    result = Trainer(
+        tiny_model(), repeat((rows[:, :-1], rows[:, 1:])), lm_loss, cfg, dist=CPU, verbose=False
+    ).fit()
     assert result.step >= 1 and result.elapsed >= 0.3
     assert len(result.history) == 1  # the final window is logged even off the log_every grid
 
@@ -145,8 +166,16 @@ def test_eval_and_sample_hooks_run_at_zero_every_n_and_at_the_end():
         return {"val_loss": 1.0}
 
     cfg = TrainConfig(max_steps=7, eval_every=3, sample_every=5, log_every=7)
-    Trainer(tiny_model(), repeat((rows[:, :-1], rows[:, 1:])), lm_loss, cfg, dist=CPU, verbose=False,
-            evaluate=evaluate, sample=lambda m, step: seen["sample"].append(step)).fit()
+    Trainer(
+        tiny_model(),
+        repeat((rows[:, :-1], rows[:, 1:])),
+        lm_loss,
+        cfg,
+        dist=CPU,
+        verbose=False,
+        evaluate=evaluate,
+        sample=lambda m, step: seen["sample"].append(step),
+    ).fit()
     assert len(seen["eval"]) == 4  # steps 0, 3, 6, 7
     assert seen["sample"] == [0, 5, 7]
 
@@ -161,7 +190,10 @@ def test_optimizer_groups_cover_every_parameter_once():
             assert all("base_lr" in g for g in opt.param_groups)
     model = tiny_model()
     groups = split_params(model, muon=True)
-    assert {n for n, _ in groups["no_decay"]} == {n for n, p in model.named_parameters() if p.dim() < 2} | {"embed_tokens.weight"}
+    assert {n for n, _ in groups["no_decay"]} == {
+        n for n, p in model.named_parameters() if p.dim() < 2
+    }
+    assert {n for n, _ in groups["embed"]} == {"embed_tokens.weight"}
     assert {n for n, _ in groups["decay"]} == {"lm_head.weight"}
     assert all(p.dim() == 2 and n.startswith("layers.") for n, p in groups["muon"])
     assert len(groups["muon"]) == 7 * model.config.n_layer  # q, k, v, o, gate, up, down
@@ -169,8 +201,17 @@ def test_optimizer_groups_cover_every_parameter_once():
     assert isinstance(opt, CombinedOptimizer)
     muon, adamw = opt.optimizers
     assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
-    assert {id(p) for g in muon.param_groups for p in g["params"]} == {id(p) for _, p in groups["muon"]}
-    assert muon.param_groups[0]["adjust_lr_fn"] == "match_rms_adamw"
+    assert {id(p) for g in muon.param_groups for p in g["params"]} == {
+        id(p) for _, p in groups["muon"]
+    }
+    assert muon.param_groups[0]["adjust_lr_fn"] == "match_rms_adamw"  # one LR fits both
+    # Separate LRs: Muon with Keller's scale at its own LR, embeddings at theirs.
+    muon, adamw = build_optimizer(model, "muon", lr=1e-3, embed_lr=5e-3, muon_lr=0.02).optimizers
+    assert (muon.param_groups[0]["lr"], muon.param_groups[0]["adjust_lr_fn"]) == (0.02, "original")
+    emb = next(
+        g for g in adamw.param_groups if any(p is model.embed_tokens.weight for p in g["params"])
+    )
+    assert emb["lr"] == emb["base_lr"] == 5e-3 and emb["weight_decay"] == 0.0
 
 
 def test_adamw_matches_torch_reference_update():
@@ -182,8 +223,12 @@ def test_adamw_matches_torch_reference_update():
     Trainer(ours, repeat((rows[:, :-1], rows[:, 1:])), lm_loss, cfg, dist=CPU, verbose=False).fit()
     decay = [p for n, p in ref.named_parameters() if p.dim() == 2 and "embed" not in n]
     no_decay = [p for n, p in ref.named_parameters() if p.dim() < 2 or "embed" in n]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-2, betas=(0.9, 0.95), foreach=False)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=1e-2,
+        betas=(0.9, 0.95),
+        foreach=False,
+    )
     for _ in range(3):
         ref(rows[:, :-1], rows[:, 1:]).backward()
         opt.step()
@@ -198,7 +243,9 @@ def test_schedules():
     assert lr_multiplier(50, 0.5, schedule="cosine", min_lr_ratio=0.0) == pytest.approx(0.5)
     assert lr_multiplier(100, 1.0, schedule="cosine", min_lr_ratio=0.1) == pytest.approx(0.1)
     assert lr_multiplier(70, 0.7, schedule="wsd", decay_frac=0.2) == 1.0
-    assert lr_multiplier(90, 0.9, schedule="wsd", decay_frac=0.2, min_lr_ratio=0.0) == pytest.approx(0.5)
+    assert lr_multiplier(
+        90, 0.9, schedule="wsd", decay_frac=0.2, min_lr_ratio=0.0
+    ) == pytest.approx(0.5)
     assert lr_multiplier(100, 1.0, schedule="wsd", min_lr_ratio=0.1) == pytest.approx(0.1)
     with pytest.raises(ValueError):
         lr_multiplier(0, 0.0, schedule="linear")
@@ -206,6 +253,8 @@ def test_schedules():
 
 def test_metrics_truncation_drops_later_steps_and_torn_lines(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 0, "val_loss": 3}\n{"step": 4, "loss": 2}\n{"step": 5, "loss": 1}\n{"step": 6, "lo')
+    path.write_text(
+        '{"step": 0, "val_loss": 3}\n{"step": 4, "loss": 2}\n{"step": 5, "loss": 1}\n{"step": 6, "lo'
+    )
     assert truncate_metrics(path, 4) == 2
     assert [r["step"] for r in read_metrics(path)] == [0, 4]

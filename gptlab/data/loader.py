@@ -26,82 +26,21 @@ one process (test_distributed.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
+from gptlab.data.shards import ShardIndex
 from gptlab.errors import InputError
-from gptlab.fileio import read_json
-
-FORMAT = "gptlab-shards-v1"
-DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
-
-
-@dataclass(frozen=True)
-class ShardInfo:
-    """What index.json says about a shard folder."""
-
-    folder: Path
-    dtype: np.dtype
-    vocab_size: int
-    eot_id: int
-    tokenizer: str | None
-    splits: dict[str, list[dict[str, Any]]]
-
-    def split_tokens(self, split: str) -> int:
-        return sum(int(s["tokens"]) for s in self.splits.get(split, []))
-
-
-def read_index(folder: str | Path) -> ShardInfo:
-    """Parse and check `<folder>/index.json`, naming the file in every error."""
-    folder = Path(folder)
-    path = folder / "index.json"
-    if not path.exists():
-        raise InputError(path, "no shard index here; run `gptlab data tokenize` first (or pass --shards)")
-    idx = read_json(path)
-    if not isinstance(idx, dict) or idx.get("format") != FORMAT:
-        raise InputError(path, f"not a {FORMAT} index (format={idx.get('format') if isinstance(idx, dict) else None!r})")
-    for key in ("dtype", "vocab_size", "eot_id", "splits"):
-        if key not in idx:
-            raise InputError(path, f"missing key {key!r}")
-    if idx["dtype"] not in DTYPES:
-        raise InputError(path, f"dtype must be one of {', '.join(DTYPES)}, got {idx['dtype']!r}")
-    splits = idx["splits"]
-    if not isinstance(splits, dict):
-        raise InputError(path, "'splits' must map split names to lists of shards")
-    for name, shards in splits.items():
-        for s in shards:
-            if not isinstance(s, dict) or "file" not in s or "tokens" not in s:
-                raise InputError(path, f"split {name!r}: each shard needs 'file' and 'tokens'")
-            f = folder / s["file"]
-            if not f.exists():
-                raise InputError(f, f"shard listed in {path} is missing")
-            expected = int(s["tokens"]) * DTYPES[idx["dtype"]].itemsize
-            if f.stat().st_size != expected:
-                raise InputError(f, f"size {f.stat().st_size} bytes, index says {s['tokens']} tokens ({expected} bytes)")
-    return ShardInfo(
-        folder=folder,
-        dtype=DTYPES[idx["dtype"]],
-        vocab_size=int(idx["vocab_size"]),
-        eot_id=int(idx["eot_id"]),
-        tokenizer=idx.get("tokenizer"),
-        splits=splits,
-    )
-
 
 class TokenStream:
     """The shards of one split as one random-access token array (memory-mapped, never copied whole)."""
 
-    def __init__(self, info: ShardInfo, split: str):
-        shards = info.splits.get(split)
-        if not shards:
-            raise InputError(info.folder / "index.json", f"no {split!r} split (have: {', '.join(info.splits) or 'none'})")
-        self.arrays = [
-            np.memmap(info.folder / s["file"], dtype=info.dtype, mode="r") for s in shards if int(s["tokens"]) > 0
-        ]
+    def __init__(self, index: ShardIndex, split: str):
+        self.arrays = index.arrays(split)
         sizes = [len(a) for a in self.arrays]
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.n_tokens = int(self.starts[-1])
@@ -139,7 +78,7 @@ class PackedLoader:
         device: str | torch.device = "cpu",
         shuffle: bool = True,
     ):
-        self.info = read_index(folder)
+        self.info = ShardIndex.load(folder)
         self.stream = TokenStream(self.info, split)
         self.split, self.B, self.T = split, batch_size, seq_len
         self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
@@ -204,42 +143,6 @@ class PackedLoader:
         self.seed = int(state.get("seed", self.seed))
 
 
-def write_shards(
-    folder: str | Path,
-    splits: dict[str, list[Any]],
-    vocab_size: int,
-    eot_id: int,
-    tokenizer: str | None = None,
-) -> Path:
-    """Write token arrays (one list of arrays per split, one array per shard) in the shard format.
-
-    The writer side of the format, for tools and tests holding tokens in memory (the tokenize
-    stage streams its own). Arrays are written as-is: each document must already start with
-    `eot_id`. Returns the index path.
-
-    >>> write_shards(tmp, {"train": [[256, 72, 105]], "val": [[256, 33]]}, 257, 256)  # doctest: +SKIP
-    """
-    from gptlab.fileio import atomic_write_bytes, atomic_write_json
-
-    folder = Path(folder)
-    dtype_name = "uint16" if vocab_size <= 2**16 else "uint32"
-    dtype = DTYPES[dtype_name]
-    index: dict[str, Any] = {"format": FORMAT, "dtype": dtype_name, "vocab_size": vocab_size,
-                             "eot_id": eot_id, "tokenizer": tokenizer, "splits": {}}
-    for split, shards in splits.items():
-        entries = []
-        for i, arr in enumerate(shards):
-            arr = np.asarray(arr)
-            if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
-                raise ValueError(f"{split} shard {i}: token ids outside [0, {vocab_size})")
-            name = f"{split}_{i:04d}.bin"
-            atomic_write_bytes(folder / name, arr.astype(dtype).tobytes())
-            entries.append({"file": name, "tokens": int(arr.size), "documents": int((arr == eot_id).sum())})
-        index["splits"][split] = entries
-    atomic_write_json(folder / "index.json", index)  # last: a complete index means complete shards
-    return folder / "index.json"
-
-
 def eval_batches(
     folder: str | Path,
     split: str,
@@ -255,8 +158,16 @@ def eval_batches(
     The same windows every call, so val loss is comparable across steps and runs. All ranks get
     the same number of batches (the ragged tail is dropped) so collective reductions line up.
     """
-    loader = PackedLoader(folder, split, batch_size, seq_len, rank=rank, world_size=world_size,
-                          device=device, shuffle=False)
+    loader = PackedLoader(
+        folder,
+        split,
+        batch_size,
+        seq_len,
+        rank=rank,
+        world_size=world_size,
+        device=device,
+        shuffle=False,
+    )
     n_batches = loader.batches_per_epoch
     if max_tokens is not None:
         n_batches = min(n_batches, max(1, max_tokens // (batch_size * seq_len * world_size)))

@@ -128,14 +128,18 @@ class ShardIndex:
         return self.splits[split]
 
 
+    def arrays(self, split: str) -> list[np.ndarray]:
+        """The split's shards as read-only little-endian memmaps (empty shards skipped)."""
+        dtype = np.dtype(self.dtype).newbyteorder("<")
+        return [
+            np.memmap(self.dir / s.file, dtype=dtype, mode="r", shape=(s.tokens,))
+            for s in self._split(split) if s.tokens > 0
+        ]
+
+
 def open_split(folder: str | Path, split: str) -> list[np.ndarray]:
     """The split's shards as read-only memmaps (empty shards are skipped)."""
-    index = ShardIndex.load(folder)
-    return [
-        np.memmap(index.dir / s.file, dtype=np.dtype(index.dtype).newbyteorder("<"), mode="r",
-                  shape=(s.tokens,))
-        for s in index._split(split) if s.tokens > 0
-    ]
+    return ShardIndex.load(folder).arrays(split)
 
 
 def write_shards(
@@ -167,12 +171,54 @@ def write_shards(
         splits[split] = _write_split(
             split, docs, tokenizer, out, dtype, shard_tokens, num_threads, progress
         )
+    tokenizer_path = tokenizer_path if tokenizer_path is not None else (tokenizer.path or "")
+    return _commit_index(out, dtype, tokenizer.vocab_size, tokenizer.eot_id, tokenizer_path, splits)
+
+
+def write_token_shards(
+    out_dir: str | Path,
+    splits: Mapping[str, list],
+    vocab_size: int,
+    eot_id: int,
+    tokenizer_path: str = "",
+) -> ShardIndex:
+    """Write token arrays already in memory (one list of arrays per split, one array per shard).
+
+    For tools and tests that hold tokens rather than text. Arrays are written as they are: each
+    document must already start with `eot_id`.
+
+    >>> write_token_shards(tmp, {"train": [[256, 72, 105]], "val": [[256, 33]]}, 257, 256)  # doctest: +SKIP
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / INDEX_FILE).unlink(missing_ok=True)
+    dtype = dtype_for(vocab_size)
+    little = np.dtype(dtype).newbyteorder("<")
+    infos: dict[str, list[ShardInfo]] = {}
+    for split, arrays in splits.items():
+        infos[split] = []
+        for i, arr in enumerate(arrays):
+            arr = np.asarray(arr)
+            if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
+                raise ValueError(f"{split} shard {i}: token ids outside [0, {vocab_size})")
+            name = f"{split}_{i:04d}.bin"
+            with atomic_open(out / name, "wb") as f:
+                f.write(arr.astype(little).tobytes())
+            infos[split].append(ShardInfo(name, int(arr.size), int((arr == eot_id).sum())))
+    return _commit_index(out, dtype, vocab_size, eot_id, tokenizer_path, infos)
+
+
+def _commit_index(
+    out: Path, dtype: str, vocab_size: int, eot_id: int, tokenizer_path: str,
+    splits: dict[str, list[ShardInfo]],
+) -> ShardIndex:
+    """Write index.json last (a complete index means complete shards), then drop stale shards."""
     atomic_write_json(out / INDEX_FILE, {
         "format": FORMAT,
         "dtype": dtype,
-        "vocab_size": tokenizer.vocab_size,
-        "eot_id": tokenizer.eot_id,
-        "tokenizer": tokenizer_path if tokenizer_path is not None else (tokenizer.path or ""),
+        "vocab_size": vocab_size,
+        "eot_id": eot_id,
+        "tokenizer": tokenizer_path,
         "splits": {name: [vars(s) for s in shards] for name, shards in splits.items()},
     })
     listed = {s.file for shards in splits.values() for s in shards}

@@ -41,7 +41,12 @@ import torch
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_write_json, read_json
 
-WEIGHTS, CONFIG, OPTIMIZER, STATE = "model.safetensors", "config.json", "optimizer.pt", "train_state.json"
+WEIGHTS, CONFIG, OPTIMIZER, STATE = (
+    "model.safetensors",
+    "config.json",
+    "optimizer.pt",
+    "train_state.json",
+)
 CHECKPOINT_FILES = (WEIGHTS, CONFIG, OPTIMIZER, STATE)  # STATE last: its presence marks completion
 PENDING, COMMIT = ".ckpt-pending", ".ckpt-commit"
 
@@ -141,7 +146,9 @@ def recover(folder: str | Path) -> None:
 # ---------------------------------------------------------------- save / load
 
 
-def _full_state_dicts(model: torch.nn.Module, optimizer: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _full_state_dicts(
+    model: torch.nn.Module, optimizer: Any
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Model and optimizer state as full (unsharded) CPU tensors.
 
     FSDP2 shards both; the DCP state-dict API gathers them (a collective: every rank must call
@@ -245,7 +252,9 @@ def load_checkpoint(
     for name, size in state.get("files", {}).items():
         path = folder / name
         if not path.exists() or path.stat().st_size != size:
-            raise InputError(path, f"does not match {STATE} (expected {size} bytes): checkpoint is inconsistent")
+            raise InputError(
+                path, f"does not match {STATE} (expected {size} bytes): checkpoint is inconsistent"
+            )
     weights = load_file(str(folder / WEIGHTS), device="cpu")
     inner = unwrap(model)
     if getattr(getattr(inner, "config", None), "tie_embeddings", False):
@@ -269,7 +278,10 @@ def load_checkpoint(
     else:
         missing, unexpected = inner.load_state_dict(weights, strict=False)
         if missing or unexpected:
-            raise InputError(folder / WEIGHTS, f"weights do not match the model (missing={missing[:3]}, unexpected={unexpected[:3]})")
+            raise InputError(
+                folder / WEIGHTS,
+                f"weights do not match the model (missing={missing[:3]}, unexpected={unexpected[:3]})",
+            )
         if optimizer is not None:
             optimizer.load_state_dict(opt_state)
     if restore_rng and "rng" in state:

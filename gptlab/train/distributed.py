@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
+from torch import nn
 
 STRATEGIES = ("ddp", "fsdp")
 

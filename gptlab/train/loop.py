@@ -25,16 +25,26 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from gptlab.common import format_duration
 from gptlab.train import checkpoint as ckpt
-from gptlab.train.distributed import DistInfo, any_rank, all_reduce_mean, barrier, grad_sync, init_distributed, unwrap, wrap_model
+from gptlab.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    any_rank,
+    barrier,
+    grad_sync,
+    init_distributed,
+    unwrap,
+    wrap_model,
+)
 from gptlab.train.optim import build_optimizer, set_lr
 from gptlab.train.schedule import lr_multiplier
 from gptlab.train.tracker import NullTracker, Tracker, truncate_metrics
@@ -51,13 +61,18 @@ class TrainConfig:
 
     max_steps: int | None = 1000  # stop after this many optimizer updates (None: time budget only)
     max_time: float | None = None  # stop after this many seconds of training (None: steps only)
-    grad_accum: int = 1  # micro-batches per update; the update equals one batch this many times larger
+    grad_accum: int = (
+        1  # micro-batches per update; the update equals one batch this many times larger
+    )
     optimizer: str = "adamw"  # 'adamw', or 'muon' (Muon on hidden matrices, AdamW on the rest)
     lr: float = 3e-4  # peak learning rate (both optimizers, see optim.py)
     weight_decay: float = 0.1  # decoupled decay on matrices; none on norms and embeddings
     beta1: float = 0.9  # AdamW first-moment decay
     beta2: float = 0.95  # AdamW second-moment decay (0.95: steadier for LMs than 0.999)
+    embed_lr: float | None = None  # embedding tables' peak LR (None: lr)
+    muon_lr: float | None = None  # Muon's peak LR, Keller's scale (None: lr, RMS-matched to AdamW)
     muon_momentum: float = 0.95  # Muon's momentum (Nesterov)
+    muon_weight_decay: float | None = None  # Muon's decoupled decay (None: weight_decay)
     schedule: str = "cosine"  # 'cosine' or 'wsd' (warmup-stable-decay)
     warmup_steps: int = 0  # linear warmup updates
     min_lr_ratio: float = 0.1  # final lr = lr * min_lr_ratio
@@ -65,7 +80,9 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # clip the global gradient norm to this (None: no clipping)
     device: str = "auto"  # 'auto' (cuda > mps > cpu), or 'cpu', 'cuda', ...
     dtype: str = "auto"  # autocast dtype: 'auto' (bf16 on GPU, fp32 on CPU), 'bf16', 'fp16', 'fp32'
-    compile: bool = False  # torch.compile the model (GPU: faster after a warmup; CPU: rarely worth it)
+    compile: bool = (
+        False  # torch.compile the model (GPU: faster after a warmup; CPU: rarely worth it)
+    )
     parallel: str = "ddp"  # with several processes: 'ddp' (replicate) or 'fsdp' (FSDP2, shard)
     seed: int = 1337  # seeds init (the stage seeds before building the model) and data order
     log_every: int = 1  # progress line + metrics.jsonl record every N steps (each costs one sync)
@@ -88,7 +105,9 @@ def autocast_context(device: str, dtype: torch.dtype | None) -> contextlib.Abstr
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
-def _progress_line(step: int, max_steps: int | None, loss: float, lr: float, tok_s: float, eta: float | None) -> str:
+def _progress_line(
+    step: int, max_steps: int | None, loss: float, lr: float, tok_s: float, eta: float | None
+) -> str:
     width = max(5, len(str(max_steps or 0)))
     head = f"step {step:0{width}d}/{max_steps:0{width}d}" if max_steps else f"step {step:0{width}d}"
     eta_s = format_duration(eta) if eta is not None else "?"
@@ -120,6 +139,10 @@ class Trainer:
     ):
         from gptlab.common import pick_autocast_dtype
 
+        if cfg.max_steps is None and cfg.max_time is None:
+            raise ValueError("give max_steps or max_time (or both): the loop needs a budget")
+        if cfg.grad_accum < 1 or cfg.log_every < 1:
+            raise ValueError("grad_accum and log_every must be at least 1")
         self.cfg = cfg
         self.dist = dist or init_distributed(cfg.device)
         self.device = self.dist.device
@@ -137,8 +160,15 @@ class Trainer:
         wrapped = wrap_model(model, self.dist, cfg.parallel)
         # Build the optimizer on the (possibly FSDP-sharded) parameters, before compile.
         self.optimizer = build_optimizer(
-            unwrap(wrapped), cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
-            betas=(cfg.beta1, cfg.beta2), muon_momentum=cfg.muon_momentum,
+            unwrap(wrapped),
+            cfg.optimizer,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            betas=(cfg.beta1, cfg.beta2),
+            embed_lr=cfg.embed_lr,
+            muon_lr=cfg.muon_lr,
+            muon_momentum=cfg.muon_momentum,
+            muon_weight_decay=cfg.muon_weight_decay,
             device_type=torch.device(self.device).type,
         )
         self.model = torch.compile(wrapped) if cfg.compile else wrapped
@@ -180,7 +210,10 @@ class Trainer:
 
     def _run_hooks(self, step: int, final: bool = False) -> None:
         c = self.cfg
-        due = lambda every: every is not None and (step % every == 0 or final)  # noqa: E731
+
+        def due(every: int | None) -> bool:
+            return every is not None and (step % every == 0 or final)
+
         if self.evaluate is not None and due(c.eval_every):
             self.raw_model.eval()
             with torch.no_grad(), autocast_context(self.device, self.autocast_dtype):
@@ -188,7 +221,9 @@ class Trainer:
             self.raw_model.train()
             if metrics:
                 self.tracker.log(step, metrics)
-                self._print(f"step {step:05d} | " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                self._print(
+                    f"step {step:05d} | " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                )
         if self.sample is not None and due(c.sample_every):
             self.raw_model.eval()
             with torch.no_grad(), autocast_context(self.device, self.autocast_dtype):
@@ -207,7 +242,9 @@ class Trainer:
             "stage": self.stage_state,
             "metadata": self.metadata,
         }
-        ckpt.save_checkpoint(self.out_dir, self.model, self.optimizer, state, is_main=self.dist.is_main)
+        ckpt.save_checkpoint(
+            self.out_dir, self.model, self.optimizer, state, is_main=self.dist.is_main
+        )
         barrier()
 
     def load(self) -> dict[str, Any]:
@@ -222,10 +259,17 @@ class Trainer:
             self.batches.load_state_dict(state["loader"])
         saved = state.get("train_config", {})
         # Budgets may change on resume (train longer); anything else changes the trajectory.
-        changed = [f.name for f in fields(self.cfg) if f.name not in ("max_steps", "max_time", "log_every")
-                   and f.name in saved and saved[f.name] != getattr(self.cfg, f.name)]
+        changed = [
+            f.name
+            for f in fields(self.cfg)
+            if f.name not in ("max_steps", "max_time", "log_every")
+            and f.name in saved
+            and saved[f.name] != getattr(self.cfg, f.name)
+        ]
         if changed:
-            self._print(f"warning: resuming with changed settings ({', '.join(changed)}): not the same trajectory")
+            self._print(
+                f"warning: resuming with changed settings ({', '.join(changed)}): not the same trajectory"
+            )
         return state
 
     # ------------------------------------------------------------------ the loop
@@ -257,10 +301,19 @@ class Trainer:
         window_start = time.perf_counter()
         last_hook_step = 0 if resumed_from is None else self.step
 
-        while not self._done(check_time=True):  # (entry check; the loop exits through `finish`)
+        finish = self._done(check_time=True)  # e.g. resumed a finished run
+        while not finish:
             t0 = time.perf_counter()
-            lr = set_lr(self.optimizer, lr_multiplier(
-                self.step, self._progress(), c.warmup_steps, c.schedule, c.min_lr_ratio, c.decay_frac))
+            mult = lr_multiplier(
+                self.step,
+                self._progress(),
+                c.warmup_steps,
+                c.schedule,
+                c.min_lr_ratio,
+                c.decay_frac,
+            )
+            set_lr(self.optimizer, mult)
+            lr = c.lr * mult  # the log shows the AdamW matrix LR; other groups scale alike
             for micro in range(accum):
                 batch = next(self.batches)
                 with grad_sync(self.model, sync=micro == accum - 1):
@@ -275,7 +328,9 @@ class Trainer:
                         metric_acc[k] = metric_acc.get(k, 0) + v.detach().float() / accum
             if c.grad_clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
-                norm_acc += norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP: DTensor
+                norm_acc += (
+                    norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+                )  # FSDP: DTensor
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
@@ -288,7 +343,10 @@ class Trainer:
             if self.step % c.log_every == 0 or finish:
                 # The one sync per log window: stack everything, reduce across ranks, read once.
                 names = list(metric_acc)
-                packed = torch.stack([loss_acc, norm_acc] + [metric_acc[k] for k in names]) / steps_in_window
+                packed = (
+                    torch.stack([loss_acc, norm_acc] + [metric_acc[k] for k in names])
+                    / steps_in_window
+                )
                 all_reduce_mean(packed)
                 values = packed.tolist()
                 # Wall time of the window after the sync (so GPU work is included), minus hooks.
@@ -300,8 +358,16 @@ class Trainer:
                 record.update({k: v for k, v in zip(names, values[2:])})
                 history.append({"step": self.step, **record})
                 self.tracker.log(self.step, record)
-                self._print(_progress_line(self.step, c.max_steps, values[0], lr, tok_s,
-                                           self._eta(window / steps_in_window)))
+                self._print(
+                    _progress_line(
+                        self.step,
+                        c.max_steps,
+                        values[0],
+                        lr,
+                        tok_s,
+                        self._eta(window / steps_in_window),
+                    )
+                )
                 if not math.isfinite(values[0]):
                     raise RuntimeError(f"loss is {values[0]} at step {self.step}; try a lower --lr")
                 loss_acc.zero_()
@@ -310,7 +376,9 @@ class Trainer:
                 steps_in_window, tokens_in_window, hook_time = 0, 0, 0.0
                 window_start = time.perf_counter()
                 if self.dist.enabled and c.max_time is not None:
-                    finish = finish or self._done(check_time=True)  # all ranks agree, at log steps only
+                    finish = finish or self._done(
+                        check_time=True
+                    )  # all ranks agree, at log steps only
             if finish:
                 break  # the final hooks and checkpoint run after the loop
             t_hooks = time.perf_counter()
@@ -325,4 +393,6 @@ class Trainer:
             self._run_hooks(self.step, final=True)
         self.save()
         self.tracker.close()
-        return TrainResult(step=self.step, elapsed=self.elapsed, history=history, resumed_from=resumed_from)
+        return TrainResult(
+            step=self.step, elapsed=self.elapsed, history=history, resumed_from=resumed_from
+        )

@@ -8,17 +8,19 @@ Rules (as in nanoGPT, nanochat and modded-nanogpt):
   on AdamW: Muon orthogonalises an update, which makes sense for a linear map between hidden
   states, not for a lookup table or a classifier over the vocabulary.
 - Muon uses `adjust_lr_fn="match_rms_adamw"` (Moonshot's rule: scale by 0.2 * sqrt(max(A, B))),
-  so its update has the RMS of an AdamW update and one `lr` serves both optimizers.
+  so its update has the RMS of an AdamW update and one `lr` serves both optimizers; or, given
+  its own `muon_lr`, Keller Jordan's original scale sqrt(max(1, A/B)) with that LR (~0.02).
 
 Every group carries `base_lr`; the loop sets `lr = base_lr * schedule(step)` on each group.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 OPTIMIZERS = ("adamw", "muon")
 
@@ -34,17 +36,26 @@ def is_head(name: str) -> bool:
 
 
 def split_params(model: nn.Module, muon: bool = False) -> dict[str, list[tuple[str, nn.Parameter]]]:
-    """Sort trainable parameters into groups: 'muon', 'decay', 'no_decay' (each param once).
+    """Sort trainable parameters into groups, each parameter exactly once.
 
+    'muon': 2D matrices inside the blocks (only when muon=True); 'decay': the other matrices
+    (the output head(s)); 'embed': embedding tables; 'no_decay': norm gains and other vectors.
     A tied lm_head/embedding weight is one parameter (named_parameters() dedupes it) and counts
-    as an embedding: no decay, AdamW.
+    as an embedding.
     """
     emb = _embedding_param_ids(model)
-    groups: dict[str, list[tuple[str, nn.Parameter]]] = {"muon": [], "decay": [], "no_decay": []}
+    groups: dict[str, list[tuple[str, nn.Parameter]]] = {
+        "muon": [],
+        "decay": [],
+        "embed": [],
+        "no_decay": [],
+    }
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.dim() < 2 or id(p) in emb:
+        if id(p) in emb:
+            groups["embed"].append((name, p))
+        elif p.dim() < 2:
             groups["no_decay"].append((name, p))
         elif muon and p.dim() == 2 and not is_head(name):
             groups["muon"].append((name, p))
@@ -82,7 +93,9 @@ class CombinedOptimizer:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         parts = state_dict["optimizers"]
         if len(parts) != len(self.optimizers):
-            raise ValueError(f"optimizer state has {len(parts)} parts, expected {len(self.optimizers)}")
+            raise ValueError(
+                f"optimizer state has {len(parts)} parts, expected {len(self.optimizers)}"
+            )
         for opt, sd in zip(self.optimizers, parts):
             opt.load_state_dict(sd)
 
@@ -105,11 +118,17 @@ def build_optimizer(
     weight_decay: float = 0.1,
     betas: tuple[float, float] = (0.9, 0.95),
     eps: float = 1e-8,
+    embed_lr: float | None = None,
+    muon_lr: float | None = None,
     muon_momentum: float = 0.95,
+    muon_weight_decay: float | None = None,
     device_type: str | None = None,
 ) -> torch.optim.Optimizer | CombinedOptimizer:
     """AdamW (decay on matrices, none on norms/embeddings), or Muon + AdamW when name='muon'.
 
+    `embed_lr` (None: `lr`) is the embedding tables' LR. Muon: with `muon_lr=None` the hidden
+    matrices use `lr` with Moonshot's RMS-matching scale (one LR for everything); with a
+    `muon_lr` (Keller Jordan's ~0.02) they use it with Keller's sqrt(max(1, A/B)) scale.
     Every parameter lands in exactly one group; each group records `base_lr` for the scheduler.
     """
     if name not in OPTIMIZERS:
@@ -118,29 +137,40 @@ def build_optimizer(
         first = next(model.parameters(), None)
         device_type = first.device.type if first is not None else "cpu"
     groups = split_params(model, muon=name == "muon")
+    elr = lr if embed_lr is None else embed_lr
     adam_groups = [
-        {"params": [p for _, p in groups["decay"]], "weight_decay": weight_decay, "base_lr": lr},
-        {"params": [p for _, p in groups["no_decay"]], "weight_decay": 0.0, "base_lr": lr},
+        {
+            "params": [p for _, p in groups["decay"]],
+            "weight_decay": weight_decay,
+            "base_lr": lr,
+            "lr": lr,
+        },
+        {"params": [p for _, p in groups["embed"]], "weight_decay": 0.0, "base_lr": elr, "lr": elr},
+        {
+            "params": [p for _, p in groups["no_decay"]],
+            "weight_decay": 0.0,
+            "base_lr": lr,
+            "lr": lr,
+        },
     ]
     adam_groups = [g for g in adam_groups if g["params"]]
-    adamw = torch.optim.AdamW(adam_groups, lr=lr, betas=betas, eps=eps, **_adamw_kwargs(device_type))
+    adamw = torch.optim.AdamW(
+        adam_groups, lr=lr, betas=betas, eps=eps, **_adamw_kwargs(device_type)
+    )
     if name == "adamw":
         return adamw
+    mlr = lr if muon_lr is None else muon_lr
     muon = torch.optim.Muon(
-        [{"params": [p for _, p in groups["muon"]], "base_lr": lr}],
-        lr=lr,
-        weight_decay=weight_decay,
+        [{"params": [p for _, p in groups["muon"]], "base_lr": mlr}],
+        lr=mlr,
+        weight_decay=weight_decay if muon_weight_decay is None else muon_weight_decay,
         momentum=muon_momentum,
-        adjust_lr_fn="match_rms_adamw",
+        adjust_lr_fn="match_rms_adamw" if muon_lr is None else "original",
     )
     return CombinedOptimizer([muon, adamw])
 
 
-def set_lr(optimizer: torch.optim.Optimizer | CombinedOptimizer, multiplier: float) -> float:
-    """Set every group's lr to base_lr * multiplier; return the first group's lr (for the log)."""
-    lr = 0.0
-    for i, group in enumerate(optimizer.param_groups):
+def set_lr(optimizer: torch.optim.Optimizer | CombinedOptimizer, multiplier: float) -> None:
+    """Set every group's lr to its base_lr * multiplier (the schedule scales all groups alike)."""
+    for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * multiplier
-        if i == 0:
-            lr = group["lr"]
-    return lr

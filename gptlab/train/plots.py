@@ -8,7 +8,9 @@ from gptlab.fileio import atomic_open
 from gptlab.train.tracker import read_metrics
 
 
-def plot_losses(metrics_path: str | Path, out_path: str | Path | None = None, title: str | None = None) -> Path | None:
+def plot_losses(
+    metrics_path: str | Path, out_path: str | Path | None = None, title: str | None = None
+) -> Path | None:
     """Plot `loss` and `val_loss` (and `val_bpb` on a second axis) against step.
 
     Returns the PNG path, or None when there is nothing to plot.
@@ -37,7 +39,9 @@ def plot_losses(metrics_path: str | Path, out_path: str | Path | None = None, ti
     handles, labels = ax.get_legend_handles_labels()
     if bpb:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*bpb), "s--", label="val bits/byte", color="tab:green", markersize=3, alpha=0.7)
+        ax2.plot(
+            *zip(*bpb), "s--", label="val bits/byte", color="tab:green", markersize=3, alpha=0.7
+        )
         ax2.set_ylabel("bits per byte")
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2

@@ -51,7 +51,7 @@ class JsonlTracker:
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if self._f is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a", encoding="utf-8")
+            self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open across calls)
         record = {"step": step, **{k: _json_safe(v) for k, v in metrics.items()}}
         self._f.write(json.dumps(record) + "\n")
         self._f.flush()
@@ -67,7 +67,9 @@ class TensorBoardTracker:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:  # tensorboard is an optional extra
-            raise InputError(None, f"--tracker tensorboard needs `pip install tensorboard` ({e})") from None
+            raise InputError(
+                None, f"--tracker tensorboard needs `pip install tensorboard` ({e})"
+            ) from None
         self._w = SummaryWriter(log_dir=str(log_dir))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
@@ -172,7 +174,9 @@ def build_tracker(
 
 # ---------------------------------------------------------------- samples.md: the text side of the record
 
-SAMPLES_HEADER = "# Samples\n\nGenerations from fixed prompts as training goes (step 0 = the untrained model).\n"
+SAMPLES_HEADER = (
+    "# Samples\n\nGenerations from fixed prompts as training goes (step 0 = the untrained model).\n"
+)
 
 
 def append_samples(path: str | Path, step: int, samples: list[tuple[str, str]]) -> None:

@@ -1,0 +1,240 @@
+"""Quality per time: validation nats per character on tinyshakespeare after N seconds of training.
+
+The benchmark (the project's issue): split tinyshakespeare 90/10 by characters (as nanoGPT does),
+train a tokenizer on the train part only, pretrain within a wall-clock budget (default 300 s),
+then score the whole val text. Everything goes through the project's public pieces, so it measures
+the real training path:
+
+    gptlab.tokenizer.bpe.Tokenizer.train  ->  gptlab.data.shards.write_shards  ->  gptlab pretrain
+
+Timed against the budget: `gptlab pretrain`'s own training clock (forward, backward, optimizer,
+including torch.compile's first-step compile when on). Not timed, reported separately: tokenizer
+training, shard writing, process start-up and the final evaluation.
+
+Evaluation: the val text is one document (`<|endoftext|>` + its tokens, as the shards hold it).
+Every val token is scored exactly once, conditioned on the tokens before it:
+- `val_nats_per_char` (headline): non-overlapping windows of the model's context (seq_len); a
+  token's context is whatever precedes it in its window (on average seq_len/2), the same thing
+  nanoGPT's `estimate_loss` averages over random windows;
+- `val_nats_per_char_sliding`: windows with stride seq_len/2, each token scored with at least
+  seq_len/2 tokens of context.
+Both are total nats over all val tokens / number of val characters.
+
+    python benchmarks/bench_quality.py                                  # our recipe, 300 s
+    python benchmarks/bench_quality.py --baseline nanogpt-cpu           # + nanoGPT's CPU recipe, ratio
+    python benchmarks/bench_quality.py --only nanogpt-cpu-5min --budget 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "quality.json"
+
+# The recipes, as `gptlab pretrain` flags. `ours` is the winner of benchmarks/quality_search.py
+# (docs/recipes.md says why). {budget} is filled in from --budget.
+RECIPES: dict[str, dict] = {
+    "ours": {
+        "vocab": 1024,
+        "flags": ["--depth", "4", "--n-embd", "256", "--n-head", "4", "--seq-len", "128",
+                  "--batch-size", "64", "--optimizer", "muon", "--lr", "3e-3",
+                  "--schedule", "wsd", "--warmup", "10", "--min-lr-ratio", "0.0",
+                  "--weight-decay", "0.1", "--dtype", "bf16", "--time-budget", "{budget}"],
+    },
+    # nanoGPT's README CPU recipe: char-level, 4 layers x 128 wide x 4 heads, block 64, batch 12,
+    # lr 1e-3 cosine to 1e-4 over 2000 iterations, 100 warmup, fp32. Char-level here is the byte
+    # tokenizer with no merges (vocab 256 + 11 specials): identical to characters on this
+    # ASCII text. Differences from nanoGPT that our flags cannot express: the Llama block
+    # (RoPE, RMSNorm, SwiGLU) instead of GPT-2's, and AdamW beta2 0.95 instead of 0.99.
+    "nanogpt-cpu": {
+        "vocab": 267,
+        "flags": ["--depth", "4", "--n-embd", "128", "--n-head", "4", "--seq-len", "64",
+                  "--batch-size", "12", "--optimizer", "adamw", "--lr", "1e-3",
+                  "--schedule", "cosine", "--warmup", "100", "--min-lr-ratio", "0.1",
+                  "--weight-decay", "0.1", "--dtype", "fp32", "--max-steps", "2000"],
+    },
+    # The same recipe given the time budget instead of 2000 steps (the schedule follows time).
+    "nanogpt-cpu-5min": {
+        "vocab": 267,
+        "flags": ["--depth", "4", "--n-embd", "128", "--n-head", "4", "--seq-len", "64",
+                  "--batch-size", "12", "--optimizer", "adamw", "--lr", "1e-3",
+                  "--schedule", "cosine", "--warmup", "100", "--min-lr-ratio", "0.1",
+                  "--weight-decay", "0.1", "--dtype", "fp32", "--time-budget", "{budget}"],
+    },
+}
+
+
+def split_text(path: Path) -> tuple[str, str]:
+    text = path.read_text(encoding="utf-8")
+    n = int(len(text) * 0.9)
+    return text[:n], text[n:]
+
+
+@torch.no_grad()
+def val_nats(model: torch.nn.Module, ids: list[int], T: int, stride: int, batch: int = 32) -> tuple[float, int]:
+    """Sum of next-token nats over ids[1:] in windows of T tokens starting every `stride` tokens.
+
+    Each target is scored once, in the first window that reaches it (HF's perplexity recipe);
+    stride == T gives non-overlapping windows. Returns (total nats, targets scored).
+
+    ids = [e, a, b, c, d], T=2, stride=1: windows [e a]->scores a,b; [a b]->c (b done); [b c]->d.
+    """
+    model.eval()
+    x_all = torch.tensor(ids, dtype=torch.long)
+    n_targets = len(ids) - 1
+    rows: list[tuple[int, int, int]] = []  # (window start, first new target, window end) in target index
+    done = 0
+    start = 0
+    while done < n_targets:
+        end = min(start + T, n_targets)
+        rows.append((start, done, end))
+        done = end
+        start += stride
+    total, scored = 0.0, 0
+    for i in range(0, len(rows), batch):
+        chunk = rows[i : i + batch]
+        L = max(e - s for s, _, e in chunk)
+        x = torch.zeros(len(chunk), L, dtype=torch.long)
+        y = torch.full((len(chunk), L), -1, dtype=torch.long)
+        for r, (s, first, e) in enumerate(chunk):
+            x[r, : e - s] = x_all[s:e]
+            y[r, first - s : e - s] = x_all[first + 1 : e + 1]
+        loss = model(x, y, reduction="none").double()
+        mask = y >= 0
+        total += loss[mask].sum().item()
+        scored += int(mask.sum())
+    assert scored == n_targets, (scored, n_targets)
+    return total, scored
+
+
+def run_recipe(name: str, args: argparse.Namespace, train: str, val: str, work: Path) -> dict:
+    from gptlab.data.shards import write_shards
+    from gptlab.model.io import load_model
+    from gptlab.tokenizer.bpe import Tokenizer
+
+    spec = RECIPES[name]
+    folder = work / name
+    t0 = time.perf_counter()
+    vocab = args.vocab if (args.vocab and name == "ours") else spec["vocab"]
+    tok = Tokenizer.train([train], vocab)
+    tok_secs = time.perf_counter() - t0
+    tok.save(folder / "tokenizer")
+    t0 = time.perf_counter()
+    write_shards({"train": [train], "val": [val]}, tok, folder / "shards",
+                 tokenizer_path=str(folder / "tokenizer"), progress=False)
+    shard_secs = time.perf_counter() - t0
+
+    flags = [f.replace("{budget}", str(args.budget)) for f in spec["flags"]]
+    if name == "ours" and args.extra:
+        flags += args.extra
+    cmd = [sys.executable, "-m", "gptlab", "pretrain", "--shards", str(folder / "shards"),
+           "--tokenizer", str(folder / "tokenizer"), "--out", str(folder / "base"),
+           "--eval-every", "0", "--sample-every", "0", "--save-every", "0", "--log-every", "25", *flags]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    print(f"[{name}] vocab {tok.vocab_size}, tokenizer {tok_secs:.1f}s | " + " ".join(cmd[2:]), flush=True)
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, text=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    load1 = os.getloadavg()
+    if proc.returncode:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"[{name}] gptlab pretrain failed with exit code {proc.returncode}")
+    state = json.loads((folder / "base" / "train_state.json").read_text())
+
+    torch.set_num_threads(args.threads)
+    model = load_model(folder / "base")
+    T = model.config.max_seq_len
+    ids = [tok.eot_id] + tok.encode(val)  # the val document exactly as the shards hold it
+    t0 = time.perf_counter()
+    nats, n_tok = val_nats(model, ids, T, T)
+    nats_sliding, _ = val_nats(model, ids, T, T // 2)
+    eval_secs = time.perf_counter() - t0
+    steps = int(state["step"])
+    bt = _flag(flags, "--batch-size") * _flag(flags, "--seq-len")
+    res = {
+        "recipe": name,
+        "command": "gptlab pretrain " + " ".join(cmd[4:]),
+        "vocab_size": tok.vocab_size,
+        "params": model.num_params(),
+        "val_chars": len(val),
+        "val_tokens": n_tok,
+        "chars_per_token": round(len(val) / n_tok, 3),
+        "steps": steps,
+        "tokens_seen": steps * bt,
+        "epochs": round(steps * bt / max(1, len(tok.encode(train))), 2),
+        "train_seconds": round(float(state.get("elapsed", 0.0)), 1),
+        "pretrain_process_seconds": round(wall, 1),
+        "tokenizer_seconds": round(tok_secs, 2),
+        "shard_seconds": round(shard_secs, 2),
+        "eval_seconds": round(eval_secs, 1),
+        "val_nats_per_char": round(nats / len(val), 4),
+        "val_nats_per_char_sliding": round(nats_sliding / len(val), 4),
+        "load_avg_start": [round(x, 2) for x in load0],
+        "load_avg_end": [round(x, 2) for x in load1],
+    }
+    print(f"[{name}] val {res['val_nats_per_char']:.4f} nats/char (sliding {res['val_nats_per_char_sliding']:.4f}) "
+          f"| {steps} steps, {res['tokens_seen']:,} tokens, {res['epochs']} epochs in {res['train_seconds']}s "
+          f"| load {load0[0]:.2f}->{load1[0]:.2f}", flush=True)
+    return res
+
+
+def _flag(flags: list[str], name: str) -> int:
+    return int(flags[flags.index(name) + 1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="tinyshakespeare input.txt")
+    p.add_argument("--budget", type=float, default=300.0, help="training seconds (wall-clock, the loop's own clock)")
+    p.add_argument("--vocab", type=int, help="override our recipe's BPE vocabulary size")
+    p.add_argument("--baseline", action="append", default=[], choices=[r for r in RECIPES if r != "ours"],
+                   help="also run this peer recipe in the same invocation and report ours/peer (repeatable)")
+    p.add_argument("--only", choices=list(RECIPES), help="run just this recipe")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for training and evaluation")
+    p.add_argument("--work", type=Path, help="folder for tokenizers, shards and checkpoints (default: a temp dir)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON (appended to a list)")
+    p.add_argument("extra", nargs="*", help="extra `gptlab pretrain` flags for our recipe (after --)")
+    args = p.parse_args(argv)
+    if not args.data.exists():
+        p.error(f"{args.data}: not found (pass --data path/to/tinyshakespeare.txt)")
+    train, val = split_text(args.data)
+    names = [args.only] if args.only else ["ours", *args.baseline]
+    with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
+        work = args.work or Path(tmp)
+        results = [run_recipe(n, args, train, val, work) for n in names]
+    record = {
+        "benchmark": "tinyshakespeare val nats/char within a training budget",
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "budget_seconds": args.budget,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "threads": args.threads,
+        "results": results,
+    }
+    if "ours" in names and len(results) > 1:
+        ours = results[0]["val_nats_per_char"]
+        record["ratios"] = {r["recipe"]: round(ours / r["val_nats_per_char"], 4) for r in results[1:]}
+        for k, v in record["ratios"].items():
+            print(f"ours / {k}: {v:.3f} (val nats/char, lower is better)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(args.out.read_text()) if args.out.exists() else []
+    from gptlab.fileio import atomic_write_json
+
+    atomic_write_json(args.out, old + [record])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
