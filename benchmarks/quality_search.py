@@ -353,7 +353,28 @@ def parse(argv: list[str] | None = None) -> Recipe:
     return Recipe(**vars(p.parse_args(argv)))
 
 
+def summary(path: Path = RESULTS) -> str:
+    """A markdown table of every run in the results file, in the order they ran."""
+    rows = ["| tag | V | L x d | T x B | opt | lr | wd | drop | budget | steps | tokens | epochs | val | sliding | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for line in path.read_text().splitlines():
+        x = json.loads(line)
+        r = x["recipe"]
+        lr = r["lr"] if r["optimizer"] in ("adamw", "gadamw", "gmuon") else f"{r['matrix_lr']}/{r['lr']}"
+        wd = r["weight_decay"] if r["optimizer"] != "muon" else f"{r.get('muon_wd', 0)}/{r['weight_decay']}"
+        budget = f"{r['steps']} steps" if r["steps"] else f"{r['budget']:.0f} {r.get('clock', 'wall')}-s"
+        rows.append(
+            f"| {r['tag']} | {x['V']} | {r['n_layer']} x {r['n_embd']} | {r['seq_len']} x {r['batch_size']} "
+            f"| {r['optimizer']} | {lr} | {wd} | {r.get('dropout', 0)} | {budget} | {x['steps']} "
+            f"| {x['tokens_seen'] / 1e6:.2f}M | {x['epochs']} | {x['val_nonoverlap']:.4f} | {x['val_sliding']:.4f} "
+            f"| {x['load_start'][0]:.1f}-{x['load_end'][0]:.1f} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(os.sys.argv) > 1 and os.sys.argv[1] == "--summary":
+        print(summary())
+        return 0
     r = parse(argv)
     res = run(r)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

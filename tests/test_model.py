@@ -205,3 +205,15 @@ def test_load_model_errors_name_the_folder(tmp_path):
     (tmp_path / "a" / "config.json").write_text(json.dumps(bigger))
     with pytest.raises(InputError, match="do not match"):
         load_model(tmp_path / "a")
+
+
+def test_dropout_acts_only_while_training():
+    plain, dropped = make(seed=5), make(seed=5, dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())  # same weights; dropout adds no parameters
+    x = torch.randint(0, 61, (2, 12))
+    with torch.no_grad():
+        assert torch.equal(dropped(x), plain(x))  # eval mode: dropout is the identity
+        dropped.train()
+        assert not torch.allclose(dropped(x), plain(x))
+    with pytest.raises(ValueError, match="dropout"):
+        tiny_cfg(dropout=1.0)

@@ -1,7 +1,8 @@
 """A Llama-compatible decoder-only transformer, pure math: no training, parallelism or I/O here.
 
 RoPE (rotate-half convention, as Hugging Face Llama), RMSNorm, SwiGLU, grouped-query attention
-through `scaled_dot_product_attention`, no biases. Parameter names map one-to-one onto
+through `scaled_dot_product_attention`, no biases; optional residual dropout for training on
+small corpora (off at inference, so it does not change what is exported). Parameter names map one-to-one onto
 `LlamaForCausalLM` (see model/hf.py), so an exported model gives the same logits.
 """
 
@@ -74,10 +75,13 @@ class Block(nn.Module):
         self.self_attn = Attention(cfg)
         self.post_attention_layernorm = nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
         self.mlp = MLP(cfg)
+        # Dropout on each branch's output before it joins the residual stream (GPT-2's "resid
+        # dropout"). Identity in eval mode, so exported weights give the same logits.
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x = x + self.dropout(self.self_attn(self.input_layernorm(x), cos, sin))
+        return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
 class GPT(nn.Module):

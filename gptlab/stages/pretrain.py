@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--tie-embeddings", action="store_true", help="share the input embedding and output head"
     )
+    m.add_argument(
+        "--dropout",
+        type=float,
+        help="residual dropout while training (e.g. 0.2 for ~1 MB corpora that overfit; default: "
+        "the preset's)",
+    )
 
     t = p.add_argument_group("training")
     t.add_argument(
@@ -234,6 +240,7 @@ def _model_config(args: argparse.Namespace, vocab_size: int):
             intermediate_size=intermediate,
             rope_theta=args.rope_theta,
             tie_embeddings=True if args.tie_embeddings else None,
+            dropout=args.dropout,
         )
     except ValueError as e:
         raise InputError(None, f"model flags: {e}") from None
