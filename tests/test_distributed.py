@@ -18,6 +18,8 @@ from gptlab.train.distributed import DistInfo, grad_sync, init_distributed, unwr
 from gptlab.train.tracker import read_metrics
 
 MODEL = [
+    "--dtype",
+    "fp32",  # bit-level comparisons: never the machine-dependent bf16 default
     "--preset",
     "nano",
     "--n-embd",

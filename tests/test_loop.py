@@ -60,7 +60,7 @@ def test_loss_goes_down_and_every_parameter_changes():
     model = tiny_model()
     before = params_of(model)
     rows = pattern_rows(8)
-    cfg = TrainConfig(max_steps=40, lr=1e-2, warmup_steps=5, log_every=5)
+    cfg = TrainConfig(dtype="fp32", max_steps=40, lr=1e-2, warmup_steps=5, log_every=5)
     result = Trainer(
         model, repeat((rows[:, :-1], rows[:, 1:])), lm_loss, cfg, dist=CPU, verbose=False
     ).fit()
@@ -84,6 +84,7 @@ def test_grad_accum_8x1_equals_1x8(optimizer):
         B = 8 // accum
         micro = [(x[i : i + B], y[i : i + B]) for i in range(0, 8, B)]
         cfg = TrainConfig(
+            dtype="fp32",
             max_steps=2, grad_accum=accum, lr=1e-2, optimizer=optimizer, grad_clip=0.5
         )
         Trainer(model, iter(micro * 2), lm_loss, cfg, dist=CPU, verbose=False).fit()
@@ -112,7 +113,7 @@ class Crash(Exception):
 
 def test_resume_after_a_crash_continues_the_same_trajectory(tmp_path):
     shards = _shards(tmp_path)
-    cfg = TrainConfig(max_steps=10, lr=5e-3, warmup_steps=2, save_every=4, optimizer="muon")
+    cfg = TrainConfig(dtype="fp32", max_steps=10, lr=5e-3, warmup_steps=2, save_every=4, optimizer="muon")
 
     def trainer(out, loss_fn=lm_loss):
         loader = PackedLoader(shards, "train", batch_size=4, seq_len=16, seed=cfg.seed)
@@ -148,7 +149,7 @@ def test_resume_after_a_crash_continues_the_same_trajectory(tmp_path):
 
 def test_time_budget_stops_training():
     rows = pattern_rows(2)
-    cfg = TrainConfig(max_steps=None, max_time=0.3, lr=1e-3, log_every=1000)
+    cfg = TrainConfig(dtype="fp32", max_steps=None, max_time=0.3, lr=1e-3, log_every=1000)
     result = Trainer(
         tiny_model(), repeat((rows[:, :-1], rows[:, 1:])), lm_loss, cfg, dist=CPU, verbose=False
     ).fit()
@@ -165,7 +166,7 @@ def test_eval_and_sample_hooks_run_at_zero_every_n_and_at_the_end():
         seen["eval"].append(None)
         return {"val_loss": 1.0}
 
-    cfg = TrainConfig(max_steps=7, eval_every=3, sample_every=5, log_every=7)
+    cfg = TrainConfig(dtype="fp32", max_steps=7, eval_every=3, sample_every=5, log_every=7)
     Trainer(
         tiny_model(),
         repeat((rows[:, :-1], rows[:, 1:])),
@@ -219,7 +220,7 @@ def test_adamw_matches_torch_reference_update():
     rows = pattern_rows(4)
     ours = tiny_model(seed=3)
     ref = tiny_model(seed=3)
-    cfg = TrainConfig(max_steps=3, lr=1e-2, weight_decay=0.1, grad_clip=None, min_lr_ratio=1.0)
+    cfg = TrainConfig(dtype="fp32", max_steps=3, lr=1e-2, weight_decay=0.1, grad_clip=None, min_lr_ratio=1.0)
     Trainer(ours, repeat((rows[:, :-1], rows[:, 1:])), lm_loss, cfg, dist=CPU, verbose=False).fit()
     decay = [p for n, p in ref.named_parameters() if p.dim() == 2 and "embed" not in n]
     no_decay = [p for n, p in ref.named_parameters() if p.dim() < 2 or "embed" in n]

@@ -28,6 +28,8 @@ TEXT = (
     "JULIET: 'Tis but thy name that is my enemy.\nThou art thyself, though not a Montague.\n"
 )
 SMALL = [
+    "--dtype",
+    "fp32",  # bit-level comparisons: never the machine-dependent bf16 default
     "--preset",
     "nano",
     "--n-embd",

@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default="auto",
         choices=("auto", "bf16", "fp32"),
-        help="autocast dtype (auto: bf16 on GPU, fp32 on CPU)",
+        help="autocast dtype (auto: bf16 on GPUs and on CPUs with AMX bf16 units, else fp32; pin fp32 for bit-exact comparisons)",
     )
     d.add_argument("--compile", action="store_true", help="torch.compile the model")
     d.add_argument(
