@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from gptlab.data.sources import Document
 from gptlab.errors import InputError
 
+
 @dataclass
 class Turn:
     speaker: str  # "A" opened the chat, "B" answered

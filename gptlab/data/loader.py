@@ -36,6 +36,7 @@ import torch
 from gptlab.data.shards import ShardIndex
 from gptlab.errors import InputError
 
+
 class TokenStream:
     """The shards of one split as one random-access token array (memory-mapped, never copied whole)."""
 

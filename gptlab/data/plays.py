@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from gptlab.data.sources import Document
 from gptlab.errors import InputError
 
+
 @dataclass
 class Speech:
     speaker: str

@@ -45,11 +45,11 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def with_overrides(self, **overrides: Any) -> "ModelConfig":
+    def with_overrides(self, **overrides: Any) -> ModelConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 

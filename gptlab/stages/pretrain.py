@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="cosine",
         help="LR shape after warmup (wsd: warmup-stable-decay)",
     )
+    t.add_argument(
+        "--decay-frac",
+        type=float,
+        default=0.2,
+        help="with --schedule wsd: the final fraction of training spent decaying (default: 0.2)",
+    )
     t.add_argument("--warmup", type=int, default=20, help="linear LR warmup steps")
     t.add_argument("--seed", type=int, default=1337, help="seeds the init and the data order")
 
@@ -393,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             muon_weight_decay=args.muon_weight_decay,
             weight_decay=args.weight_decay,
             schedule=args.schedule,
+            decay_frac=args.decay_frac,
             warmup_steps=args.warmup,
             min_lr_ratio=args.min_lr_ratio,
             grad_clip=args.grad_clip or None,
