@@ -47,11 +47,12 @@ DEFAULT_OUT = REPO / "benchmarks" / "results" / "quality.json"
 # (docs/recipes.md says why). {budget} is filled in from --budget.
 RECIPES: dict[str, dict] = {
     "ours": {
-        "vocab": 1024,
-        "flags": ["--depth", "4", "--n-embd", "256", "--n-head", "4", "--seq-len", "128",
-                  "--batch-size", "64", "--optimizer", "muon", "--lr", "3e-3",
-                  "--schedule", "wsd", "--warmup", "10", "--min-lr-ratio", "0.0",
-                  "--weight-decay", "0.1", "--dtype", "bf16", "--time-budget", "{budget}"],
+        "vocab": 2048,
+        "flags": ["--depth", "4", "--n-embd", "256", "--n-head", "4", "--seq-len", "256",
+                  "--batch-size", "16", "--optimizer", "muon", "--lr", "3e-3", "--muon-lr", "0.02",
+                  "--muon-weight-decay", "0", "--weight-decay", "0.1", "--schedule", "wsd",
+                  "--decay-frac", "0.4", "--warmup", "15", "--min-lr-ratio", "0.0",
+                  "--dropout", "0.2", "--dtype", "bf16", "--time-budget", "{budget}"],
     },
     # nanoGPT's README CPU recipe: char-level, 4 layers x 128 wide x 4 heads, block 64, batch 12,
     # lr 1e-3 cosine to 1e-4 over 2000 iterations, 100 warmup, fp32. Char-level here is the byte

@@ -133,8 +133,8 @@ def run_bare(args, data: Path, fused: bool) -> float:
     )
     B, T = args.batch_size, args.seq_len
     ctx = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if args.dtype == "bf16" and args.device.startswith("cuda")
+        torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16)
+        if args.dtype == "bf16"
         else contextlib.nullcontext()
     )
     fwd = torch.compile(model) if args.compile else model

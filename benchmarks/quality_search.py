@@ -57,7 +57,8 @@ class Recipe:
     # weight decay on matrices only): the g* forms are what `gptlab pretrain` can express.
     optimizer: str = "adamw"
     lr: float = 3e-3  # AdamW lr (all params for adamw; embeddings/head/norms for muon)
-    matrix_lr: float = 0.02  # Muon lr
+    matrix_lr: float = 0.02  # Muon lr (Keller's sqrt(max(1, A/B)) scale)
+    matrix_lr_keller: bool = True  # gmuon: pass matrix_lr / muon_wd as --muon-lr / --muon-weight-decay
     embed_lr: float | None = None  # AdamW lr for the embedding table (default: lr)
     beta1: float = 0.9
     beta2: float = 0.95
@@ -79,7 +80,7 @@ class Recipe:
     threads: int = 1
     clock: str = "cpu"  # cpu: budget in process CPU-seconds (robust on a shared machine); wall: wall-clock
     sampling: str = "random"  # random: windows at random offsets | epoch: fixed non-overlapping windows, shuffled per epoch (gptlab's PackedLoader)
-    dropout: float = 0.0  # dropout on each attention / MLP output (forward hooks: the model has none)
+    dropout: float = 0.0  # residual dropout on each attention / MLP output (ModelConfig.dropout)
     eval_every: float = 0.0  # fraction of the run between mid-run val checks (0 = none)
     tag: str = ""
 
@@ -133,19 +134,12 @@ def build_model(r: Recipe, V: int):
     hidden = int(round(r.mlp_mult * r.n_embd / 32)) * 32
     cfg = ModelConfig(vocab_size=V, n_layer=r.n_layer, n_embd=r.n_embd, n_head=r.n_head,
                       n_kv_head=r.n_kv_head or r.n_head, intermediate_size=hidden,
-                      max_seq_len=r.seq_len, tie_embeddings=r.tie)
+                      max_seq_len=r.seq_len, tie_embeddings=r.tie, dropout=r.dropout)
     model = GPT(cfg)
     if r.init_std != 0.02:
         for n, p in model.named_parameters():
             if p.dim() == 2:
                 torch.nn.init.normal_(p, std=r.init_std / (math.sqrt(2 * r.n_layer) if n.endswith(("o_proj.weight", "down_proj.weight")) else 1))
-    if r.dropout:
-        def drop(mod, inp, out):
-            return torch.nn.functional.dropout(out, r.dropout, mod.training)
-
-        for layer in model.layers:
-            layer.self_attn.register_forward_hook(drop)
-            layer.mlp.register_forward_hook(drop)
     if r.zero_init:
         for n, p in model.named_parameters():
             if n.endswith(("o_proj.weight", "down_proj.weight")) or (n == "lm_head.weight" and not r.tie):
@@ -157,8 +151,11 @@ def build_optimizers(model, r: Recipe) -> list:
     if r.optimizer in ("gadamw", "gmuon"):
         from gptlab.train.optim import build_optimizer
 
+        muon = r.optimizer == "gmuon" and r.matrix_lr_keller
         o = build_optimizer(model, r.optimizer[1:], lr=r.lr, weight_decay=r.weight_decay,
-                            betas=(r.beta1, r.beta2), device_type="cpu")
+                            betas=(r.beta1, r.beta2), embed_lr=r.embed_lr,
+                            muon_lr=r.matrix_lr if muon else None,
+                            muon_weight_decay=r.muon_wd if muon else None, device_type="cpu")
         return [o]
     named = list(model.named_parameters())
     emb = [p for n, p in named if n == "embed_tokens.weight"]
@@ -360,8 +357,10 @@ def summary(path: Path = RESULTS) -> str:
     for line in path.read_text().splitlines():
         x = json.loads(line)
         r = x["recipe"]
-        lr = r["lr"] if r["optimizer"] in ("adamw", "gadamw", "gmuon") else f"{r['matrix_lr']}/{r['lr']}"
-        wd = r["weight_decay"] if r["optimizer"] != "muon" else f"{r.get('muon_wd', 0)}/{r['weight_decay']}"
+        # muon (own groups) and gmuon with Keller's scale: "matrix lr/AdamW lr"; gmuon without: one lr
+        split = r["optimizer"] == "muon" or (r["optimizer"] == "gmuon" and r.get("matrix_lr_keller"))
+        lr = f"{r['matrix_lr']}/{r['lr']}" if split else r["lr"]
+        wd = f"{r.get('muon_wd', 0)}/{r['weight_decay']}" if split else r["weight_decay"]
         budget = f"{r['steps']} steps" if r["steps"] else f"{r['budget']:.0f} {r.get('clock', 'wall')}-s"
         rows.append(
             f"| {r['tag']} | {x['V']} | {r['n_layer']} x {r['n_embd']} | {r['seq_len']} x {r['batch_size']} "

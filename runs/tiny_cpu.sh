@@ -18,7 +18,12 @@ gptlab tokenizer show --run "$RUN" "ROMEO: But, soft! what light through yonder 
 gptlab data tokenize --run "$RUN"
 
 # --- Stage 1: pretraining. Next-token prediction on packed (B, T) rows of documents. -------------
-gptlab pretrain --run "$RUN" --preset tiny --time-budget "$PRETRAIN_BUDGET"
+# The recipe that won the quality-per-time benchmark (docs/recipes.md, docs/benchmarks.md): Muon
+# for the hidden matrices, warmup-stable-decay to zero, bf16 autocast where the CPU has AMX, and
+# some dropout because a few MB of text is seen several times.
+gptlab pretrain --run "$RUN" --preset tiny --time-budget "$PRETRAIN_BUDGET" \
+  --optimizer muon --lr 3e-3 --muon-lr 0.02 --muon-weight-decay 0 \
+  --schedule wsd --decay-frac 0.4 --min-lr-ratio 0 --warmup 15 --dropout 0.1
 gptlab sample --from "runs/$RUN/base" --prompt "ROMEO:" --temperature 0.8 --top-k 50 --max-new-tokens 120
 
 echo
