@@ -193,7 +193,8 @@ def run_recipe(name: str, args: argparse.Namespace, train: str, val: str, work: 
 
 
 def _flag(flags: list[str], name: str) -> int:
-    return int(flags[flags.index(name) + 1])
+    """The value of the last `name` in flags (argparse's rule: a later flag overrides)."""
+    return int(flags[len(flags) - 1 - flags[::-1].index(name) + 1])
 
 
 def main(argv: list[str] | None = None) -> int:
