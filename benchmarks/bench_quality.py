@@ -164,6 +164,9 @@ def run_recipe(name: str, args: argparse.Namespace, train: str, val: str, work: 
     nats_sliding, _ = val_nats(model, ids, T, T // 2)
     eval_secs = time.perf_counter() - t0
     steps = int(state["step"])
+    # Final train loss (mean of the last logged windows), to tell under- from over-fitting.
+    logged = [json.loads(line) for line in (folder / "base" / "metrics.jsonl").read_text().splitlines()]
+    train_losses = [r["loss"] for r in logged if r.get("loss") is not None][-4:]
     bt = _flag(flags, "--batch-size") * _flag(flags, "--seq-len")
     res = {
         "recipe": name,
@@ -181,6 +184,7 @@ def run_recipe(name: str, args: argparse.Namespace, train: str, val: str, work: 
         "tokenizer_seconds": round(tok_secs, 2),
         "shard_seconds": round(shard_secs, 2),
         "eval_seconds": round(eval_secs, 1),
+        "train_loss_per_token_end": round(sum(train_losses) / len(train_losses), 4) if train_losses else None,
         "val_nats_per_char": round(nats / len(val), 4),
         "val_nats_per_char_sliding": round(nats_sliding / len(val), 4),
         "load_avg_start": [round(x, 2) for x in load0],
