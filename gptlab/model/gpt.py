@@ -9,12 +9,21 @@ small corpora (off at inference, so it does not change what is exported). Parame
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gptlab.model.config import ModelConfig
+
+
+class KVCacheLike(Protocol):
+    """What the model needs from a KV cache (gptlab/infer/kv_cache.py has the real one)."""
+
+    def positions(self, T: int) -> torch.Tensor: ...
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+    def advance(self, T: int) -> None: ...
 
 
 def rotary_tables(cfg: ModelConfig, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,7 +37,7 @@ def rotary_tables(cfg: ModelConfig, device: torch.device | None = None) -> tuple
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: (B, H, T, hd); cos/sin: (T, hd). Rotates pairs (i, i + hd/2)."""
+    """x: (B, H, T, hd); cos/sin: (T, hd), or (B, 1, T, hd) for per-row positions. Rotates pairs (i, i + hd/2)."""
     x1, x2 = x.chunk(2, dim=-1)
     rotated = torch.cat((-x2, x1), dim=-1)
     return (x * cos + rotated * sin).to(x.dtype)
@@ -43,15 +52,22 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * cfg.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.n_head * cfg.head_dim, cfg.n_embd, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCacheLike | None = None, layer: int = 0
+    ) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, enable_gqa=self.n_kv_head != self.n_head
-        )
+        gqa = self.n_kv_head != self.n_head
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        else:
+            # The cache stores the new keys/values and returns every key of these rows so far,
+            # with a mask saying which ones each new query may see (earlier positions only).
+            k, v, mask = cache.update(layer, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -79,8 +95,10 @@ class Block(nn.Module):
         # dropout"). Identity in eval mode, so exported weights give the same logits.
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity()
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.self_attn(self.input_layernorm(x), cos, sin))
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCacheLike | None = None, layer: int = 0
+    ) -> torch.Tensor:
+        x = x + self.dropout(self.self_attn(self.input_layernorm(x), cos, sin, cache, layer))
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
@@ -111,16 +129,26 @@ class GPT(nn.Module):
             else:
                 nn.init.normal_(p, mean=0.0, std=std)
 
-    def hidden_states(self, idx: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-        """idx (B, T) token ids -> final normed hidden states (B, T, n_embd)."""
+    def hidden_states(self, idx: torch.Tensor, cache: KVCacheLike | None = None) -> torch.Tensor:
+        """idx (B, T) token ids -> final normed hidden states (B, T, n_embd).
+
+        Without a cache the rows start at position 0. With one, row b continues its own sequence
+        at position `cache.positions(T)[b]`, attending to what the cache holds for it (see
+        gptlab/infer/kv_cache.py): the same math, so cached decoding gives full-forward tokens.
+        """
         T = idx.size(1)
-        if start_pos + T > self.config.max_seq_len:
-            raise ValueError(f"sequence of {start_pos + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
-        cos = self.rope_cos[start_pos : start_pos + T]
-        sin = self.rope_sin[start_pos : start_pos + T]
+        if cache is None:
+            if T > self.config.max_seq_len:
+                raise ValueError(f"sequence of {T} tokens exceeds max_seq_len={self.config.max_seq_len}")
+            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        else:
+            pos = cache.positions(T)  # (B, T) absolute positions, checked against max_seq_len there
+            cos, sin = self.rope_cos[pos].unsqueeze(1), self.rope_sin[pos].unsqueeze(1)
         x = self.embed_tokens(idx)
-        for layer in self.layers:
-            x = layer(x, cos, sin)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, cache, i)
+        if cache is not None:
+            cache.advance(T)
         return self.norm(x)
 
     def forward(
@@ -128,13 +156,15 @@ class GPT(nn.Module):
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         reduction: str = "mean",
+        cache: KVCacheLike | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V) when `targets` is None; else the cross-entropy loss.
 
         Targets equal to -1 are ignored (padding, masked prompt tokens). `reduction='none'`
-        returns per-token losses (B, T), which evaluation sums into bits per byte.
+        returns per-token losses (B, T), which evaluation sums into bits per byte. `cache`
+        (inference) continues each row's sequence from what the KV cache holds.
         """
-        logits = self.lm_head(self.hidden_states(idx))
+        logits = self.lm_head(self.hidden_states(idx, cache))
         if targets is None:
             return logits
         loss = F.cross_entropy(

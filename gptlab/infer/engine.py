@@ -1,0 +1,217 @@
+"""The inference engine: KV-cache decoding of many sequences at once, on token ids only.
+
+Each sequence lives in a slot of one `KVCache`. `open_slot` prefills a prompt; every `step`
+picks one token per active slot (sampled, or forced) and feeds them all through the model in
+one batched forward pass. Slots open and close between steps, so a server can batch requests
+that arrive at different times (continuous batching); `generate` is the simple batch API.
+
+Tools stay outside: when a slot emits `<|tool_call|> ... <|tool_call_end|>`, the engine hands the
+ids in between to `tool_hook` and forces the ids it returns (the `<|tool_result|>` span) into the
+sequence one per step, as if the model had written them (Toolformer-style), then sampling resumes.
+
+Sampling is per slot (own temperature/top-k/top-p and own seeded generator), so a row's tokens
+do not depend on which other rows share its batch: batched equals unbatched at any seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from gptlab.infer.kv_cache import KVCache
+from gptlab.infer.sampling import sample_next
+
+ToolHook = Callable[[list[int]], list[int]]
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+
+@dataclass
+class _Slot:
+    params: SamplingParams
+    logits: torch.Tensor  # (V,) next-token logits
+    generator: torch.Generator | None
+    generated: list[int] = field(default_factory=list)
+    forced: deque[int] = field(default_factory=deque)
+    tool_ids: list[int] | None = None  # inside a tool call: its ids so far
+    finish_reason: str | None = None  # 'stop' (end-of-turn id), 'length', or None while running
+
+
+class Engine:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        eos_ids: set[int] | frozenset[int],
+        tool_hook: ToolHook | None = None,
+        tool_call_id: int | None = None,
+        tool_call_end_id: int | None = None,
+        max_batch: int = 16,
+        max_len: int | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ):
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.eos_ids = set(eos_ids)
+        self.tool_hook = tool_hook
+        self.tool_call_id, self.tool_call_end_id = tool_call_id, tool_call_end_id
+        if tool_hook is not None and (tool_call_id is None or tool_call_end_id is None):
+            raise ValueError("a tool_hook needs tool_call_id and tool_call_end_id")
+        self.cache = KVCache(model.config, max_batch, max_len, self.device)
+        self.max_len = self.cache.max_len
+        self.autocast_dtype = autocast_dtype
+        self.slots: dict[int, _Slot] = {}
+
+    # ----- low-level slot API (continuous batching) -----
+    def free_slots(self) -> int:
+        return self.cache.n_slots - len(self.slots)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @torch.inference_mode()
+    def _forward_last(self, rows: list[int], idx: torch.Tensor) -> torch.Tensor:
+        """Run idx (B, T) for cache rows; return the last position's logits (B, V) in fp32."""
+        with self._autocast():
+            h = self.model.hidden_states(idx, self.cache.select(rows))
+            return self.model.lm_head(h[:, -1, :]).float()
+
+    def open_slot(self, prompt_ids: list[int], params: SamplingParams | None = None) -> int:
+        """Prefill a prompt into a free slot; returns the slot id."""
+        params = params or SamplingParams()
+        if not prompt_ids:
+            raise ValueError("prompt_ids is empty: start with at least one token (e.g. <|endoftext|>)")
+        if len(prompt_ids) >= self.max_len:
+            raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room (max_len={self.max_len})")
+        free = [s for s in range(self.cache.n_slots) if s not in self.slots]
+        if not free:
+            raise RuntimeError(f"all {self.cache.n_slots} slots are busy")
+        slot = free[0]
+        self.cache.reset(slot)
+        idx = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        logits = self._forward_last([slot], idx)[0]
+        gen = None
+        if params.seed is not None:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(params.seed)
+        self.slots[slot] = _Slot(params, logits, gen)
+        if params.max_new_tokens <= 0:
+            self.slots[slot].finish_reason = "length"
+        return slot
+
+    def close_slot(self, slot: int) -> None:
+        self.slots.pop(slot, None)
+        self.cache.reset(slot)
+
+    def finish_reason(self, slot: int) -> str | None:
+        return self.slots[slot].finish_reason
+
+    def generated(self, slot: int) -> list[int]:
+        return self.slots[slot].generated
+
+    def _choose(self, s: _Slot) -> int:
+        if s.forced:
+            return s.forced.popleft()
+        p = s.params
+        return int(sample_next(s.logits, p.temperature, p.top_k, p.top_p, s.generator).item())
+
+    def _track_tools(self, s: _Slot, tok: int) -> None:
+        if self.tool_hook is None:
+            return
+        if tok == self.tool_call_id:
+            s.tool_ids = []
+        elif tok == self.tool_call_end_id and s.tool_ids is not None:
+            s.forced.extend(self.tool_hook(s.tool_ids))
+            s.tool_ids = None
+        elif s.tool_ids is not None:
+            s.tool_ids.append(tok)
+
+    def step(self, slots: list[int] | None = None) -> dict[int, int]:
+        """One token for each running slot (default: all open ones); returns {slot: token}.
+
+        A slot whose token is an end-of-turn id, or that reached its token budget or the
+        cache's length, is finished (`finish_reason`) and is not fed further.
+        """
+        running = [i for i in (self.slots if slots is None else slots) if self.slots[i].finish_reason is None]
+        out: dict[int, int] = {}
+        feed: list[int] = []
+        for i in running:
+            s = self.slots[i]
+            tok = self._choose(s)
+            s.generated.append(tok)
+            out[i] = tok
+            if tok in self.eos_ids and not s.forced:
+                s.finish_reason = "stop"
+            elif len(s.generated) >= s.params.max_new_tokens:
+                s.finish_reason = "length"
+            elif int(self.cache.lengths[i]) + 1 >= self.max_len:
+                s.finish_reason = "length"
+            else:
+                self._track_tools(s, tok)
+                feed.append(i)
+        if feed:
+            idx = torch.tensor([[out[i]] for i in feed], dtype=torch.long, device=self.device)
+            logits = self._forward_last(feed, idx)
+            for row, i in enumerate(feed):
+                self.slots[i].logits = logits[row]
+        return out
+
+    # ----- batch API -----
+    def generate(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> Iterator[list[int | None]]:
+        """Stream tokens: each step yields one new id per prompt (None once that prompt is done).
+
+        Prompts beyond `max_batch` wait for a free slot. With a seed, prompt j samples with
+        seed + j, so its tokens do not depend on the batch it ran in.
+        """
+        if self.slots:
+            raise RuntimeError("generate() needs an idle engine; use the slot API alongside a server")
+        pending = deque(range(len(prompts)))
+        slot_of: dict[int, int] = {}
+        done: set[int] = set()
+        try:
+            while len(done) < len(prompts):
+                while pending and self.free_slots():
+                    j = pending.popleft()
+                    params = SamplingParams(max_new_tokens, temperature, top_k, top_p, None if seed is None else seed + j)
+                    slot_of[j] = self.open_slot(prompts[j], params)
+                toks = self.step()
+                row: list[int | None] = [None] * len(prompts)
+                for j, slot in list(slot_of.items()):
+                    row[j] = toks.get(slot)
+                    if self.slots[slot].finish_reason is not None:
+                        self.close_slot(slot)
+                        del slot_of[j]
+                        done.add(j)
+                yield row
+        finally:
+            for slot in slot_of.values():
+                self.close_slot(slot)
+
+    def generate_all(self, prompts: list[list[int]], max_new_tokens: int, **kw) -> list[list[int]]:
+        """Full new ids per prompt (ending with the end-of-turn id when it stopped)."""
+        outs: list[list[int]] = [[] for _ in prompts]
+        for row in self.generate(prompts, max_new_tokens, **kw):
+            for j, tok in enumerate(row):
+                if tok is not None:
+                    outs[j].append(tok)
+        return outs

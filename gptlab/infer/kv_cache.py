@@ -1,0 +1,94 @@
+"""The KV cache: keys and values of every past position, per layer, per slot.
+
+A slot holds one sequence. Slots fill and empty independently, so a server can put a new request
+into a free slot while others are mid-answer (continuous batching). A forward pass works on a
+chosen set of rows (`select(rows)`), each continuing its own sequence at its own length.
+
+Shapes:
+  k, v:     (n_layer, n_slots, n_kv_head, max_len, head_dim), allocated on first write in the
+            dtype the model computes in (bf16 under autocast, fp32 otherwise)
+  lengths:  (n_slots,) int64, tokens stored per slot
+  rows:     (B,) slot index of each row of the current forward pass
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gptlab.model.config import ModelConfig
+
+
+class KVCache:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        batch_size: int,
+        max_len: int | None = None,
+        device: torch.device | str | None = None,
+    ):
+        self.cfg = cfg
+        self.n_slots = batch_size
+        self.max_len = min(max_len or cfg.max_seq_len, cfg.max_seq_len)
+        self.device = torch.device(device or "cpu")
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        self._rows = torch.arange(batch_size, device=self.device)
+        self._all_rows = True
+        self._pos: torch.Tensor | None = None
+        self._mask: torch.Tensor | None = None
+        self._span = 0
+
+    def reset(self, slot: int | None = None) -> None:
+        """Empty one slot (or all). The stale keys stay but are masked out and overwritten."""
+        if slot is None:
+            self.lengths.zero_()
+        else:
+            self.lengths[slot] = 0
+
+    def select(self, rows: list[int] | torch.Tensor | None) -> KVCache:
+        """Set the slots the next forward pass works on, one per row of its input (None: all)."""
+        if rows is None:
+            self._rows = torch.arange(self.n_slots, device=self.device)
+            self._all_rows = True
+        else:
+            self._rows = torch.as_tensor(rows, dtype=torch.long, device=self.device).view(-1)
+            self._all_rows = bool(len(self._rows) == self.n_slots and torch.equal(self._rows, torch.arange(self.n_slots, device=self.device)))
+        return self
+
+    def positions(self, T: int) -> torch.Tensor:
+        """(B, T) absolute positions of T new tokens per selected row; prepares the mask."""
+        start = self.lengths[self._rows]  # (B,)
+        pos = start[:, None] + torch.arange(T, device=self.device)[None, :]
+        self._span = int(start.max().item()) + T
+        if self._span > self.max_len:
+            raise ValueError(f"KV cache full: a sequence would reach {self._span} tokens > max_len={self.max_len}")
+        # mask[b, 0, t, j]: query t of row b may see key position j (its own past and itself).
+        keys = torch.arange(self._span, device=self.device)
+        self._mask = (keys[None, None, :] <= pos[:, :, None]).unsqueeze(1)  # (B, 1, T, span)
+        self._pos = pos
+        return pos
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Store new k/v (B, n_kv, T, hd) of `layer`; return keys/values (B, n_kv, span, hd) and the mask."""
+        if self.k is None or self.k.dtype != k.dtype:
+            shape = (self.cfg.n_layer, self.n_slots, self.cfg.n_kv_head, self.max_len, self.cfg.head_dim)
+            self.k = torch.zeros(shape, dtype=k.dtype, device=self.device)
+            self.v = torch.zeros(shape, dtype=k.dtype, device=self.device)
+        assert self._pos is not None and self.v is not None, "positions() must be called before update()"
+        rows = self._rows[:, None].expand_as(self._pos)  # (B, T)
+        # Advanced indices on dims 0 and 2 move to the front: the target is (B, T, n_kv, hd).
+        self.k[layer][rows, :, self._pos] = k.transpose(1, 2)
+        self.v[layer][rows, :, self._pos] = v.transpose(1, 2)
+        if self._all_rows:
+            return self.k[layer, :, :, : self._span], self.v[layer, :, :, : self._span], self._mask
+        return (
+            self.k[layer, self._rows, :, : self._span],
+            self.v[layer, self._rows, :, : self._span],
+            self._mask,
+        )
+
+    def advance(self, T: int) -> None:
+        """The forward pass is done: the selected rows now hold T more tokens."""
+        self.lengths[self._rows] += T
+        self._pos = self._mask = None
