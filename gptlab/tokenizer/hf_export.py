@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gptlab.fileio import atomic_write_json, atomic_write_text
+from gptlab.tokenizer.chat import chat_template
 from gptlab.tokenizer.special import ENDOFTEXT, PAD
 
 if TYPE_CHECKING:
@@ -121,6 +122,8 @@ def save_hf(
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,  # else decode() rewrites " ." to "."
         "model_max_length": model_max_length,
+        # the same layout as gptlab.tokenizer.chat.render_conversation (a test checks the ids)
+        "chat_template": chat_template(),
         "added_tokens_decoder": {
             str(tok.special_ids[s]): {"content": s, "special": True, "normalized": False,
                                       "lstrip": False, "rstrip": False, "single_word": False}
