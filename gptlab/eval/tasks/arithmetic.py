@@ -1,0 +1,137 @@
+"""Small arithmetic problems whose reference answer uses the calculator tool.
+
+    user:      "What is 37 * 12?"  (or a word problem: "Ada has 5 apples and buys 3 bags ...")
+    assistant: [text "Let me compute that.", tool_call "calculator: 37*12",
+                tool_result "444", text "The answer is 444."]
+
+The model learns to hand the sum to the tool rather than guess it; `evaluate` reads the last
+number of the reply. A problem's split is a stable hash of its expression ("37*12"), so no
+expression is in both splits, however it is worded.
+"""
+
+from __future__ import annotations
+
+from gptlab.eval.tasks.base import Item, Task, extract_number, split_of
+
+NAMES = ["Ada", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jon"]
+THINGS = ["apple", "marble", "book", "coin", "pencil", "sticker", "cookie", "stamp", "shell"]
+
+# Word problems: (template, ops). Operands fill {a} {b} {c} in order; the expression keeps them
+# in that order too, so "a + b * c" is what the words mean under usual precedence.
+WORD = [
+    ("{n} has {a} {t}s and gets {b} more. How many {t}s does {n} have now?", ["+"]),
+    ("{n} has {a} {t}s and gives {b} to a friend. How many {t}s are left?", ["-"]),
+    ("{n} buys {a} boxes with {b} {t}s in each box. How many {t}s is that?", ["*"]),
+    (
+        "{n} has {a} {t}s and buys {b} bags of {c} {t}s. How many {t}s does {n} have now?",
+        ["+", "*"],
+    ),
+    (
+        "{n} has {a} {t}s, gives away {b}, then finds {c} more. How many {t}s does {n} have?",
+        ["-", "+"],
+    ),
+]
+BARE = ["What is {e}?", "Compute {e}.", "Calculate {e}.", "{e} = ?"]
+
+
+def calculate(operands: list[int], ops: list[str]) -> int:
+    """Left to right, `*` first: the precedence Python and the calculator use.
+
+    >>> calculate([2, 3, 4], ["+", "*"]), calculate([10, 4, 3], ["-", "-"]), calculate([6, 7], ["*"])
+    (14, 3, 42)
+    """
+    terms, signs = [operands[0]], []
+    for op, x in zip(ops, operands[1:]):
+        if op == "*":
+            terms[-1] *= x
+        else:
+            terms.append(x)
+            signs.append(op)
+    total = terms[0]
+    for sign, t in zip(signs, terms[1:]):
+        total = total + t if sign == "+" else total - t
+    return total
+
+
+def expression(operands: list[int], ops: list[str], sep: str = "") -> str:
+    """[37, 12], ['*'] -> '37*12' (sep=' ' -> '37 * 12')."""
+    out = [str(operands[0])]
+    for op, x in zip(ops, operands[1:]):
+        out += [op, str(x)]
+    return sep.join(out)
+
+
+def tool_answer(expr: str, result: int) -> list[dict]:
+    """The reference assistant content: say, call the calculator, read its result."""
+    return [
+        {"type": "text", "text": "Let me compute that."},
+        {"type": "tool_call", "text": f"calculator: {expr}"},
+        {"type": "tool_result", "text": str(result)},
+        {"type": "text", "text": f"The answer is {result}."},
+    ]
+
+
+class Arithmetic(Task):
+    """`size` distinct problems of 2-3 operands (+ - *), about 40% of them word problems."""
+
+    name = "arithmetic"
+
+    def __init__(
+        self, split: str = "train", seed: int = 0, size: int | None = None, test_frac: float = 0.1
+    ):
+        super().__init__(split, seed)
+        size = size if size is not None else (5000 if split == "train" else 500)
+        self.problems: list[dict] = []
+        seen: set[str] = set()
+        j = 0
+        # Draw candidates from a seeded stream and keep those whose expression hashes into this
+        # split; the cap only guards against a test_frac of 0 looping forever.
+        while len(self.problems) < size and j < 1000 * (size + 10):
+            p = self._draw(j)
+            j += 1
+            if p["expression"] not in seen and split_of(p["expression"], test_frac) == split:
+                seen.add(p["expression"])
+                self.problems.append(p)
+
+    def _draw(self, j: int) -> dict:
+        rng = self._rng(j)
+        if rng.random() < 0.4:
+            kind = rng.randrange(len(WORD))
+            template, ops = WORD[kind]
+        else:
+            kind, template = -1, rng.choice(BARE)
+            ops = [rng.choice("+-*") for _ in range(rng.choice([1, 1, 2]))]
+        operands = [rng.randint(2, 99)]
+        for op in ops:
+            operands.append(rng.randint(2, 12 if op == "*" and len(ops) > 1 else 99))
+        if kind >= 0 and ops[0] == "-" and operands[1] > operands[0]:
+            operands[:2] = operands[1], operands[0]  # nobody gives away more than they have
+        names = {"n": rng.choice(NAMES), "t": rng.choice(THINGS)}
+        expr = expression(operands, ops)
+        if kind >= 0:
+            question = template.format(**names, **dict(zip("abc", operands)))
+        else:
+            question = template.format(e=expression(operands, ops, " "))
+        return {
+            "question": question,
+            "expression": expr,
+            "operands": operands,
+            "ops": ops,
+            "result": calculate(operands, ops),
+            "word": kind >= 0,
+        }
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def example(self, i: int) -> Item:
+        p = self.problems[self._index(i)]
+        messages = [
+            {"role": "user", "content": p["question"]},
+            {"role": "assistant", "content": tool_answer(p["expression"], p["result"])},
+        ]
+        meta = {k: p[k] for k in ("expression", "operands", "ops", "word")}
+        return Item(messages, str(p["result"]), meta=meta)
+
+    def evaluate(self, item: Item, completion: str) -> bool:
+        return extract_number(completion) == item.answer
