@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("gptlab.stages.pretrain", "pretrain a decoder-only transformer on token shards"),
     "sample": ("gptlab.infer.sample_cli", "print a continuation of a prompt from a trained model"),
     "export": ("gptlab.model.export_cli", "write a Hugging Face folder (LlamaForCausalLM)"),
+    "rag": ("gptlab.rag.cli", "index documents (BM25) and retrieve passages with citations"),
 }
 
 
