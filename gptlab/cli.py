@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("gptlab.infer.sample_cli", "print a continuation of a prompt from a trained model"),
     "export": ("gptlab.model.export_cli", "write a Hugging Face folder (LlamaForCausalLM)"),
     "rag": ("gptlab.rag.cli", "index documents (BM25) and retrieve passages with citations"),
+    "arena": ("gptlab.eval.arena_cli", "rank models from pairwise votes on the Elo scale (Bradley-Terry, bootstrap CIs)"),
 }
 
 

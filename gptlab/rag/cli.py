@@ -14,6 +14,11 @@ import sys
 
 from gptlab.common import run_dir
 
+SUBCOMMANDS = {
+    "index": "chunk and index a folder of .txt/.md/.pdf files",
+    "query": "search an index and print the passages with citations",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -21,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Retrieval-augmented generation: index documents with BM25 and fetch the "
         "passages (with file:line citations) that a chat model answers from.",
     )
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{index,query}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{index,query}", help="what to do")
 
     ix = sub.add_parser(
         "index",
