@@ -83,41 +83,14 @@ def split_text(path: Path) -> tuple[str, str]:
     return text[:n], text[n:]
 
 
-@torch.no_grad()
-def val_nats(model: torch.nn.Module, ids: list[int], T: int, stride: int, batch: int = 32) -> tuple[float, int]:
-    """Sum of next-token nats over ids[1:] in windows of T tokens starting every `stride` tokens.
+def val_nats(model: torch.nn.Module, ids: list[int], T: int, stride: int) -> tuple[float, int]:
+    """Sum of next-token nats over ids[1:] in windows of T tokens starting every `stride` tokens
+    (each target scored once, in the first window that reaches it; stride == T: non-overlapping).
+    Returns (total nats, targets scored). The windowing lives in gptlab.eval.bpb."""
+    from gptlab.eval.bpb import bits_per_byte
 
-    Each target is scored once, in the first window that reaches it (HF's perplexity recipe);
-    stride == T gives non-overlapping windows. Returns (total nats, targets scored).
-
-    ids = [e, a, b, c, d], T=2, stride=1: windows [e a]->scores a,b; [a b]->c (b done); [b c]->d.
-    """
-    model.eval()
-    x_all = torch.tensor(ids, dtype=torch.long)
-    n_targets = len(ids) - 1
-    rows: list[tuple[int, int, int]] = []  # (window start, first new target, window end) in target index
-    done = 0
-    start = 0
-    while done < n_targets:
-        end = min(start + T, n_targets)
-        rows.append((start, done, end))
-        done = end
-        start += stride
-    total, scored = 0.0, 0
-    for i in range(0, len(rows), batch):
-        chunk = rows[i : i + batch]
-        L = max(e - s for s, _, e in chunk)
-        x = torch.zeros(len(chunk), L, dtype=torch.long)
-        y = torch.full((len(chunk), L), -1, dtype=torch.long)
-        for r, (s, first, e) in enumerate(chunk):
-            x[r, : e - s] = x_all[s:e]
-            y[r, first - s : e - s] = x_all[first + 1 : e + 1]
-        loss = model(x, y, reduction="none").double()
-        mask = y >= 0
-        total += loss[mask].sum().item()
-        scored += int(mask.sum())
-    assert scored == n_targets, (scored, n_targets)
-    return total, scored
+    r = bits_per_byte(model, ids, [1] * model.config.vocab_size, window=T, stride=stride, batch_size=32)
+    return r["nats_per_token"] * r["tokens"], r["tokens"]
 
 
 def run_recipe(name: str, args: argparse.Namespace, train: str, val: str, work: Path) -> dict:
@@ -147,7 +120,7 @@ def run_recipe(name: str, args: argparse.Namespace, train: str, val: str, work: 
     print(f"[{name}] vocab {tok.vocab_size}, tokenizer {tok_secs:.1f}s | " + " ".join(cmd[2:]), flush=True)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, text=True, capture_output=True)
+    proc = subprocess.run(cmd, env=env, text=True, capture_output=True, check=False)
     wall = time.perf_counter() - t0
     load1 = os.getloadavg()
     if proc.returncode:
