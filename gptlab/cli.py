@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("gptlab.data.cli", "get corpora, prepare (clean, dedup, mix) text, tokenize to shards"),
     "tokenizer": ("gptlab.tokenizer.cli", "train, show and evaluate the byte-level BPE tokenizer"),
     "pretrain": ("gptlab.stages.pretrain", "pretrain a decoder-only transformer on token shards"),
+    "sft": ("gptlab.stages.sft", "supervised finetuning on conversations (full or LoRA)"),
     "sample": ("gptlab.infer.sample_cli", "print a continuation of a prompt from a trained model"),
     "export": ("gptlab.model.export_cli", "write a Hugging Face folder (LlamaForCausalLM)"),
     "rag": ("gptlab.rag.cli", "index documents (BM25) and retrieve passages with citations"),

@@ -56,9 +56,20 @@ def load_config(folder: str | Path) -> ModelConfig:
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """Build the model from `config.json` and fill it from `model.safetensors`."""
+    """Build the model from `config.json` and fill it from `model.safetensors`.
+
+    A LoRA stage folder (only `adapter.safetensors` + `adapter_config.json`) loads as its base
+    with the adapter merged in, so every stage and tool can take either kind of folder.
+    """
     folder = Path(folder)
     weights = folder / WEIGHTS
+    if not weights.exists() and (folder / "adapter_config.json").exists():
+        from gptlab.model.lora import load_model_with_adapter
+
+        model = load_model_with_adapter(folder, device=device, merge=True)
+        for p in model.parameters():  # like any loaded model: trainable, in train mode
+            p.requires_grad_(True)
+        return model.train()
     if not weights.exists():
         raise InputError(folder, f"no {WEIGHTS} here; is this a stage folder (e.g. runs/x/base)?")
     cfg = load_config(folder)

@@ -1,0 +1,139 @@
+"""LoRA: starts as the base model, merges exactly, trains only the adapter, round-trips to disk."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gptlab.errors import InputError
+from gptlab.model import lora
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
+from gptlab.model.io import save_model
+
+
+def tiny_model(seed: int = 0, tie: bool = False) -> GPT:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        vocab_size=64,
+        n_layer=2,
+        n_embd=32,
+        n_head=4,
+        n_kv_head=2,
+        intermediate_size=64,
+        max_seq_len=16,
+        tie_embeddings=tie,
+    )
+    return GPT(cfg).eval()
+
+
+def randomize_adapters(model: torch.nn.Module, seed: int = 1) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in lora.lora_modules(model).values():
+            m.lora_B.copy_(torch.randn(m.lora_B.shape, generator=g) * 0.1)
+
+
+IDX = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(0))
+
+
+def test_lora_linear_formula():
+    torch.manual_seed(0)
+    base = torch.nn.Linear(8, 6, bias=False)
+    m = lora.LoRALinear(base, r=2, alpha=4.0)
+    with torch.no_grad():
+        m.lora_B.normal_()
+    x = torch.randn(3, 8)
+    expected = x @ base.weight.T + 2.0 * (x @ m.lora_A.T @ m.lora_B.T)  # alpha / r = 2
+    torch.testing.assert_close(m(x), expected)
+
+
+def test_zero_B_leaves_outputs_unchanged():
+    model = tiny_model()
+    before = model(IDX)
+    names = lora.apply_lora(model, "q_proj,v_proj", r=4, alpha=8)
+    assert len(names) == 4 and all(n.endswith(("q_proj", "v_proj")) for n in names)
+    assert all(
+        float(m.lora_A.detach().abs().sum()) > 0 for m in lora.lora_modules(model).values()
+    )  # A is random
+    torch.testing.assert_close(model(IDX), before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_merged_equals_unmerged_and_names_match_base(tie):
+    model = tiny_model(tie=tie)
+    base_keys = set(model.state_dict())
+    lora.apply_lora(model, "all", r=4, alpha=8)
+    randomize_adapters(model)
+    unmerged = model(IDX)
+    assert not torch.allclose(
+        unmerged, tiny_model(tie=tie)(IDX), atol=1e-4
+    )  # the adapter does something
+    merged_names = lora.merge_lora(model)
+    assert len(merged_names) == 2 * 7
+    assert set(model.state_dict()) == base_keys
+    assert not lora.lora_modules(model)
+    torch.testing.assert_close(model(IDX), unmerged, rtol=1e-5, atol=1e-5)
+
+
+def test_only_adapter_params_train():
+    model = tiny_model().train()
+    lora.apply_lora(model, ["v_proj", "down_proj"], r=2, alpha=2)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.endswith(("lora_A", "lora_B")) for n in trainable)
+    assert len(trainable) == 2 * 2 * 2  # 2 layers x 2 targets x (A, B)
+    snapshot = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        loss = model(IDX[:, :-1], IDX[:, 1:])
+        loss.backward()
+        for n, p in model.named_parameters():
+            assert (p.grad is not None) == (n in trainable)
+        opt.step()
+        opt.zero_grad()
+    for n, p in model.named_parameters():
+        assert torch.equal(p, snapshot[n]) != (n in trainable), n
+
+
+def test_unknown_target_is_an_error():
+    with pytest.raises(ValueError, match="qq_proj"):
+        lora.apply_lora(tiny_model(), "q_proj,qq_proj", r=2, alpha=2)
+
+
+def test_adapter_round_trip(tmp_path):
+    model = tiny_model()
+    save_model(tmp_path / "base", model)
+    lora.apply_lora(model, "q_proj,k_proj,up_proj", r=3, alpha=6)
+    randomize_adapters(model)
+    expected = model(IDX)
+    out = tmp_path / "sft"
+    lora.save_adapter(
+        out,
+        model,
+        {"base": "../base", "rank": 3, "alpha": 6.0, "targets": ["q_proj", "k_proj", "up_proj"]},
+    )
+    from safetensors.torch import load_file
+
+    stored = load_file(str(out / lora.ADAPTER_WEIGHTS))
+    assert set(stored) == set(lora.lora_state_dict(model))  # the adapter alone, no base weights
+    loaded = lora.load_model_with_adapter(out)
+    torch.testing.assert_close(loaded(IDX), expected, rtol=0, atol=0)
+    merged = lora.load_model_with_adapter(out, merge=True)
+    torch.testing.assert_close(merged(IDX), expected, rtol=1e-5, atol=1e-5)
+    # An adapter of another rank does not load silently.
+    other = tiny_model()
+    lora.apply_lora(other, "q_proj,k_proj,up_proj", r=2, alpha=6)
+    with pytest.raises(InputError, match="shape"):
+        lora.load_adapter(other, out)
+
+
+def test_adapter_only_view_state_dict():
+    model = tiny_model()
+    lora.apply_lora(model, "v_proj", r=2, alpha=4)
+    view = lora.AdapterOnly(model)
+    sd = view.state_dict()
+    assert set(sd) == {f"layers.{i}.self_attn.v_proj.lora_{x}" for i in range(2) for x in "AB"}
+    fresh = {k: torch.full_like(v, 0.5) for k, v in sd.items()}
+    view.load_state_dict(fresh)
+    assert all(torch.equal(v, fresh[k]) for k, v in lora.lora_state_dict(model).items())
+    torch.testing.assert_close(view(IDX), model(IDX))

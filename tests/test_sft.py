@@ -1,0 +1,328 @@
+"""`gptlab sft` end to end on a tiny tokenizer and model: masking, learning, resume, LoRA outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gptlab.data.sft_batches import SFTBatches, eval_batches, render_examples
+from gptlab.errors import InputError
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
+from gptlab.model.io import load_model, save_model
+from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.chat import render_conversation
+from gptlab.tokenizer.special import END, PAD
+from gptlab.train.tracker import read_metrics
+
+COLORS = ["red", "blue", "green", "yellow", "black", "white", "purple", "orange"]
+THINGS = [
+    "apple",
+    "sky",
+    "grass",
+    "sun",
+    "night",
+    "snow",
+    "plum",
+    "carrot",
+    "rose",
+    "sea",
+    "leaf",
+    "coal",
+]
+
+
+def conversations() -> list[list[dict]]:
+    """A small, learnable set: a fixed reply pattern, a system prompt, and calculator calls."""
+    out = []
+    for i, thing in enumerate(THINGS):
+        for j, color in enumerate(COLORS[:4]):
+            conv = [
+                {"role": "user", "content": f"Is the {thing} {color}?"},
+                {"role": "assistant", "content": f"I think the {thing} is {COLORS[(i + j) % 8]}."},
+            ]
+            if j == 0:
+                conv.insert(0, {"role": "system", "content": "Answer briefly."})
+            out.append(conv)
+    for a in range(2, 10):
+        out.append(
+            [
+                {"role": "user", "content": f"What is {a}*{a + 1}?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "tool_call", "text": f"calculator: {a}*{a + 1}"},
+                        {"type": "tool_result", "text": str(a * (a + 1))},
+                        {"type": "text", "text": f"It is {a * (a + 1)}."},
+                    ],
+                },
+            ]
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("sft")
+    convs = conversations()
+    text = "\n".join(
+        m["content"] if isinstance(m["content"], str) else " ".join(p["text"] for p in m["content"])
+        for c in convs
+        for m in c
+    )
+    tok = Tokenizer.train([text] * 4, 300)
+    tok.save(root / "tokenizer")
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=tok.vocab_size,
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        n_kv_head=2,
+        intermediate_size=64,
+        max_seq_len=64,
+    )
+    save_model(root / "base", GPT(cfg))
+    data = root / "chats.jsonl"
+    data.write_text("".join(json.dumps({"messages": c}) + "\n" for c in convs), encoding="utf-8")
+    return {"root": root, "tok": tok, "data": data, "convs": convs}
+
+
+def common(setup: dict, out: Path, steps: int, *extra: str) -> list[str]:
+    return [
+        "--from",
+        str(setup["root"] / "base"),
+        "--out",
+        str(out),
+        "--data",
+        str(setup["data"]),
+        "--mixture",
+        "none",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "64",
+        "--val-frac",
+        "0.1",
+        "--eval-every",
+        "10",
+        "--sample-every",
+        "100",
+        "--num-samples",
+        "2",
+        "--sample-tokens",
+        "12",
+        "--save-every",
+        "4",
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+        "--warmup-steps",
+        "2",
+        *extra,
+    ]
+
+
+def test_help_lists_the_flags(capsys):
+    from gptlab.stages.sft import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in (
+        "--from",
+        "--data",
+        "--fmt",
+        "--lenient",
+        "--mixture",
+        "--steps",
+        "--time-budget",
+        "--lora-rank",
+        "--lora-alpha",
+        "--lora-targets",
+        "--lora-dropout",
+        "--merge",
+        "--resume",
+        "--warmup-steps",
+    ):
+        assert flag in text
+
+
+def test_targets_are_minus_one_exactly_where_the_mask_is_zero(setup):
+    tok, T = setup["tok"], 48
+    examples = render_examples(tok, setup["convs"], T + 1)
+    assert len(examples) == len(setup["convs"])
+    loader = SFTBatches(examples, 4, T, tok.token_id(PAD), shuffle=False)
+    # Independent expectation: concatenate whole examples in order, start a new row when the next
+    # one would overflow T + 1 tokens, pad the rest.
+    rows, cur = [], ([], [])
+    for ids, mask in examples:
+        if cur[0] and len(cur[0]) + len(ids) > T + 1:
+            rows.append(cur)
+            cur = ([], [])
+        cur = (cur[0] + ids, cur[1] + mask)
+    rows.append(cur)
+    seen = 0
+    for _ in range(len(rows) // 4):
+        x, y = next(loader)
+        assert x.shape == y.shape == (4, T) and x.dtype == y.dtype == torch.int64
+        for b in range(4):
+            ids, mask = rows[seen]
+            pad = T + 1 - len(ids)
+            s, m = ids + [tok.token_id(PAD)] * pad, mask + [0] * pad
+            assert x[b].tolist() == s[:T]
+            assert y[b].tolist() == [s[t + 1] if m[t + 1] else -1 for t in range(T)]
+            seen += 1
+    assert seen > 0
+    # What is learned is exactly the assistant's reply and its end-of-turn token.
+    ids, mask = render_conversation(tok, setup["convs"][1])
+    x, y = next(eval_batches([(ids, mask)], 1, len(ids) - 1, tok.token_id(PAD)))
+    learned = [t for t in y[0].tolist() if t != -1]
+    assert tok.decode(learned) == "I think the apple is blue." + END
+
+
+def test_loader_resumes_exactly(setup):
+    tok = setup["tok"]
+    examples = render_examples(tok, setup["convs"], 49)
+    a = SFTBatches(examples, 3, 48, tok.token_id(PAD), seed=5)
+    ref = [next(a) for _ in range(12)]  # crosses epoch boundaries
+    b = SFTBatches(examples, 3, 48, tok.token_id(PAD), seed=5)
+    for _ in range(5):
+        next(b)
+    c = SFTBatches(examples, 3, 48, tok.token_id(PAD), seed=5)
+    c.load_state_dict(json.loads(json.dumps(b.state_dict())))
+    for want in ref[5:]:
+        got = next(c)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_sft_cli_learns_and_writes_the_stage_folder(setup, tmp_path):
+    from gptlab.stages.sft import main
+
+    out = tmp_path / "sft"
+    assert main(common(setup, out, 40, "--lr", "3e-3", "--sample-every", "20")) == 0
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "train_state.json",
+        "optimizer.pt",
+        "metrics.jsonl",
+        "samples.md",
+        "loss.png",
+    ):
+        assert (out / name).exists(), name
+    records = read_metrics(out / "metrics.jsonl")
+    val = [r["val_loss"] for r in records if "val_loss" in r]
+    train = [r["loss"] for r in records if "loss" in r]
+    assert len(val) == 5 and val[-1] < 0.75 * val[0], val
+    assert sum(train[-5:]) < 0.75 * sum(train[:5])
+    assert "## step 00040" in (out / "samples.md").read_text(encoding="utf-8")
+    load_model(out)  # a plain stage folder
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_resume_equals_uninterrupted(setup, tmp_path, monkeypatch, mode):
+    from gptlab.stages.sft import main
+
+    extra = ["--lora-rank", "2", "--lora-dropout", "0.1"] if mode == "lora" else []
+    weights, state = (
+        ("adapter.safetensors", "checkpoint/train_state.json")
+        if extra
+        else ("model.safetensors", "train_state.json")
+    )
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(common(setup, ref, 8, *extra)) == 0
+
+    calls = {"n": 0}
+    real_next = SFTBatches.__next__
+
+    def dying_next(self):  # the "kill": the 6th batch never comes; step 4's checkpoint is the last
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real_next(self)
+
+    monkeypatch.setattr(SFTBatches, "__next__", dying_next)
+    with pytest.raises(KeyboardInterrupt):
+        main(common(setup, run, 8, *extra))
+    monkeypatch.undo()
+    assert json.loads((run / state).read_text())["step"] == 4
+    assert main(common(setup, run, 8, "--resume", *extra)) == 0
+
+    a, b = load_file(str(ref / weights)), load_file(str(run / weights))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+    def losses(p: Path) -> list:
+        return [
+            (r["step"], r.get("loss"), r.get("val_loss")) for r in read_metrics(p / "metrics.jsonl")
+        ]
+
+    assert losses(ref) == losses(run)
+
+
+def test_lora_cli_writes_only_the_adapter_and_equals_merged(setup, tmp_path):
+    from gptlab.model.lora import load_model_with_adapter
+    from gptlab.stages.sft import main
+
+    lora_flags = ["--lora-rank", "4", "--lora-targets", "q_proj,v_proj,down_proj"]
+    out = tmp_path / "lora"
+    assert main(common(setup, out, 6, *lora_flags)) == 0
+    assert (out / "adapter.safetensors").exists() and (out / "adapter_config.json").exists()
+    assert not (out / "model.safetensors").exists()
+    adapter = load_file(str(out / "adapter.safetensors"))
+    assert adapter and all(k.endswith((".lora_A", ".lora_B")) for k in adapter)
+    assert any(
+        float(v.abs().sum()) > 0 for k, v in adapter.items() if k.endswith("lora_B")
+    )  # it trained
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert (cfg["rank"], cfg["alpha"], cfg["targets"]) == (
+        4,
+        8.0,
+        ["q_proj", "v_proj", "down_proj"],
+    )
+    # The checkpoint for --resume holds the adapter alone, not a copy of the frozen base.
+    assert set(load_file(str(out / "checkpoint" / "model.safetensors"))) == set(adapter)
+
+    merged_out = tmp_path / "merged"
+    assert main(common(setup, merged_out, 6, *lora_flags, "--merge")) == 0
+    merged = load_model(merged_out).eval()
+    with_adapter = load_model_with_adapter(out)
+    idx = torch.randint(
+        0, setup["tok"].vocab_size, (2, 20), generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(with_adapter(idx), merged(idx), rtol=1e-4, atol=1e-4)
+        base = load_model(setup["root"] / "base").eval()
+        assert not torch.allclose(base(idx), merged(idx), atol=1e-4)
+
+
+def test_bad_data_file_names_file_and_line(setup, tmp_path):
+    from gptlab.stages.sft import main
+
+    bad = tmp_path / "bad.jsonl"
+    good = json.dumps({"messages": setup["convs"][0]})
+    bad.write_text(f'{good}\n{good}\n{{"messages": [{{"role": "robot", "content": "hi"}}]}}\n')
+    argv = [
+        "--from",
+        str(setup["root"] / "base"),
+        "--out",
+        str(tmp_path / "o"),
+        "--data",
+        str(bad),
+        "--mixture",
+        "none",
+        "--steps",
+        "1",
+    ]
+    with pytest.raises(InputError, match=r"bad\.jsonl:3"):
+        main(argv)
