@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sft": ("gptlab.stages.sft", "supervised finetuning on conversations (full or LoRA)"),
     "sample": ("gptlab.infer.sample_cli", "print a continuation of a prompt from a trained model"),
     "export": ("gptlab.model.export_cli", "write a Hugging Face folder (LlamaForCausalLM)"),
+    "eval": ("gptlab.eval.cli", "evaluate a stage: bpb, multiple choice, generative (cot, self-consistency), judge A vs B"),
+    "report": ("gptlab.eval.report_cli", "write runs/<name>/report.md: per-stage metrics, plots, checks computed from the files"),
     "rag": ("gptlab.rag.cli", "index documents (BM25) and retrieve passages with citations"),
     "arena": ("gptlab.eval.arena_cli", "rank models from pairwise votes on the Elo scale (Bradley-Terry, bootstrap CIs)"),
 }

@@ -1,0 +1,219 @@
+"""Task prompts for evaluation, and generative scoring: plain, step by step, self-consistency.
+
+A task item holds a conversation; evaluation asks the model for the last assistant turn:
+
+    gen   greedy reply, scored by the task (`task.evaluate`: answer extraction + exact match)
+    cot   the same with "Let's think step by step." after the question (Kojima et al. 2022)
+    sc    N sampled step-by-step replies; the majority extracted answer wins (Wang et al. 2022)
+
+Few-shot examples come from the task's *train* split (never the test split being scored), as
+earlier user/assistant turns, tool calls included, so the model sees the format it must follow.
+
+A base model has never seen the chat tokens, so multiple choice can also be asked as plain text
+(`fmt="text"`): "Question: ...\\nAnswer:" + " " + choice, as lm-eval-harness asks base models.
+
+Besides accuracy, each generative result reports the mean reward (`task.reward`, what RL
+maximises) and the policy's mean next-token entropy over its own reply (teacher-forced), the
+figure that RL and SFT drive down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from gptlab.eval.multiple_choice import MCItem
+from gptlab.eval.tasks.base import Item, Task, extract_number, normalise, reply_text
+
+if TYPE_CHECKING:
+    from gptlab.infer.engine import Engine
+    from gptlab.tokenizer.bpe import Tokenizer
+
+MODES = ("gen", "cot", "sc")
+STEP_BY_STEP = "Let's think step by step."
+
+
+def shot_messages(task: Task, shots: int) -> list[dict]:
+    """The first `shots` items of the task's train split, whole (question and reference reply).
+
+    The task is rebuilt with split="train" and the same constructor inputs it keeps (`plays`,
+    `chats`), so shots are disjoint from the test items by the task's own construction.
+    """
+    if shots <= 0:
+        return []
+    kw: dict = {"seed": task.seed}
+    for attr in ("plays", "chats"):
+        if hasattr(task, attr):
+            kw[attr] = getattr(task, attr)
+    train = type(task)("train", **kw)
+    out: list[dict] = []
+    for i in range(min(shots, len(train))):
+        out += train.example(i).messages
+    return out
+
+
+def chat_prompt(task: Task, item: Item, shots: Sequence[dict] = (), cot: bool = False) -> list[dict]:
+    """Shots + the item's prompt; with `cot`, the last user turn ends with the step-by-step cue."""
+    messages = [*shots, *[dict(m) for m in task.prompt(item)]]
+    if cot:
+        last = messages[-1]
+        last["content"] = f"{last['content']}\n\n{STEP_BY_STEP}"
+    return messages
+
+
+def text_prompt(task: Task, item: Item, shots: Sequence[dict] = ()) -> str:
+    """Plain-text form for base models: 'Question: ...\\nAnswer: ...' blocks, the last unanswered."""
+    blocks = []
+    turns = [*shots, *task.prompt(item)]
+    for m in turns:
+        text = reply_text(m["content"])
+        if m["role"] == "user":
+            blocks.append(f"Question: {text}\nAnswer:")
+        elif m["role"] == "assistant":
+            blocks[-1] += f" {text}\n\n"
+    return "".join(blocks)
+
+
+def mc_item(tok: Tokenizer, task: Task, item: Item, shots: Sequence[dict] = (), fmt: str = "chat") -> MCItem:
+    """An MCItem for `multiple_choice.score_multiple_choice`.
+
+    chat: context = the rendered prompt ending in `<|assistant|>`; each choice is its text +
+    `<|end|>` (a complete reply, so "Romeo" does not win by being the prefix of "Romeo and Juliet").
+    text: context = BOS + the plain-text prompt; each choice is " " + its text (lm-eval's way).
+    """
+    from gptlab.tokenizer.chat import render_prompt
+
+    if not item.choices or item.label is None:
+        raise ValueError(f"task {task.name!r} has no multiple-choice items")
+    if fmt == "chat":
+        ctx = render_prompt(tok, chat_prompt(task, item, shots))
+        end = tok.token_id("<|end|>")
+        choices = [tok.encode(c) + [end] for c in item.choices]
+        nbytes = [len(c.encode("utf-8")) for c in item.choices]
+    elif fmt == "text":
+        ctx = [tok.eot_id] + tok.encode(text_prompt(task, item, shots))
+        choices = [tok.encode(" " + c) for c in item.choices]
+        nbytes = [len((" " + c).encode("utf-8")) for c in item.choices]
+    else:
+        raise ValueError(f"fmt must be 'chat' or 'text', got {fmt!r}")
+    return MCItem(ctx, choices, item.label, nbytes)
+
+
+def answer_extractor(task: Task, item: Item) -> Callable[[str], str | None]:
+    """What self-consistency votes on: the number for numeric answers, else the choice named,
+    else the normalised reply."""
+    if item.answer is not None and extract_number(item.answer) == item.answer:
+        return extract_number
+    if item.choices:
+        return lambda text: next((c for c in item.choices if task.evaluate(_as(item, c), text)), None)
+    return lambda text: normalise(text) or None
+
+
+def _as(item: Item, answer: str) -> Item:
+    """The item with `answer` as its reference, to ask the task 'does this reply name `answer`?'."""
+    return Item(item.messages, answer, item.choices, item.choices.index(answer), item.meta)
+
+
+@dataclass
+class GenResult:
+    correct: bool
+    reward: float
+    completion: str  # the reply that was scored (for sc: the first reply with the majority answer)
+    answer: str | None  # the extracted answer
+    entropy: float  # mean next-token entropy (nats) over the scored reply's tokens
+    n_tokens: int
+    votes: dict[str, int] | None = None  # sc only
+
+
+@torch.inference_mode()
+def reply_entropy(model: torch.nn.Module, prompt: list[int], reply: list[int]) -> float:
+    """Mean entropy (nats) of the model's next-token distribution at each reply position."""
+    if not reply:
+        return float("nan")
+    seq = (prompt + reply)[-model.config.max_seq_len - 1 :]
+    n = min(len(reply), len(seq) - 1)
+    x = torch.tensor([seq[:-1]], device=next(model.parameters()).device)
+    h = model.hidden_states(x)[0, -n:]
+    logp = torch.log_softmax(model.lm_head(h).float(), dim=-1)
+    return float(-(logp.exp() * logp).sum(-1).mean())
+
+
+def generate_scores(
+    model: torch.nn.Module,
+    engine: Engine,
+    tok: Tokenizer,
+    task: Task,
+    items: Sequence[Item],
+    mode: str = "gen",
+    shots: int = 0,
+    n_samples: int = 5,
+    temperature: float = 0.8,
+    max_new_tokens: int = 64,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[GenResult]:
+    """Generate and score a reply per item (see the module docstring for the modes)."""
+    from gptlab.tokenizer.chat import parse_assistant, render_prompt
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    fewshot = shot_messages(task, shots)
+    prompts = [render_prompt(tok, chat_prompt(task, it, fewshot, cot=mode != "gen")) for it in items]
+    if any(len(p) >= engine.max_len - 1 for p in prompts):
+        raise ValueError(f"a prompt does not fit the model's context ({engine.max_len}); use fewer --shots")
+    n = n_samples if mode == "sc" else 1
+    rows = [p for p in prompts for _ in range(n)]
+    # One batched call; greedy for gen/cot, seeded sampling for sc (row j samples with seed + j).
+    outs: list[list[int]] = []
+    chunk = engine.cache.n_slots
+    starts = range(0, len(rows), chunk)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=f"{task.name} {mode}", unit="batch")
+    for s in starts:
+        kw = {"temperature": 0.0} if mode != "sc" else {"temperature": temperature, "seed": seed + s}
+        # the engine also stops a row when the context is full
+        outs += engine.generate_all(rows[s : s + chunk], max_new_tokens, **kw)
+    results = []
+    for k, item in enumerate(items):
+        extract = answer_extractor(task, item)
+        replies = [(ids, reply_text(parse_assistant(tok, ids))) for ids in outs[k * n : (k + 1) * n]]
+        answers = [extract(text) for _, text in replies]
+        votes = Counter(a for a in answers if a is not None)
+        pick = 0
+        if mode == "sc" and votes:
+            pick = answers.index(votes.most_common(1)[0][0])  # ties: the answer seen first
+        ids, text = replies[pick]
+        results.append(
+            GenResult(
+                correct=bool(task.evaluate(item, text)),
+                reward=float(task.reward(item, text)),
+                completion=text,
+                answer=answers[pick],
+                entropy=reply_entropy(model, prompts[k], ids),
+                n_tokens=len(ids),
+                votes=dict(votes) if mode == "sc" else None,
+            )
+        )
+    return results
+
+
+def summarise(results: Sequence[GenResult]) -> dict:
+    """acc, mean reward, mean entropy, mean reply length; the baseline of exact match is 0."""
+    n = len(results)
+    ents = [r.entropy for r in results if not math.isnan(r.entropy)]
+    return {
+        "acc": sum(r.correct for r in results) / n,
+        "reward": sum(r.reward for r in results) / n,
+        "entropy": sum(ents) / len(ents) if ents else None,
+        "reply_tokens": sum(r.n_tokens for r in results) / n,
+        "random_baseline": 0.0,
+        "n": n,
+    }
+

@@ -1,0 +1,308 @@
+"""Model A vs model B on the same prompts, judged by a rule, a reward model or a judge model.
+
+    gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --task arithmetic --judge rule
+    gptlab eval judge --a runs/tiny/base --b runs/tiny/sft --task play_speaker --judge rm --rm runs/tiny/rm
+    gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --task play_title --judge model \\
+        --judge-model runs/tiny/sft --rubric rubric.txt
+    gptlab arena runs/tiny/judge/votes.jsonl                     # votes -> Elo leaderboard
+
+Every pair is judged in both orders (A shown first, then B shown first). A judge model prefers
+whichever answer it sees first or second more often than merit allows (position bias; Zheng et
+al. 2023, MT-Bench); a winner must win in both orders, and a split decision counts as a tie. A
+rule and a reward model score each reply on its own, so their two orders always agree.
+
+The judge model reads the rubric, the question and the two answers, and its verdict is the
+choice ("A" or "B" + `<|end|>`) it gives the higher log-likelihood: no sampling, no parsing.
+
+Reward-model accuracy (`rm_accuracy`) is classifier evaluation: each (chosen, rejected) pair is
+shown both ways round, the label says which is first, the prediction is r_first > r_second;
+it is reported with the random baseline (0.5) and a length baseline (prefer the longer reply).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from gptlab.errors import InputError
+from gptlab.eval.tasks.base import Item, Task, reply_text
+
+if TYPE_CHECKING:
+    from gptlab.tokenizer.bpe import Tokenizer
+
+DEFAULT_RUBRIC = (
+    "You are judging two answers to the same question. The better answer is correct, answers "
+    "what was asked, and is clear and brief."
+)
+
+
+# ---------------------------------------------------------------------------- reward model
+
+
+class RewardScorer:
+    """A reward model (GPT trunk + scalar head) that scores whole conversations."""
+
+    def __init__(self, rm: torch.nn.Module, tok: Tokenizer, batch_size: int = 16):
+        self.rm, self.tok, self.batch_size = rm.eval(), tok, batch_size
+
+    @classmethod
+    def from_trunk(cls, trunk: torch.nn.Module, tok: Tokenizer, folder: str | Path) -> RewardScorer:
+        """The trunk loaded from a reward-model folder, plus its `head.safetensors`."""
+        from gptlab.model.heads import ScalarHeadModel
+
+        folder = Path(folder)
+        if not (folder / "head.safetensors").exists():
+            raise InputError(folder, "no head.safetensors here: not a reward-model folder")
+        rm = ScalarHeadModel(trunk)
+        rm.load_head(folder)
+        return cls(rm.to(next(trunk.parameters()).device), tok)
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "auto") -> RewardScorer:
+        from gptlab.infer.loading import load_for_inference
+
+        trunk, tok = load_for_inference(folder, device)
+        return cls.from_trunk(trunk, tok, folder)
+
+    @torch.inference_mode()
+    def score(self, conversations: Sequence[list[dict]]) -> list[float]:
+        """The reward of each conversation (ending with an assistant turn), read at `<|reward|>`."""
+        from gptlab.tokenizer.chat import render_for_reward
+
+        max_len = self.rm.config.max_seq_len
+        rows = [render_for_reward(self.tok, c)[-max_len:] for c in conversations]
+        dev = next(self.rm.parameters()).device
+        out: list[float] = []
+        for s in range(0, len(rows), self.batch_size):
+            chunk = rows[s : s + self.batch_size]
+            L = max(map(len, chunk))
+            x = torch.zeros(len(chunk), L, dtype=torch.long)
+            for r, ids in enumerate(chunk):
+                x[r, : len(ids)] = torch.tensor(ids)  # right padding: causal attention never sees it
+            last = torch.tensor([len(ids) - 1 for ids in chunk])
+            out += self.rm.score_at(x.to(dev), last.to(dev)).float().cpu().tolist()
+        return out
+
+
+def task_pairs(task: Task, items: Sequence[Item]) -> list[tuple[list[dict], str | list, str | list]]:
+    """(prompt, chosen reply, rejected reply) pairs with known order, built from a task.
+
+    Multiple choice: the right choice against each wrong one. Numeric answers: the reference
+    reply against the same reply with a wrong number.
+    """
+    pairs = []
+    for it in items:
+        prompt = task.prompt(it)
+        ref = it.messages[-1]["content"]
+        if it.choices and it.label is not None:
+            pairs += [(prompt, it.choices[it.label], c) for j, c in enumerate(it.choices) if j != it.label]
+        elif it.answer is not None and it.answer.lstrip("-").isdigit():
+            wrong = str(int(it.answer) + 1 + len(pairs) % 9)
+            pairs.append((prompt, ref, f"The answer is {wrong}."))
+    if not pairs:
+        raise InputError(None, f"task {task.name!r} gives no (right, wrong) reply pairs")
+    return pairs
+
+
+def rm_accuracy(scorer: RewardScorer, pairs: Sequence[tuple[list[dict], str | list, str | list]]) -> dict:
+    """Pairwise accuracy, baselines and classifier metrics of a reward model on ordered pairs."""
+    from gptlab.eval.metrics import centred_accuracy, classification_report
+
+    convs = []
+    for prompt, chosen, rejected in pairs:
+        convs += [[*prompt, {"role": "assistant", "content": chosen}],
+                  [*prompt, {"role": "assistant", "content": rejected}]]
+    r = scorer.score(convs)
+    rc, rr = r[0::2], r[1::2]
+    acc = sum(c > w for c, w in zip(rc, rr)) / len(pairs)
+    longer = sum(len(reply_text(c)) > len(reply_text(w)) for _, c, w in pairs) / len(pairs)
+    # Classifier view: each pair both ways round; label 1 when the chosen reply is shown first.
+    y_true = [1] * len(pairs) + [0] * len(pairs)
+    diff = [c - w for c, w in zip(rc, rr)] + [w - c for c, w in zip(rc, rr)]
+    report = classification_report(y_true, [int(d > 0) for d in diff], diff)
+    return {
+        "acc": acc,
+        "random_baseline": 0.5,
+        "length_baseline": longer,
+        "centred_acc": centred_accuracy(acc, 0.5),
+        "roc_auc": report.get("roc_auc"),
+        "f1": report["binary"]["f1"],
+        "margin": sum(diff[: len(pairs)]) / len(pairs),
+        "classifier": report,
+        "n": len(pairs),
+    }
+
+
+# ---------------------------------------------------------------------------- judges
+
+# A judge says which of two replies (as shown: first, second) is better: "first", "second", "tie".
+Prefer = Callable[[list[dict], str, str], str]
+
+
+def rule_judge(task: Task, item_of: Callable[[list[dict]], Item]) -> Prefer:
+    """The task's reward decides; equal rewards tie."""
+
+    def prefer(prompt: list[dict], first: str, second: str) -> str:
+        item = item_of(prompt)
+        a, b = task.reward(item, first), task.reward(item, second)
+        return "first" if a > b else "second" if b > a else "tie"
+
+    return prefer
+
+
+def rm_judge(scorer: RewardScorer, margin: float = 0.0) -> Prefer:
+    """The higher reward wins; a difference within `margin` ties."""
+
+    def prefer(prompt: list[dict], first: str, second: str) -> str:
+        a, b = scorer.score([[*prompt, {"role": "assistant", "content": x}] for x in (first, second)])
+        return "first" if a - b > margin else "second" if b - a > margin else "tie"
+
+    return prefer
+
+
+def judge_messages(prompt: list[dict], first: str, second: str, rubric: str) -> list[dict]:
+    question = reply_text(prompt[-1]["content"])
+    text = (f"{rubric}\n\nQuestion:\n{question}\n\nAnswer A:\n{first}\n\nAnswer B:\n{second}\n\n"
+            "Which answer is better? Reply with A or B.")
+    return [{"role": "user", "content": text}]
+
+
+def model_judge(model: torch.nn.Module, tok: Tokenizer, rubric: str = DEFAULT_RUBRIC) -> Prefer:
+    """A chat model as judge: the verdict is whichever of "A" / "B" it finds more likely."""
+    from gptlab.eval.multiple_choice import choice_logprobs
+    from gptlab.tokenizer.chat import render_prompt
+
+    end = tok.token_id("<|end|>")
+    choices = [tok.encode("A") + [end], tok.encode("B") + [end]]
+
+    def prefer(prompt: list[dict], first: str, second: str) -> str:
+        ctx = render_prompt(tok, judge_messages(prompt, first, second, rubric))
+        (la, _), (lb, _) = choice_logprobs(model, ctx, choices)
+        return "first" if la > lb else "second" if lb > la else "tie"
+
+    return prefer
+
+
+def both_orders(prefer: Prefer, prompt: list[dict], reply_a: str, reply_b: str) -> tuple[str, list[str]]:
+    """Winner ("a" | "b" | "tie") over both presentation orders, and the two raw verdicts."""
+    v1 = prefer(prompt, reply_a, reply_b)  # a shown first
+    v2 = prefer(prompt, reply_b, reply_a)  # b shown first
+    w1 = {"first": "a", "second": "b", "tie": "tie"}[v1]
+    w2 = {"first": "b", "second": "a", "tie": "tie"}[v2]
+    if w1 == w2:
+        return w1, [w1, w2]
+    if "tie" in (w1, w2):  # one order decides, the other cannot tell: the decided one stands
+        return (w1 if w2 == "tie" else w2), [w1, w2]
+    return "tie", [w1, w2]  # each order favours whichever sits in the same slot: position bias
+
+
+@dataclass
+class JudgeSummary:
+    wins_a: int
+    wins_b: int
+    ties: int
+    consistent: float  # fraction of prompts where both orders gave the same verdict
+
+    def as_dict(self) -> dict:
+        n = self.wins_a + self.wins_b + self.ties
+        return {"wins_a": self.wins_a, "wins_b": self.wins_b, "ties": self.ties, "n": n,
+                "win_rate_b": (self.wins_b + 0.5 * self.ties) / n, "consistent": self.consistent}
+
+
+def judge_all(prefer: Prefer, prompts: Sequence[list[dict]], replies_a: Sequence[str], replies_b: Sequence[str],
+              name_a: str, name_b: str, judge: str) -> tuple[list[dict], JudgeSummary]:
+    """Votes (arena's JSONL records, with the prompt, replies and per-order verdicts) + a summary."""
+    votes, agree = [], 0
+    for prompt, a, b in zip(prompts, replies_a, replies_b, strict=True):
+        winner, orders = both_orders(prefer, prompt, a, b)
+        agree += orders[0] == orders[1]
+        votes.append({"model_a": name_a, "model_b": name_b, "winner": winner, "judge": judge,
+                      "orders": orders, "prompt": reply_text(prompt[-1]["content"]), "reply_a": a, "reply_b": b})
+    count = {w: sum(v["winner"] == w for v in votes) for w in ("a", "b", "tie")}
+    return votes, JudgeSummary(count["a"], count["b"], count["tie"], agree / max(len(votes), 1))
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gptlab eval judge",
+        description="Model A vs model B on the same held-out prompts, judged in both orders by a rule "
+        "(the task's reward), a reward model or a judge model with a rubric; writes arena votes (JSONL).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--a", type=Path, required=True, help="stage folder of model A")
+    p.add_argument("--b", type=Path, required=True, help="stage folder of model B")
+    p.add_argument("--name-a", help="model A's name in the votes (default: its folder name)")
+    p.add_argument("--name-b", help="model B's name in the votes (default: its folder name)")
+    p.add_argument("--task", default="arithmetic", help="task whose test prompts both models answer")
+    p.add_argument("--judge", choices=("rule", "rm", "model"), default="rule",
+                   help="rule: the task's reward; rm: a reward model (--rm); model: a judge model (--judge-model)")
+    p.add_argument("--rm", type=Path, help="reward-model folder for --judge rm (default: runs/<run of A>/rm)")
+    p.add_argument("--judge-model", type=Path, help="chat model folder for --judge model")
+    p.add_argument("--rubric", type=Path, help="text file with the judge model's rubric (default: a built-in one)")
+    p.add_argument("--limit", type=int, default=50, help="number of test prompts")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="reply length limit")
+    p.add_argument("--seed", type=int, default=0, help="task order")
+    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    p.add_argument("--out", type=Path, help="votes JSONL (default: runs/<run of A>/judge/votes.jsonl)")
+    p.add_argument("--append", action="store_true", help="add to --out instead of replacing it")
+    return p
+
+
+def _replies(folder: Path, prompts: list[list[dict]], max_new: int, device: str) -> list[str]:
+    from gptlab.infer.loading import load_for_inference, make_engine
+    from gptlab.tokenizer.chat import parse_assistant, render_prompt
+
+    model, tok = load_for_inference(folder, device)
+    engine = make_engine(model, tok)
+    outs = engine.generate_all([render_prompt(tok, p) for p in prompts], max_new, temperature=0.0)
+    return [reply_text(parse_assistant(tok, ids)) for ids in outs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gptlab.eval.cli import _build_task
+    from gptlab.fileio import atomic_write_text
+
+    args = build_parser().parse_args(argv)
+    if args.limit < 1:
+        raise InputError(None, f"--limit must be >= 1, got {args.limit}")
+    task = _build_task(args.task, args.seed)
+    items = [task.example(i) for i in range(min(args.limit, len(task)))]
+    prompts = [task.prompt(it) for it in items]
+    replies_a = _replies(args.a, prompts, args.max_new_tokens, args.device)
+    replies_b = _replies(args.b, prompts, args.max_new_tokens, args.device)
+    if args.judge == "rule":
+        by_prompt = {json.dumps(p): it for p, it in zip(prompts, items)}
+        prefer = rule_judge(task, lambda p: by_prompt[json.dumps(p)])
+    elif args.judge == "rm":
+        prefer = rm_judge(RewardScorer.load(args.rm or args.a.parent / "rm", args.device))
+    else:
+        if args.judge_model is None:
+            raise InputError(None, "--judge model needs --judge-model FOLDER")
+        from gptlab.infer.loading import load_for_inference
+
+        jm, jtok = load_for_inference(args.judge_model, args.device)
+        if args.rubric is not None and not args.rubric.is_file():
+            raise InputError(args.rubric, "file not found")
+        rubric = args.rubric.read_text(encoding="utf-8").strip() if args.rubric else DEFAULT_RUBRIC
+        prefer = model_judge(jm, jtok, rubric)
+    name_a, name_b = args.name_a or args.a.name, args.name_b or args.b.name
+    if name_a == name_b:
+        raise InputError(None, f"both models are named {name_a!r}: pass --name-a / --name-b")
+    votes, summary = judge_all(prefer, prompts, replies_a, replies_b, name_a, name_b, args.judge)
+    out = args.out or args.a.parent / "judge" / "votes.jsonl"
+    old = out.read_text(encoding="utf-8") if args.append and out.exists() else ""
+    atomic_write_text(out, old + "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in votes))
+    s = summary.as_dict()
+    print(f"{name_a} vs {name_b} on {task.name} ({args.judge} judge): {name_a} {s['wins_a']}, "
+          f"{name_b} {s['wins_b']}, ties {s['ties']} | {name_b} win rate {s['win_rate_b']:.1%} | "
+          f"orders agree {s['consistent']:.0%} -> {out}")
+    return 0

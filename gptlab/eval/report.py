@@ -1,0 +1,256 @@
+"""`report.md` for a run folder: every stage's metrics, plots, tokenizer table, config, code, hardware.
+
+The summary's checks are computed from the files, never asserted: each stage must beat the
+previous one on the metric it exists for, or the report shows a cross.
+
+    base  bits per byte on held-out text below the unigram (token-frequency) baseline
+    sft   task accuracy above base's, on the tasks both were evaluated on
+    rm    pairwise accuracy above the random (0.5) and the prefer-the-longer-reply baselines
+    rl    mean task reward above sft's, on the generative tasks both were evaluated on
+
+A stage or a result that is missing reads "not run"; the report is whatever exists.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STAGES = ("base", "sft", "rm", "rl")
+PASS, FAIL, SKIP = "✅", "❌", "➖ not run"
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _metrics(path: Path) -> list[dict]:
+    out = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash: the rest of the curve still plots
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+def collect(run: Path) -> dict[str, dict]:
+    """Per stage: whether it exists, its eval results, train state and metrics records."""
+    out = {}
+    for stage in STAGES:
+        d = run / stage
+        out[stage] = {
+            "exists": d.is_dir(),
+            "eval": (_json(d / "eval.json") or {}).get("results", {}),
+            "state": _json(d / "train_state.json") or {},
+            "metrics": _metrics(d / "metrics.jsonl"),
+        }
+    return out
+
+
+@dataclass
+class Check:
+    stage: str
+    claim: str
+    ok: bool | None  # None: not run
+    detail: str
+
+    @property
+    def mark(self) -> str:
+        return SKIP if self.ok is None else PASS if self.ok else FAIL
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def _shared(a: dict, b: dict, metric: str, modes: tuple[str, ...]) -> list[str]:
+    return sorted(k for k in a if k in b and a[k].get("mode") in modes
+                  and a[k].get(metric) is not None and b[k].get(metric) is not None)
+
+
+def checks(stages: dict[str, dict]) -> list[Check]:
+    base, sft, rm, rl = (stages[s]["eval"] for s in STAGES)
+    out = []
+    b = base.get("bpb")
+    out.append(Check("base", "bits per byte below the unigram baseline", None if not b else b["bpb"] < b["unigram_bpb"],
+                     f"{b['bpb']:.3f} vs {b['unigram_bpb']:.3f} bpb" if b else "no bpb result for base"))
+    keys = _shared(base, sft, "acc", ("mc", "gen", "cot", "sc"))
+    if keys:
+        x, y = _mean([base[k]["acc"] for k in keys]), _mean([sft[k]["acc"] for k in keys])
+        out.append(Check("sft", "task accuracy above base", y > x, f"{y:.3f} vs {x:.3f} mean acc on {', '.join(keys)}"))
+    else:
+        out.append(Check("sft", "task accuracy above base", None, "no task evaluated on both base and sft"))
+    keys = [k for k, v in rm.items() if v.get("mode") == "rm"]
+    if keys:
+        acc = _mean([rm[k]["acc"] for k in keys])
+        bar = max(_mean([rm[k]["random_baseline"] for k in keys]), _mean([rm[k]["length_baseline"] for k in keys]))
+        out.append(Check("rm", "pairwise accuracy above baselines", acc > bar,
+                         f"{acc:.3f} vs best baseline {bar:.3f} on {', '.join(keys)}"))
+    else:
+        out.append(Check("rm", "pairwise accuracy above baselines", None, "no reward-model evaluation"))
+    keys = _shared(sft, rl, "reward", ("gen", "cot", "sc"))
+    if keys:
+        x, y = _mean([sft[k]["reward"] for k in keys]), _mean([rl[k]["reward"] for k in keys])
+        out.append(Check("rl", "mean reward above sft", y > x, f"{y:.3f} vs {x:.3f} on {', '.join(keys)}"))
+    else:
+        out.append(Check("rl", "mean reward above sft", None, "no generative task evaluated on both sft and rl"))
+    return out
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def _save(fig, path: Path) -> Path:
+    from gptlab.fileio import atomic_open
+
+    with atomic_open(path, "wb", encoding=None) as f:
+        fig.savefig(f, format="png", dpi=110)
+    return path
+
+
+def plot_losses(stages: dict[str, dict], path: Path) -> Path | None:
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display
+
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    drawn = False
+    for s, d in stages.items():
+        for key, style in (("loss", "-"), ("val_loss", "o--")):
+            pts = [(r["step"], r[key]) for r in d["metrics"] if r.get(key) is not None and "step" in r]
+            if pts:
+                ax.plot(*zip(*pts), style, label=f"{s} {key}", markersize=3, linewidth=1)
+                drawn = True
+    if not drawn:
+        return None
+    ax.set(xlabel="step", ylabel="cross-entropy (nats/token)", title="loss by stage")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_rl(stages: dict[str, dict], path: Path) -> Path | None:
+    from matplotlib.figure import Figure
+
+    recs = stages["rl"]["metrics"]
+    keys = sorted({k for r in recs for k, v in r.items()
+                   if isinstance(v, (int, float)) and ("reward" in k or "kl" in k)})
+    if not keys:
+        return None
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for k in keys:
+        pts = [(r["step"], r[k]) for r in recs if isinstance(r.get(k), (int, float)) and "step" in r]
+        ax.plot(*zip(*pts), label=k, linewidth=1)
+    ax.set(xlabel="step", title="RL: reward and KL to the reference")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def _bars(stages: dict[str, dict], metric: str, path: Path, title: str, baseline: bool) -> Path | None:
+    from matplotlib.figure import Figure
+
+    keys = sorted({k for d in stages.values() for k, v in d["eval"].items() if v.get(metric) is not None})
+    names = [s for s in STAGES if any(stages[s]["eval"].get(k, {}).get(metric) is not None for k in keys)]
+    if not keys or not names:
+        return None
+    fig = Figure(figsize=(max(6, 1.6 * len(keys)), 4), layout="constrained")
+    ax = fig.add_subplot()
+    w = 0.8 / len(names)
+    for j, s in enumerate(names):
+        vals = [stages[s]["eval"].get(k, {}).get(metric) for k in keys]
+        xs = [i + j * w for i, v in enumerate(vals) if v is not None]
+        ax.bar(xs, [v for v in vals if v is not None], w, label=s)
+    if baseline:
+        for i, k in enumerate(keys):
+            base = next((d["eval"][k].get("random_baseline") for d in stages.values() if k in d["eval"]), None)
+            if base is not None:
+                ax.hlines(base, i - w / 2, i + 0.8 - w / 2, colors="k", linestyles="dashed",
+                          label="random baseline" if i == 0 else None)
+    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(keys))], keys)
+    ax.set(ylabel=metric, title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------- markdown
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]]
+
+
+def write_report(run: str | Path, out: str | Path | None = None) -> Path:
+    """Write `<run>/report.md` (+ PNGs in `<run>/report/`); returns the markdown path."""
+    from gptlab.errors import InputError
+    from gptlab.fileio import atomic_write_text
+
+    run = Path(run)
+    if not run.is_dir():
+        raise InputError(run, "run folder not found")
+    out = Path(out) if out else run / "report.md"
+    figs = out.parent / "report"
+    figs.mkdir(parents=True, exist_ok=True)
+    stages = collect(run)
+    md = [f"# Run report: {run.name}", ""]
+    md += ["## Summary", "", *_table(["stage", "claim", "result", "evidence"],
+                                     [[c.stage, c.claim, c.mark, c.detail] for c in checks(stages)]), ""]
+    md += ["## Stages", ""]
+    for s in STAGES:
+        d = stages[s]
+        md.append(f"### {s}")
+        if not d["exists"]:
+            md += ["", "not run", ""]
+            continue
+        st = d["state"]
+        if st:
+            md.append(f"\n{st.get('step', '?')} steps, {_fmt(st.get('elapsed', '?'))} s of training.")
+        if d["eval"]:
+            cols = ["acc", "acc_norm", "centred_acc", "random_baseline", "length_baseline", "reward",
+                    "entropy", "bpb", "unigram_bpb", "ppl", "n"]
+            used = [c for c in cols if any(c in r for r in d["eval"].values())]
+            md += ["", *_table(["result", *used], [[k, *[r.get(c, "") for c in used]] for k, r in sorted(d["eval"].items())])]
+        else:
+            md += ["", "evaluation: not run"]
+        md.append("")
+    md += ["## Plots", ""]
+    for name, fn in (("loss", lambda p: plot_losses(stages, p)), ("rl", lambda p: plot_rl(stages, p)),
+                     ("accuracy", lambda p: _bars(stages, "acc", p, "accuracy by stage", True)),
+                     ("entropy", lambda p: _bars(stages, "entropy", p, "policy entropy by stage (nats/token)", False))):
+        png = fn(figs / f"{name}.png")
+        md.append(f"![{name}]({png.relative_to(out.parent)})" if png else f"{name}: not run")
+        md.append("")
+    tok = _json(run / "tokenizer" / "eval.json")
+    md += ["## Tokenizer", ""]
+    md += (_table(["text", "bytes", "tokens", "bytes/token"],
+                  [[r["kind"], r["bytes"], r["tokens"], r["bytes_per_token"]] for r in tok.get("rows", [])])
+           if tok else ["not run"])
+    md += ["", "## Config, code version and hardware", ""]
+    for s in STAGES:
+        st = stages[s]["state"]
+        if st:
+            meta = st.get("metadata", {})
+            code = (f"code: gptlab {meta.get('gptlab')} at commit `{meta.get('git_commit')}`; "
+                    f"python {meta.get('python')}, torch {meta.get('torch')}; device {meta.get('device')} "
+                    f"{meta.get('gpu', '')} on {meta.get('platform')} ({meta.get('cpu_count')} CPUs)")
+            md += [f"### {s}", "", code, "",
+                   "<details><summary>config</summary>", "", "```json",
+                   json.dumps({k: st.get(k) for k in ("stage", "train_config") if k in st}, indent=1), "```",
+                   "</details>", ""]
+    atomic_write_text(out, "\n".join(md) + "\n")
+    return out

@@ -1,0 +1,184 @@
+"""`gptlab eval` end to end on a tiny run in tmp_path: bpb against the unigram baseline, multiple
+choice (chat and text formats) and generation, where a model trained on the test items must beat
+an untrained one; eval.json merging; bad input as one-line errors. Plays are small synthetic ones
+(monkeypatched in for the cache's corpus), so no network and no cache."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from gptlab.data.plays import parse_play
+from gptlab.data.shards import write_token_shards
+from gptlab.errors import InputError
+from gptlab.eval import cli as eval_cli
+from gptlab.eval.generative import mc_item, shot_messages, text_prompt
+from gptlab.eval.tasks import get_task
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
+from gptlab.model.io import save_model
+from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.chat import render_conversation
+
+WORDS = [a + b for a in ("cr", "sw", "n", "l", "gr", "h", "bl", "m", "k", "qu") for b in ("own", "ord", "ight", "ove", "ief", "ay", "ood", "oon")]
+TEXT = (
+    "What is two plus three? The answer is 5. Let me compute that. calculator: 12*7 = 84.\n"
+    "Who speaks this line in The Tale Alpha? ALPHA LORD ALPHA LADY BETA DUKE Question: Answer:\n"
+) * 30
+
+
+def make_plays() -> list:
+    rng = random.Random(1)
+    plays = []
+    for title in ("The Tale Alpha", "The Tale Beta", "The Tale Gamma", "The Tale Delta"):
+        cast = [f"{title.split()[-1].upper()} {r}" for r in ("LORD", "LADY", "DUKE", "NURSE", "FOOL")]
+        out = [f"# {title}", ""]
+        for roman in ("I", "II", "III"):
+            out += [f"## ACT {roman}", ""]
+            for sroman in ("I", "II", "III", "IV", "V", "VI"):
+                out += [f"### SCENE {sroman}. A room.", ""]
+                for k in range(10):
+                    lines = [" ".join(rng.choice(WORDS) for _ in range(6)).capitalize()]
+                    out += [f"**{cast[k % 5]}**  ", *[ln + "  " for ln in lines], ""]
+        slug = title.lower().replace(" ", "-")
+        plays.append(parse_play("\n".join(out) + "\n", slug, "comedies", slug))
+    return plays
+
+
+PLAYS = make_plays()
+
+
+@pytest.fixture(autouse=True)
+def _synthetic_plays(monkeypatch):
+    monkeypatch.setattr("gptlab.data.corpora.load_plays", lambda root=None: PLAYS)
+
+
+def tiny_gpt(vocab: int, seed: int = 0, seq: int = 512) -> GPT:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=vocab, n_layer=2, n_embd=48, n_head=2, n_kv_head=1,
+                      intermediate_size=96, max_seq_len=seq)
+    return GPT(cfg)
+
+
+def fit(model: GPT, rows: list[tuple[list[int], list[int]]], steps: int = 100, lr: float = 1e-2) -> GPT:
+    """Memorise `rows` (ids, loss mask): a model that has seen the answers, to beat chance with."""
+    L = max(len(ids) for ids, _ in rows)
+    x = torch.zeros(len(rows), L - 1, dtype=torch.long)
+    y = torch.full((len(rows), L - 1), -1, dtype=torch.long)
+    for r, (ids, mask) in enumerate(rows):
+        x[r, : len(ids) - 1] = torch.tensor(ids[:-1])
+        y[r, : len(ids) - 1] = torch.tensor([t if m else -1 for t, m in zip(ids[1:], mask[1:])])
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is faster than two on a shared machine
+    try:
+        for _ in range(steps):
+            loss = model(x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def make_run(root: Path, trained: dict[str, list[list[dict]]] | None = None) -> Path:
+    """runs/x: tokenizer (vocab 300), shards, base (untrained) and any `trained` stages, each fit
+    on the given conversations (assistant tokens only)."""
+    tok = Tokenizer.train([TEXT], 300)
+    tok.save(root / "tokenizer", hf=False)
+    ids = [tok.eot_id] + tok.encode(TEXT)
+    write_token_shards(root / "shards", {"train": [ids[:1500]], "val": [ids[1500:]]}, tok.vocab_size, tok.eot_id)
+    save_model(root / "base", tiny_gpt(tok.vocab_size))
+    for stage, convs in (trained or {}).items():
+        save_model(root / stage, fit(tiny_gpt(tok.vocab_size), [render_conversation(tok, c) for c in convs]))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    speaker = get_task("play_speaker", "test", plays=PLAYS)
+    arith = get_task("arithmetic", "test")
+    convs = [speaker.example(i).messages for i in range(6)] + [arith.example(i).messages for i in range(4)]
+    return make_run(tmp_path_factory.mktemp("runs") / "x", {"sft": convs})
+
+
+def _eval(*argv: str) -> int:
+    return eval_cli.main([*argv, "--device", "cpu"])
+
+
+def test_bpb_mc_and_gen_merge_into_eval_json(run):
+    assert _eval("--from", str(run / "sft"), "--tasks", "bpb,play_speaker", "--limit", "6") == 0
+    assert _eval("--from", str(run / "sft"), "--tasks", "arithmetic", "--limit", "4", "--max-new-tokens", "40") == 0
+    data = json.loads((run / "sft" / "eval.json").read_text())
+    res = data["results"]
+    assert set(res) == {"bpb", "play_speaker/mc", "arithmetic/gen"}  # merged, not replaced
+    assert res["bpb"]["tokens"] > 100 and res["bpb"]["unigram_bpb"] > 0
+    mc = res["play_speaker/mc"]
+    assert mc["n"] == 6 and mc["random_baseline"] == 0.25 and mc["format"] == "chat"
+    assert mc["acc"] == 1.0  # memorised: a mislabelled choice or a shifted target would break this
+    assert mc["centred_acc"] == pytest.approx(1.0)
+    gen = res["arithmetic/gen"]
+    assert gen["n"] == 4 and gen["acc"] >= 0.75 and gen["reward"] == gen["acc"]
+    assert gen["entropy"] is not None and gen["entropy"] >= 0
+    assert data["stage"] == "sft" and "metadata" in data
+
+
+def test_untrained_base_is_near_chance_in_text_format(run):
+    out = run / "base_eval.json"
+    assert _eval("--from", str(run / "base"), "--tasks", "play_speaker", "--limit", "6", "--out", str(out)) == 0
+    mc = json.loads(out.read_text())["results"]["play_speaker/mc"]
+    assert mc["format"] == "text" and mc["acc"] < 1.0
+
+
+def test_cot_and_self_consistency_modes(run):
+    out = run / "modes.json"
+    for mode in ("cot", "sc"):
+        assert _eval("--from", str(run / "sft"), "--tasks", "arithmetic", "--limit", "2", "--mode", mode,
+                     "--n-samples", "3", "--max-new-tokens", "12", "--out", str(out)) == 0
+    res = json.loads(out.read_text())["results"]
+    assert res["arithmetic/sc"]["n_samples"] == 3 and res["arithmetic/cot"]["n"] == 2
+
+
+def test_prompts_formats_and_shots_come_from_train():
+    tok = Tokenizer.train([TEXT], 300)
+    task = get_task("play_speaker", "test", plays=PLAYS)
+    item = task.example(0)
+    shots = shot_messages(task, 2)
+    train_keys = {get_task("play_speaker", "train", plays=PLAYS).example(i).meta["quote"] for i in range(2)}
+    assert len(shots) == 4 and {m["content"] for m in shots[::2]} and item.meta["quote"] not in train_keys
+    text = text_prompt(task, item, shots)
+    assert text.count("Question:") == 3 and text.endswith("Answer:")
+    chat = mc_item(tok, task, item, shots, "chat")
+    end = tok.token_id("<|end|>")
+    assert all(c[-1] == end for c in chat.choices_ids) and chat.label == item.label
+    plain = mc_item(tok, task, item, (), "text")
+    assert plain.context_ids[0] == tok.eot_id and plain.choices_ids[item.label] == tok.encode(" " + item.answer)
+
+
+def test_bad_input_is_one_line_error(run):
+    with pytest.raises(InputError, match="stage folder not found"):
+        eval_cli.main(["--from", str(run / "nope"), "--tasks", "bpb"])
+    with pytest.raises(InputError, match="unknown task 'nope'"):
+        eval_cli.main(["--from", str(run / "sft"), "--tasks", "nope", "--device", "cpu"])
+    with pytest.raises(InputError, match="no choices"):
+        eval_cli.main(["--from", str(run / "sft"), "--tasks", "arithmetic", "--mode", "mc", "--device", "cpu"])
+    with pytest.raises(InputError, match="--limit must be"):
+        eval_cli.main(["--from", str(run / "sft"), "--limit", "0"])
+    bad = run / "bad_eval.json"
+    bad.write_text("{\n  not json")
+    with pytest.raises(InputError, match=r"bad_eval.json:2: invalid JSON"):
+        eval_cli.main(["--from", str(run / "sft"), "--tasks", "bpb", "--bpb-tokens", "64", "--out", str(bad), "--device", "cpu"])
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        eval_cli.main(["--help"])
+    out = capsys.readouterr().out
+    for flag in ("--from", "--tasks", "--shots", "--mode", "--n-samples", "--limit", "--out"):
+        assert flag in out

@@ -1,0 +1,104 @@
+"""Judging: both orders cancel position bias, rule / reward-model / judge-model verdicts, reward-model
+accuracy with classifier metrics, and `gptlab eval judge` writing votes that `gptlab arena` ranks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_eval_cli import make_run
+
+from gptlab.eval import arena_cli, judge
+from gptlab.eval.judge import RewardScorer, both_orders, judge_all, rm_accuracy, task_pairs
+from gptlab.eval.tasks import get_task
+from gptlab.infer.loading import load_for_inference
+from gptlab.model.heads import ScalarHeadModel
+from gptlab.model.io import save_model
+
+Q = [{"role": "user", "content": "What is 2 + 3?"}]
+
+
+def test_both_orders_cancel_position_bias():
+    always_first = lambda p, a, b: "first"
+    assert both_orders(always_first, Q, "5", "7") == ("tie", ["a", "b"])
+    longer = lambda p, a, b: "first" if len(a) > len(b) else "second" if len(b) > len(a) else "tie"
+    assert both_orders(longer, Q, "five", "5") == ("a", ["a", "a"])
+    assert both_orders(longer, Q, "5", "five")[0] == "b"
+    assert both_orders(longer, Q, "5", "7") == ("tie", ["tie", "tie"])
+    votes, summary = judge_all(always_first, [Q, Q], ["5", "5"], ["7", "7"], "m1", "m2", "model")
+    assert [v["winner"] for v in votes] == ["tie", "tie"] and summary.consistent == 0.0
+
+
+def test_rule_judge_uses_the_task_reward():
+    task = get_task("arithmetic", "test", size=5)
+    item = task.example(0)
+    prefer = judge.rule_judge(task, lambda p: item)
+    right, wrong = f"The answer is {item.answer}.", "The answer is -1."
+    assert both_orders(prefer, task.prompt(item), right, wrong)[0] == "a"
+    assert both_orders(prefer, task.prompt(item), wrong, right)[0] == "b"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    task = get_task("arithmetic", "test", size=20)
+    convs = [task.example(i).messages for i in range(3)]
+    root = make_run(tmp_path_factory.mktemp("runs") / "x", {"sft": convs})
+    # A reward model whose head reads a direction of the final hidden state: real scores, not 0.
+    trunk, _ = load_for_inference(root / "base", "cpu")
+    rm = ScalarHeadModel(trunk)
+    torch.manual_seed(3)
+    rm.head.weight.data.normal_()
+    save_model(root / "rm", trunk)
+    rm.save_head(root / "rm")
+    return root
+
+
+def test_reward_scorer_and_rm_accuracy(run):
+    scorer = RewardScorer.load(run / "rm", "cpu")
+    convs = [[*Q, {"role": "assistant", "content": a}] for a in ("5", "seven", "The answer is 5.")]
+    scores = scorer.score(convs)
+    assert len(set(scores)) == 3  # distinct replies, distinct rewards
+    assert scorer.score(convs[::-1]) == pytest.approx(scores[::-1], abs=1e-5)  # batching is order-free
+    task = get_task("arithmetic", "test", size=6)
+    pairs = task_pairs(task, [task.example(i) for i in range(6)])
+    res = rm_accuracy(scorer, pairs)
+    assert res["n"] == 6 and res["random_baseline"] == 0.5 and 0 <= res["acc"] <= 1
+    assert res["classifier"]["accuracy"] == pytest.approx(res["acc"])  # both orders: same decision
+    assert res["length_baseline"] == 1.0  # reference replies (with the tool call) are longer
+    prefer = judge.rm_judge(scorer)
+    winner, orders = both_orders(prefer, Q, "5", "seven")
+    assert orders[0] == orders[1] and winner == ("a" if scores[0] > scores[1] else "b")
+
+
+def test_model_judge_is_a_likelihood_comparison(run):
+    model, tok = load_for_inference(run / "sft", "cpu")
+    prefer = judge.model_judge(model, tok, "Be right.")
+    v = prefer(Q, "5", "7")
+    assert v in ("first", "second", "tie")
+
+
+def test_judge_cli_writes_votes_arena_reads(run, capsys):
+    out = run / "judge" / "votes.jsonl"
+    argv = ["--a", str(run / "base"), "--b", str(run / "sft"), "--task", "arithmetic", "--limit", "3",
+            "--max-new-tokens", "40", "--device", "cpu", "--out", str(out)]
+    assert judge.main(argv) == 0
+    assert judge.main([*argv, "--judge", "rm", "--rm", str(run / "rm"), "--append"]) == 0
+    votes = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(votes) == 6 and {v["judge"] for v in votes} == {"rule", "rm"}
+    assert all(v["model_a"] == "base" and v["model_b"] == "sft" for v in votes)
+    # the memorising sft model answers its three training problems; the random base cannot
+    assert [v["winner"] for v in votes[:3]] == ["b", "b", "b"]
+    assert arena_cli.main([str(out), "--bootstrap", "0"]) == 0
+    assert "sft" in capsys.readouterr().out
+
+
+def test_judge_cli_bad_input(run):
+    from gptlab.errors import InputError
+
+    with pytest.raises(InputError, match="judge-model"):
+        judge.main(["--a", str(run / "base"), "--b", str(run / "sft"), "--judge", "model", "--limit", "1",
+                    "--max-new-tokens", "2", "--device", "cpu", "--out", str(run / "v.jsonl")])
+    with pytest.raises(InputError, match="both models are named"):
+        judge.main(["--a", str(run / "sft"), "--b", str(run / "sft"), "--limit", "1", "--max-new-tokens", "2",
+                    "--device", "cpu", "--out", str(run / "v.jsonl")])

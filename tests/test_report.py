@@ -1,0 +1,58 @@
+"""`gptlab report`: the summary's check marks follow the files (flip a number, the mark flips),
+missing stages read "not run", plots and tables are written."""
+
+from __future__ import annotations
+
+import json
+
+from gptlab.eval import report_cli
+from gptlab.eval.cli import merge_results
+from gptlab.eval.report import FAIL, PASS, SKIP, checks, collect
+
+
+def _mc(acc: float) -> dict:
+    return {"task": "play_speaker", "mode": "mc", "acc": acc, "random_baseline": 0.25, "n": 10}
+
+
+def _gen(acc: float, reward: float, entropy: float) -> dict:
+    return {"task": "arithmetic", "mode": "gen", "acc": acc, "reward": reward, "entropy": entropy, "n": 10}
+
+
+def make_run(root, rl_reward: float = 0.6):
+    merge_results(root / "base" / "eval.json", {"bpb": {"bpb": 2.1, "unigram_bpb": 2.8, "ppl": 90.0},
+                                               "play_speaker/mc": _mc(0.3), "arithmetic/gen": _gen(0.0, 0.0, 2.0)}, {})
+    merge_results(root / "sft" / "eval.json", {"play_speaker/mc": _mc(0.5), "arithmetic/gen": _gen(0.4, 0.4, 1.2)}, {})
+    merge_results(root / "rl" / "eval.json", {"arithmetic/gen": _gen(rl_reward, rl_reward, 0.8)}, {})
+    (root / "base" / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": 5.0 - s / 10}) + "\n" for s in range(1, 20)) + '{"step": 20, "lo')
+    (root / "rl" / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "reward": s / 10, "kl": s / 100}) + "\n" for s in range(1, 10)))
+    (root / "base" / "train_state.json").write_text(json.dumps(
+        {"step": 19, "elapsed": 12.5, "stage": {"lr": 0.003}, "metadata": {"git_commit": "abc123", "device": "cpu"}}))
+    (root / "tokenizer").mkdir()
+    (root / "tokenizer" / "eval.json").write_text(json.dumps(
+        {"rows": [{"kind": "english", "bytes": 100, "tokens": 30, "bytes_per_token": 3.33}]}))
+    return root
+
+
+def test_checks_follow_the_numbers(tmp_path):
+    run = make_run(tmp_path / "x")
+    marks = {c.stage: c.mark for c in checks(collect(run))}
+    assert marks == {"base": PASS, "sft": PASS, "rm": SKIP, "rl": PASS}
+    run2 = make_run(tmp_path / "y", rl_reward=0.1)  # RL worse than SFT: a cross, not a tick
+    assert {c.stage: c.mark for c in checks(collect(run2))}["rl"] == FAIL
+    merge_results(run2 / "rm" / "eval.json", {"play_speaker/rm": {
+        "mode": "rm", "acc": 0.6, "random_baseline": 0.5, "length_baseline": 0.7}}, {})
+    assert {c.stage: c.mark for c in checks(collect(run2))}["rm"] == FAIL  # below the length baseline
+
+
+def test_report_cli_writes_markdown_and_plots(tmp_path, capsys):
+    run = make_run(tmp_path / "x")
+    assert report_cli.main([str(run)]) == 0
+    md = (run / "report.md").read_text()
+    assert "## Summary" in md and md.count(PASS) == 3 and "not run" in md
+    assert "### rm\n\nnot run" in md and "abc123" in md and "| english | 100 | 30 | 3.33 |" in md
+    for name in ("loss", "rl", "accuracy", "entropy"):
+        assert (run / "report" / f"{name}.png").stat().st_size > 1000
+        assert f"![{name}](report/{name}.png)" in md
+    assert "wrote" in capsys.readouterr().out
