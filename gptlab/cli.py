@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenizer": ("gptlab.tokenizer.cli", "train, show and evaluate the byte-level BPE tokenizer"),
     "pretrain": ("gptlab.stages.pretrain", "pretrain a decoder-only transformer on token shards"),
     "sft": ("gptlab.stages.sft", "supervised finetuning on conversations (full or LoRA)"),
+    "rank": ("gptlab.align.rank_cli", "make rankings of K answers per prompt: generate, label, rule, ratings, judge"),
+    "reward": ("gptlab.stages.reward", "train and evaluate the reward model (Bradley-Terry on ranking pairs)"),
     "sample": ("gptlab.infer.sample_cli", "print a continuation of a prompt from a trained model"),
     "export": ("gptlab.model.export_cli", "write a Hugging Face folder (LlamaForCausalLM)"),
     "eval": ("gptlab.eval.cli", "evaluate a stage: bpb, multiple choice, generative (cot, self-consistency), judge A vs B"),

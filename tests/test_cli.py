@@ -13,7 +13,7 @@ import pytest
 
 from gptlab import cli
 
-GROUPS = ("data", "tokenizer", "rag")  # commands whose module dispatches to subcommands (SUBCOMMANDS)
+GROUPS = ("data", "tokenizer", "rag", "rank", "reward")  # commands whose module dispatches to subcommands (SUBCOMMANDS)
 
 
 def _run(argv: list[str]) -> int:

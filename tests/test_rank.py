@@ -1,0 +1,172 @@
+"""Rankings: the resumable terminal labeller, rule / ratings / judge rankers, the rank CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gptlab.align import rank_cli
+from gptlab.align.labeler import Labeler, parse_order
+from gptlab.align.rankers import (
+    Candidates,
+    chat_score,
+    judge_scores,
+    load_candidates,
+    rankings_from_scores,
+    ratings_rankings,
+    rule_rankings,
+    save_candidates,
+)
+from gptlab.data.chats import Chat, Turn
+from gptlab.data.preferences import load_rankings
+from gptlab.errors import InputError
+from gptlab.eval.tasks.base import Item, Task
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
+from gptlab.model.io import save_model
+from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.evaluate import builtin_samples
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return Tokenizer.train([builtin_samples()["english"]] * 2, 300)
+
+
+@pytest.fixture
+def model_dir(tmp_path, tok):
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_embd=32, n_head=2, n_kv_head=2,
+                      intermediate_size=64, max_seq_len=96)
+    save_model(tmp_path / "sft", GPT(cfg))
+    tok.save(tmp_path / "tokenizer")
+    return tmp_path / "sft"
+
+
+def cands(n: int, k: int = 3) -> list[Candidates]:
+    return [Candidates([{"role": "user", "content": f"q{i}"}], [f"answer {i}.{j}" for j in range(k)]) for i in range(n)]
+
+
+def test_parse_order_accepts_full_or_implied_last():
+    assert parse_order("cab", 3) == [2, 0, 1]
+    assert parse_order("ca", 3) == [2, 0, 1]
+    assert parse_order("c", 3) is None and parse_order("cad", 3) is None and parse_order("cc", 2) is None
+
+
+def test_labeler_saves_each_answer_and_resumes_where_it_stopped(tmp_path):
+    out = tmp_path / "human.jsonl"
+    shown: list[str] = []
+    keys = iter(["ba", "zz", "s", "u", "cab", "q"])  # answer, typo, skip, undo the skip, answer, quit
+    n = Labeler(cands(4), out, ask=lambda _: next(keys), show=shown.append).run()
+    assert n == 2
+    assert any("not understood" in s for s in shown) and any("undid prompt 2" in s for s in shown)
+    got = load_rankings(out)
+    assert [r.order for r in got] == [[1, 0, 2], [2, 0, 1]]  # prompts 1 and 2 (the undone skip re-asked)
+    assert got[0].meta["source"] == "human" and got[0].meta["item"] == 0
+
+    # A new session (the terminal was closed) starts at prompt 3; end of input stops it cleanly.
+    keys2 = iter(["acb"])
+
+    def ask(_: str) -> str:
+        try:
+            return next(keys2)
+        except StopIteration:
+            raise EOFError from None
+
+    lab = Labeler(cands(4), out, ask=ask, show=lambda s: None)
+    assert lab.next_item() == 2
+    assert lab.run() == 1
+    assert [r.meta["item"] for r in load_rankings(out)] == [0, 1, 2]
+    with pytest.raises(InputError, match="progress is for 4 prompts"):
+        Labeler(cands(5), out)
+
+
+def test_rankings_from_scores_drops_tied_pairs_and_keeps_parts():
+    c = Candidates([{"role": "user", "content": "2+2?"}], ["4", "5", "4!", "x"],
+                   contents=["4", "5", [{"type": "text", "text": "4!"}], "x"])
+    got = rankings_from_scores(c, [1.0, 0.0, 1.0, 0.0])
+    assert len(got) == 4  # 2 winners x 2 losers; the tied pairs (4, 4!) and (5, x) are dropped
+    assert all(r.responses[r.order[0]] in ("4", "4!") for r in got)
+    assert got[1].meta["contents"] == ["4", "x"] and got[2].meta["contents"][1][0]["type"] == "text"  # pair (5, 4!)
+    full = rankings_from_scores(c, [0.1, 0.9, 0.5, 0.0])[0]
+    assert full.order == [1, 2, 0, 3] and len(full.pairs()) == 6
+
+
+def test_ratings_rank_chats_on_one_topic_and_skip_defaults():
+    def chat(i: int, topic: str, r: int | None) -> Chat:
+        ratings = None if r is None else {"witty": r, "upbeat": r, "interesting": r}
+        return Chat(str(i), topic, ratings, [Turn("A", f"hi {i}"), Turn("B", f"hello {i}\nhow are you")])
+
+    chats = [chat(i, "Topic A", r) for i, r in enumerate([9, 5, 2, 9, 7, None, 1, 3])]
+    chats += [chat(10 + i, "Topic B", r) for i, r in enumerate([4, 6, 8])]
+    assert chat_score(chats[1]) is None and chat_score(chats[1], skip_default=False) == 15
+    got = ratings_rankings(chats, n=10, k=3, seed=0)
+    assert len(got) == 3  # topic A: 6 usable chats (scores 27,6,27,21,3,9) -> 2 groups; topic B -> 1
+    for r in got:
+        scores = r.meta["scores"]
+        assert len(set(scores)) == 3 and [scores[i] for i in r.order] == sorted(scores, reverse=True)
+        assert r.prompt[0]["content"] in ("Topic A", "Topic B") and r.responses[0].startswith("A: hi")
+    assert ratings_rankings(chats, n=1, k=3)[0].prompt[0]["content"] == "Topic A"
+
+
+class _Longest(Task):
+    """A real task whose verifier prefers longer replies (so a random model gives distinct scores)."""
+
+    name = "longest"
+
+    def __len__(self) -> int:
+        return 3
+
+    def example(self, i: int) -> Item:
+        return Item([{"role": "user", "content": f"say something {i}"}, {"role": "assistant", "content": "x"}])
+
+    def reward(self, item: Item, completion: str) -> float:
+        return float(len(completion))
+
+
+def test_rule_rankings_sample_k_and_order_by_task_reward(model_dir, tok):
+    from gptlab.infer.loading import load_for_inference, make_engine
+
+    model, tok2 = load_for_inference(model_dir, device="cpu")
+    engine = make_engine(model, tok2, max_batch=4)
+    got, stats = rule_rankings(engine, tok2, _Longest(), n=3, k=3, max_new_tokens=12, seed=1, progress=False)
+    assert stats["prompts"] == 3 and stats["prompts_with_signal"] >= 1 and got
+    for r in got:
+        lengths = [len(r.responses[i]) for i in r.order]
+        assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) == len(lengths)
+        assert r.meta["source"] == "rule" and r.meta["task"] == "longest"
+
+
+def test_rank_generate_judge_and_candidate_errors(tmp_path, model_dir):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is 2+2?\nHello there\n")
+    out = tmp_path / "cands.jsonl"
+    assert rank_cli.main(["generate", "--from", str(model_dir), "--prompts", str(prompts), "--k", "3",
+                          "--max-new-tokens", "8", "--out", str(out), "--device", "cpu"]) == 0
+    got = load_candidates(out)
+    assert len(got) == 2 and all(len(c.responses) == 3 for c in got)
+    assert got[0].prompt == [{"role": "user", "content": "What is 2+2?"}]
+
+    judged = tmp_path / "judge.jsonl"
+    assert rank_cli.main(["judge", "--judge", str(model_dir), "--candidates", str(out), "--out", str(judged),
+                          "--device", "cpu"]) == 0
+    assert all(r.meta["source"] == "judge" for r in load_rankings(judged))
+
+    bad = tmp_path / "bad.jsonl"
+    save_candidates(bad, got)
+    bad.write_text(bad.read_text() + json.dumps({"prompt": "p", "responses": ["only one"]}) + "\n")
+    with pytest.raises(InputError, match="at least 2 strings") as e:
+        load_candidates(bad)
+    assert e.value.line == 3
+    with pytest.raises(InputError, match="not a scorable task"):
+        rank_cli.main(["rule", "--tasks", "chitchat", "--from", str(model_dir)])
+
+
+def test_judge_scores_are_yes_minus_no_logits(model_dir, tok):
+    from gptlab.model.io import load_model
+
+    model = load_model(model_dir).eval()
+    s = judge_scores(model, tok, [{"role": "user", "content": "hi"}], ["a", "bb", "a"], batch_size=2)
+    assert len(s) == 3 and s[0] == pytest.approx(s[2], abs=1e-5)  # same answer, same verdict across batches

@@ -1,0 +1,158 @@
+"""Reward model: batching, the Bradley-Terry loss, the report, and a planted-signal training run."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from gptlab.data.preferences import Ranking, load_rankings, save_rankings
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
+from gptlab.model.io import save_model
+from gptlab.stages import reward
+from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.evaluate import builtin_samples
+
+WORDS = "the of and to in is was he for it with as his on be at by had not are but from".split()
+MARK = "truly splendid"  # the planted "better" phrase
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return Tokenizer.train([builtin_samples()["english"]] * 2, 300)
+
+
+def tiny_gpt(vocab: int, tie: bool = False) -> GPT:
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=vocab, n_layer=2, n_embd=32, n_head=2, n_kv_head=2, intermediate_size=64,
+                      max_seq_len=64, tie_embeddings=tie)
+    return GPT(cfg)
+
+
+def planted(n: int, seed: int = 0) -> list[Ranking]:
+    """K=3 answers: 2 marks > 1 mark > none, and each better answer is *shorter*, so the
+    longer-answer-wins baseline gets every pair wrong and only the planted phrase can explain a win."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        prompt = [{"role": "user", "content": f"question {i}: " + " ".join(rng.choices(WORDS, k=4))}]
+        best = " ".join(rng.sample(rng.choices(WORDS, k=3) + [MARK] * 2, 5))
+        texts = [best]
+        for marks in (1, 0):
+            words = rng.choices(WORDS, k=3) + [MARK] * marks
+            while len(" ".join(words)) <= len(texts[-1]):
+                words.append(rng.choice(WORDS))
+            rng.shuffle(words)
+            texts.append(" ".join(words))
+        out.append(Ranking(prompt, [texts[2], texts[0], texts[1]], [1, 2, 0], {"source": "planted"}))
+    return out
+
+
+def test_collate_runs_each_sequence_once_and_indexes_pairs():
+    groups = [([[1, 2, 3], [1, 4]], [(0, 1)]), ([[1, 4], [5]], [(1, 0)])]  # [1, 4] appears twice
+    idx, last, chosen, rejected = reward.collate(groups, pad_id=0)
+    assert idx.tolist() == [[1, 2, 3], [1, 4, 0], [5, 0, 0]]
+    assert last.tolist() == [2, 1, 0]
+    assert chosen.tolist() == [0, 2] and rejected.tolist() == [1, 1]
+
+
+def test_bt_loss_is_log2_at_zero_init_and_pairs_get_the_gradient(tok):
+    model = reward.RewardModel(tiny_gpt(tok.vocab_size))
+    enc = [(reward.prompt_key(r), reward.encode(tok, r, 64), r.pairs()) for r in planted(4)]
+    batch = next(reward.PairBatches(enc, batch_pairs=6, pad_id=tok.token_id("<|pad|>")))
+    loss, metrics = reward.bt_loss(model, batch)
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)  # sigmoid(0) = 1/2
+    assert batch[2].numel() == 6  # two whole prompts: 2 x 3 pairs
+    loss.backward()
+    assert model.head.weight.grad.abs().sum() > 0
+
+
+def test_pair_batches_resume_at_the_same_batch(tok):
+    enc = [(reward.prompt_key(r), reward.encode(tok, r, 64), r.pairs()) for r in planted(7)]
+    a = reward.PairBatches(enc, 5, 0, seed=3)
+    for _ in range(4):
+        next(a)
+    b = reward.PairBatches(enc, 5, 0, seed=3)
+    b.load_state_dict(a.state_dict())
+    for _ in range(5):  # crosses an epoch boundary
+        assert all(torch.equal(x, y) for x, y in zip(next(a), next(b)))
+
+
+def test_heldout_split_keeps_a_prompt_on_one_side():
+    rs = planted(40)
+    rs += [Ranking(r.prompt, ["a", "b"], [0, 1]) for r in rs[:10]]  # a second ranking per prompt
+    train, held = reward.split_heldout(rs, 0.3, seed=1)
+    assert len(train) + len(held) == len(rs) and 0 < len(held) < len(rs)
+    assert not {reward.prompt_key(r) for r in train} & {reward.prompt_key(r) for r in held}
+
+
+def test_pair_report_accuracy_auc_and_length_baseline():
+    p = [{"role": "user", "content": "?"}]
+    rs = [Ranking(p, ["long answer", "short"], [0, 1], {"source": "a"}),
+          Ranking(p, ["x", "yy", "zzz"], [0, 1, 2], {"source": "b"})]
+    scores = [[1.0, 0.0], [3.0, 2.0, 2.5]]  # pairs: +1 | +1, +0.5, -0.5
+    rep = reward.pair_report(rs, scores)
+    assert rep["pairs"] == 4 and rep["accuracy"] == pytest.approx(0.75)
+    assert rep["longer_wins_baseline"] == pytest.approx(0.25)  # only the first pair's longer answer won
+    assert rep["roc_auc"] == pytest.approx(0.875)  # +-diffs: 14 of 16 (pos, neg) pairs ordered, ties 1/2
+    assert rep["by_source"]["a"]["accuracy"] == 1.0 and rep["beats_baselines"]
+
+
+def test_checkpoint_with_tied_embeddings_round_trips(tmp_path, tok):
+    from gptlab.train import checkpoint as ckpt
+
+    model = reward.RewardModel(tiny_gpt(tok.vocab_size, tie=True))
+    torch.nn.init.normal_(model.head.weight)
+    opt = torch.optim.AdamW(model.parameters())
+    ckpt.save_checkpoint(tmp_path, model, opt, {"step": 0})
+    other = reward.RewardModel(tiny_gpt(tok.vocab_size, tie=True))
+    ckpt.load_checkpoint(tmp_path, other, torch.optim.AdamW(other.parameters()))
+    assert torch.equal(other.head.weight, model.head.weight)
+    assert other.trunk.lm_head.weight is other.trunk.embed_tokens.weight  # still tied
+
+
+def test_planted_better_answer_is_learned_and_evaluated(tmp_path, tok):
+    """The issue's check: chosen answers carry a phrase the rejected lack; a few dozen steps learn it."""
+    save_model(tmp_path / "sft", tiny_gpt(tok.vocab_size))
+    tok.save(tmp_path / "tokenizer")
+    data = tmp_path / "planted.jsonl"
+    save_rankings(data, planted(120))
+    rm = tmp_path / "rm"
+    assert reward.main(["train", "--from", str(tmp_path / "sft"), "--data", str(data), "--out", str(rm),
+                        "--steps", "40", "--lr", "3e-3", "--batch-pairs", "24", "--val-frac", "0.2",
+                        "--eval-every", "20", "--log-every", "20", "--device", "cpu", "--dtype", "fp32"]) == 0
+    rep = json.loads((rm / "eval.json").read_text())
+    assert rep["pairs"] >= 30 and rep["accuracy"] >= 0.95 and rep["roc_auc"] >= 0.95
+    assert rep["longer_wins_baseline"] == 0.0 and rep["beats_baselines"]  # better answers are shorter
+    assert {"model.safetensors", "config.json", "head.safetensors", "heldout.jsonl", "metrics.jsonl"} <= {
+        p.name for p in rm.iterdir()}
+    assert (rm / "checkpoint" / "train_state.json").exists()
+
+    # `reward eval` on fresh planted rankings (new prompts), from the saved files alone
+    fresh = tmp_path / "fresh.jsonl"
+    save_rankings(fresh, planted(30, seed=99))
+    assert reward.main(["eval", "--rm", str(rm), "--data", str(fresh), "--out", str(tmp_path / "e.json"),
+                        "--device", "cpu"]) == 0
+    rep2 = json.loads((tmp_path / "e.json").read_text())
+    assert rep2["pairs"] == 90 and rep2["accuracy"] >= 0.9
+    model = reward.load_reward_model(rm)
+    r = load_rankings(fresh)[0]
+    s = reward.score_all(model, [reward.encode(tok, r, 64)], tok.token_id("<|pad|>"))[0]
+    assert s[1] > s[2] > s[0] or s[1] > s[0]  # two marks beat none
+
+
+def test_train_errors_are_one_line_input_errors(tmp_path, tok):
+    from gptlab.errors import InputError
+
+    with pytest.raises(InputError, match="tokenizer folder not found"):
+        reward.main(["train", "--from", str(tmp_path / "missing"), "--data", "x.jsonl"])
+    tok.save(tmp_path / "tokenizer")
+    save_model(tmp_path / "sft", tiny_gpt(tok.vocab_size))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": 3, "rejected": "b"}\n')
+    with pytest.raises(InputError) as e:
+        reward.main(["train", "--from", str(tmp_path / "sft"), "--data", str(bad), "--out", str(tmp_path / "rm")])
+    assert "bad.jsonl:2" in str(e.value)
