@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reward": ("gptlab.stages.reward", "train and evaluate the reward model (Bradley-Terry on ranking pairs)"),
     "sample": ("gptlab.infer.sample_cli", "print a continuation of a prompt from a trained model"),
     "export": ("gptlab.model.export_cli", "write a Hugging Face folder (LlamaForCausalLM)"),
+    "rl": ("gptlab.stages.rl", "align the SFT model: PPO with a reward model, DPO on pairs, or GRPO on verifiable tasks"),
     "eval": ("gptlab.eval.cli", "evaluate a stage: bpb, multiple choice, generative (cot, self-consistency), judge A vs B"),
     "report": ("gptlab.eval.report_cli", "write runs/<name>/report.md: per-stage metrics, plots, checks computed from the files"),
     "rag": ("gptlab.rag.cli", "index documents (BM25) and retrieve passages with citations"),

@@ -33,6 +33,7 @@ def _help_cases() -> list:
             cases.append((group, "<dispatch table>"))  # fails below with the import error
             continue
         cases += [(group, sub) for sub in subs]
+    cases += [("eval", "judge"), ("eval", "diversity")]  # eval's own sub-entries beside its flags
     return [pytest.param(argv, id=" ".join(argv)) for argv in cases]
 
 

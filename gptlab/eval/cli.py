@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gptlab eval",
         description="Evaluate a stage folder (base, sft, rl, rm) on held-out tasks; results merge into "
-        "<stage>/eval.json, keyed by task and mode. `gptlab eval judge --help`: model A vs model B.",
+        "<stage>/eval.json, keyed by task and mode. `gptlab eval judge --help`: model A vs model B; `gptlab eval diversity --help`: "
+        "entropy and distinct-n of samples from several stages (mode collapse).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--run", default="tiny", help="run name: --from defaults to runs/<run>/sft")
@@ -188,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         from gptlab.eval.judge import main as judge_main
 
         return judge_main(argv[1:])
+    if argv and argv[0] == "diversity":
+        from gptlab.eval.diversity import diversity_main
+
+        return diversity_main(argv[1:])
     args = build_parser().parse_args(argv)
     from gptlab.common import run_dir, run_metadata
 

@@ -21,14 +21,37 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
 
+def tied_aliases(model: torch.nn.Module) -> dict[str, str]:
+    """{alias: first name} for state-dict entries that share storage (tied weights).
+
+    A GPT with tied embeddings gives {"lm_head.weight": "embed_tokens.weight"}; a module that
+    wraps one (reward model, value model) gives the same under its own prefix.
+    """
+    first: dict[tuple[int, int], str] = {}
+    aliases: dict[str, str] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        key = (t.data_ptr(), t.numel())
+        if t.numel() and key in first:
+            aliases[name] = first[key]
+        else:
+            first.setdefault(key, name)
+    return aliases
+
+
+def fill_tied(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Add the tied entries that saving left out (see model_state_for_saving)."""
+    for alias, name in tied_aliases(model).items():
+        if alias not in weights and name in weights:
+            weights[alias] = weights[name]
+    return weights
+
+
 def model_state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Contiguous CPU tensors, with tied weights stored once (safetensors refuses shared storage)."""
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     model = getattr(model, "module", model)  # unwrap DDP
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    if getattr(model, "config", None) is not None and model.config.tie_embeddings:
-        state.pop("lm_head.weight", None)
-    return state
+    aliases = tied_aliases(model)
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if k not in aliases}
 
 
 def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, str] | None = None) -> None:
@@ -74,9 +97,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
         raise InputError(folder, f"no {WEIGHTS} here; is this a stage folder (e.g. runs/x/base)?")
     cfg = load_config(folder)
     model = GPT(cfg)
-    state = load_file(str(weights), device="cpu")
-    if cfg.tie_embeddings:
-        state.setdefault("lm_head.weight", state["embed_tokens.weight"])
+    state = fill_tied(model, load_file(str(weights), device="cpu"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InputError(weights, f"weights do not match config.json (missing={missing[:3]}, unexpected={unexpected[:3]})")

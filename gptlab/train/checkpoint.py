@@ -40,6 +40,7 @@ import torch
 
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_write_json, read_json
+from gptlab.model.io import fill_tied
 
 WEIGHTS, CONFIG, OPTIMIZER, STATE = (
     "model.safetensors",
@@ -257,8 +258,7 @@ def load_checkpoint(
             )
     weights = load_file(str(folder / WEIGHTS), device="cpu")
     inner = unwrap(model)
-    if getattr(getattr(inner, "config", None), "tie_embeddings", False):
-        weights.setdefault("lm_head.weight", weights["embed_tokens.weight"])
+    fill_tied(inner, weights)
     opt_state = None
     if optimizer is not None:
         opt_state = torch.load(folder / OPTIMIZER, map_location="cpu", weights_only=True)

@@ -1,0 +1,264 @@
+"""RL stages (PPO, GRPO, DPO) on a tiny random model, tokenizer and reward model in tmp_path.
+
+A random model cannot show RL improving a real reward; that is the tiny run's job (runs/tiny_cpu.sh).
+These tests pin the invariants that catch silent bugs: the DPO loss is log 2 at the start, GRPO's
+advantages are centred per group, PPO with lr = 0 changes nothing and measures KL = 0, the log-probs
+line up with the tokens generated, a resumed run equals an uninterrupted one, and a GRPO step moves
+probability toward the replies with above-average reward.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gptlab.errors import InputError
+from gptlab.eval.tasks.base import Item, Task
+from gptlab.infer.loading import load_for_inference, make_engine
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
+from gptlab.model.heads import ScalarHeadModel
+from gptlab.model.io import save_model
+from gptlab.stages import dpo, grpo, ppo, rl, rollout
+from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.chat import render_prompt
+from gptlab.tokenizer.special import PAD
+
+TEXT = (
+    "What is 12 + 7? Let me compute that. The answer is 19. Ada has 5 apples and gets 3 more. "
+    "Calculate 37 * 12. Compute 8 - 3. ROMEO: But soft, what light through yonder window breaks?\n"
+) * 40
+FAST = ["--device", "cpu", "--dtype", "fp32", "--tasks", "arithmetic", "--train-prompts", "40",
+        "--eval-prompts", "4", "--max-new-tokens", "8", "--prompts-per-iter", "4", "--minibatch", "4"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """runs/x: tokenizer (vocab 300), sft (random 2-layer GPT), rm (another one + a random head), rankings."""
+    root = tmp_path_factory.mktemp("run")
+    tok = Tokenizer.train([TEXT], 300)
+    tok.save(root / "tokenizer", hf=False)
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=32, n_head=2, n_kv_head=1,
+                      intermediate_size=64, max_seq_len=96, dropout=0.1)
+    save_model(root / "sft", GPT(cfg))
+    rm = ScalarHeadModel(GPT(cfg))
+    torch.nn.init.normal_(rm.head.weight, std=0.5)
+    save_model(root / "rm", rm.trunk)
+    rm.save_head(root / "rm")
+    (root / "rankings").mkdir()
+    with open(root / "rankings" / "rule.jsonl", "w") as f:
+        for i in range(30):
+            rec = {"prompt": f"What is {i} + {i + 1}?", "responses": [f"The answer is {2 * i + 1}.", f"It is {i}.", "no"],
+                   "ranking": [0, 1, 2]}
+            f.write(json.dumps(rec) + "\n")
+    return root
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------------------- the math
+
+
+def test_dpo_loss_is_log2_when_policy_equals_reference(run):
+    model, tok = load_for_inference(run / "sft", device="cpu")
+    rankings = rl._rankings(rl.build_parser().parse_args(["--algo", "dpo", "--data", str(run / "rankings/rule.jsonl")]))
+    pairs, dropped = dpo.ranking_pairs(tok, rankings, 96)
+    assert len(pairs) == 30 * 3 and dropped == 0  # K = 3 -> 3 pairs per ranking
+    batch = dpo.collate(pairs[:6], tok.token_id(PAD))
+    loss, metrics = dpo.make_dpo_loss(copy.deepcopy(model), beta=0.1)(model, batch)
+    assert float(loss.detach()) == pytest.approx(math.log(2), abs=1e-6)
+    assert float(metrics["kl"]) == 0.0 and float(metrics["reward"]) == 0.0
+    loss.backward()  # and it has a gradient toward the chosen replies
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_grpo_advantages_sum_to_zero_per_group():
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.rand(5, 8, generator=g)
+    rewards[2] = 1.0  # a group with no signal
+    adv = grpo.group_advantages(rewards)
+    assert torch.allclose(adv.sum(1), torch.zeros(5), atol=1e-5)
+    assert torch.equal(adv[2], torch.zeros(8))
+    # standardised: unit (sample) std in every group with signal, order kept
+    assert torch.allclose(adv[[0, 1, 3, 4]].std(1), torch.ones(4), atol=1e-3)
+    assert torch.equal(adv[0].argsort(), rewards[0].argsort())
+
+
+def test_gae_equals_discounted_sum_of_td_errors():
+    torch.manual_seed(0)
+    B, T, gamma, lam = 3, 7, 0.9, 0.8
+    rewards, values = torch.randn(B, T), torch.randn(B, T)
+    valid = torch.zeros(B, T)
+    spans = [(1, 6), (0, 7), (3, 4)]  # each row's episode: prompt before, padding after
+    for b, (lo, hi) in enumerate(spans):
+        valid[b, lo:hi] = 1
+    adv, ret = ppo.gae(rewards, values, valid, gamma, lam)
+    for b, (lo, hi) in enumerate(spans):
+
+        def v(i: int, b: int = b, hi: int = hi) -> float:
+            return float(values[b, i]) if i < hi else 0.0  # the value after the episode is 0
+
+        for t in range(lo, hi):
+            want = sum((gamma * lam) ** (i - t) * (float(rewards[b, i]) + gamma * v(i + 1) - v(i)) for i in range(t, hi))
+            assert float(adv[b, t]) == pytest.approx(want, abs=1e-5)
+            assert float(ret[b, t]) == pytest.approx(want + v(t), abs=1e-5)
+        assert float(adv[b, :lo].abs().sum() + adv[b, hi:].abs().sum()) == 0.0
+
+
+def test_packed_logprobs_line_up_with_greedy_tokens_and_forced_spans_are_masked(run):
+    model, tok = load_for_inference(run / "sft", device="cpu")
+    engine = make_engine(model, tok, max_batch=4)
+    prompts = [render_prompt(tok, [{"role": "user", "content": f"What is {i} + 3?"}]) for i in range(4)]
+    ro = rollout.generate(engine, prompts, 10, temperature=0.0)
+    rows = ro.pack(tok, tok.token_id(PAD))
+    logp, entropy = rollout.token_logprobs(model, rows["idx"], rows["targets"])
+    logits = model(rows["idx"]).float().log_softmax(-1)
+    m = rows["mask"].bool()
+    assert int(m.sum()) == ro.tokens  # no tool spans in these replies: every token was chosen
+    # Greedy decoding chose the argmax: its log-prob is the row's max wherever the mask is on.
+    assert torch.allclose(logp[m], logits.max(-1).values[m], atol=1e-5)
+    assert (entropy[m] > 0).all() and (entropy[~m] == 0).all()
+    for b, r in enumerate(ro.replies):
+        assert rows["targets"][b, rows["last"][b]].item() == r[-1]
+    # A reply with a tool call: the forced result span is not the policy's action.
+    ids = lambda s: tok.encode(s, allowed_special="all")
+    reply = ids("Let me<|tool_call|>calculator: 2+3<|tool_call_end|>") + ids("<|tool_result|>5<|tool_result_end|>")
+    reply += ids("It is 5.<|end|>")
+    fm = rollout.forced_mask(tok, reply)
+    start = reply.index(tok.token_id("<|tool_result|>"))
+    end = reply.index(tok.token_id("<|tool_result_end|>"))
+    assert fm == [1] * start + [0] * (end - start + 1) + [1] * (len(reply) - end - 1)
+
+
+class _Letters(Task):
+    """A toy verifier with graded rewards: the share of 'e' among the reply's characters."""
+
+    name = "letters"
+
+    def __len__(self) -> int:
+        return 4
+
+    def example(self, i: int) -> Item:
+        return Item([{"role": "user", "content": f"Say something {i}."}, {"role": "assistant", "content": "eee"}])
+
+    def evaluate(self, item: Item, completion: str) -> bool:
+        return "e" in completion
+
+    def reward(self, item: Item, completion: str) -> float:
+        return completion.count("e") / max(len(completion), 1)
+
+
+def test_grpo_step_moves_probability_toward_above_average_replies(run):
+    from contextlib import nullcontext
+
+    from gptlab.train.optim import build_optimizer
+
+    policy, tok = load_for_inference(run / "sft", device="cpu")
+    task = _Letters()
+    pool = [rollout.PromptItem(task.prompt(it), render_prompt(tok, task.prompt(it)), task, it)
+            for it in map(task.example, range(4))]
+    cfg = grpo.GRPOConfig(prompts_per_iter=4, group_size=6, minibatch=24, max_new_tokens=12, seed=3)
+    batches = grpo.GRPOBatches(policy, copy.deepcopy(policy), make_engine(policy, tok, max_batch=24), tok, pool,
+                               cfg, tok.token_id(PAD), nullcontext)
+    mb = next(batches)
+    assert batches.steps_per_iteration == 1 and not batches.queue
+    assert abs(float(mb["adv"].sum())) < 1e-4  # the whole rollout (shuffled): every group sums to zero
+    assert mb["stats"]["zero_std_groups"] < 1.0  # the toy reward varies inside groups
+    loss, metrics = grpo.grpo_loss(policy, mb, kl_coef=0.0)
+    assert float(metrics["clipfrac"]) == 0.0  # on-policy first pass: ratio 1
+    opt = build_optimizer(policy, lr=1e-3, weight_decay=0.0)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        new_logp, _ = rollout.token_logprobs(policy, mb["idx"], mb["targets"])
+    gain = ((new_logp - mb["old_logp"]) * mb["mask"]).sum(1)  # change of each reply's log-prob
+    assert float((mb["adv"] * gain).sum()) > 0  # above-average replies gained, below-average lost
+
+
+# ---------------------------------------------------------------------------- the CLI
+
+
+def test_ppo_with_zero_lr_leaves_policy_unchanged_and_kl_zero(run, tmp_path):
+    out = tmp_path / "rl"
+    argv = ["--algo", "ppo", "--run", str(run), "--out", str(out), "--iterations", "2", "--lr", "0", *FAST]
+    assert rl.main(argv) == 0
+    before, after = load_file(run / "sft" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    train = [r for r in _records(out) if "loss" in r]
+    assert len(train) == 2  # one record per rollout iteration
+    for r in train:
+        assert abs(r["kl"]) < 1e-6 and r["clipfrac"] == 0.0 and r["approx_kl_old"] < 1e-10
+        for key in ("reward", "entropy", "response_len", "gen_tok_per_s", "value_mean"):
+            assert math.isfinite(r[key])
+    report = json.loads((out / "eval.json").read_text())
+    assert report["before"]["heldout_reward"] == pytest.approx(report["after"]["heldout_reward"], abs=1e-5)
+    assert report["gen_tok_per_s_median"] > 0
+    assert (out / "rl.png").stat().st_size > 1000 and (out / "checkpoint" / "optimizer.pt").exists()
+
+
+def test_ppo_trains_and_resume_equals_uninterrupted(run, tmp_path):
+    common = ["--algo", "ppo", "--run", str(run), "--lr", "3e-3", "--kl-target", "0.5", "--save-every", "1", *FAST]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert rl.main([*common, "--out", str(full), "--iterations", "2"]) == 0
+    assert rl.main([*common, "--out", str(part), "--iterations", "1"]) == 0
+    assert rl.main([*common, "--out", str(part), "--iterations", "2", "--resume"]) == 0
+    a, b = load_file(full / "model.safetensors"), load_file(part / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    sft = load_file(run / "sft" / "model.safetensors")
+    assert any(not torch.equal(a[k], sft[k]) for k in a)  # it did train
+    ra = [r for r in _records(full) if "loss" in r]
+    rb = [r for r in _records(part) if "loss" in r]
+    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
+    assert ra[0]["kl_coef"] == pytest.approx(0.05) and ra[1]["kl_coef"] != pytest.approx(0.05)  # adaptive beta moved
+    assert ra[1]["kl_coef"] == rb[1]["kl_coef"]
+
+
+def test_grpo_cli_writes_records_and_the_saved_policy_loads(run, tmp_path):
+    out = tmp_path / "grpo"
+    argv = ["--algo", "grpo", "--run", str(run), "--out", str(out), "--iterations", "1", "--group-size", "3",
+            "--kl-coef", "0.1", *FAST]
+    assert rl.main(argv) == 0
+    (rec,) = [r for r in _records(out) if "loss" in r]
+    for key in ("reward", "accuracy", "kl", "entropy", "clipfrac", "response_len", "gen_tok_per_s"):
+        assert key in rec
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report["before"]) >= {"heldout_accuracy", "heldout_len"} and "heldout_reward" not in report["before"]
+    model, _ = load_for_inference(out, device="cpu", tokenizer=run / "tokenizer")
+    assert model.config.dropout == 0.0
+
+
+def test_dpo_cli_lowers_the_loss_from_log2(run, tmp_path):
+    out = tmp_path / "dpo"
+    argv = ["--algo", "dpo", "--run", str(run), "--out", str(out), "--iterations", "8", "--lr", "2e-3",
+            "--batch-size", "4", "--device", "cpu", "--dtype", "fp32", "--eval-prompts", "8"]
+    assert rl.main(argv) == 0
+    train = [r for r in _records(out) if "loss" in r]
+    assert train[0]["loss"] == pytest.approx(math.log(2), abs=0.05)  # one step in: still near log 2
+    assert train[-1]["loss"] < train[0]["loss"]
+    report = json.loads((out / "eval.json").read_text())
+    assert report["before"]["heldout_dpo_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert report["before"]["heldout_pref_accuracy"] == 0.5  # policy = reference: every pair a tie
+    assert report["after"]["heldout_dpo_loss"] < report["before"]["heldout_dpo_loss"]
+
+
+def test_bad_inputs_are_clear_errors(run, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\n")
+    with pytest.raises(InputError, match="verifier"):
+        rl.main(["--algo", "grpo", "--run", str(run), "--prompts", str(prompts), "--device", "cpu"])
+    with pytest.raises(InputError, match="head.safetensors"):
+        rl.main(["--algo", "ppo", "--run", str(run), "--rm", str(run / "sft"), *FAST])
+    with pytest.raises(InputError, match="not a scorable task"):
+        rl.main(["--algo", "grpo", "--run", str(run), "--tasks", "chitchat", "--device", "cpu"])
+    with pytest.raises(InputError, match="no rankings"):
+        rl.main(["--algo", "dpo", "--run", str(tmp_path / "nothing"), "--from", str(run / "sft"),
+                 "--tokenizer", str(run / "tokenizer"), "--device", "cpu"])
