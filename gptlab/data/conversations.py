@@ -54,12 +54,40 @@ class BadRecord(ValueError):
 # ---------------------------------------------------------------------------- records from files
 
 
+def table_records(location: str | Path) -> Iterator[tuple[int, Any]]:
+    """(row number, row dict) of a parquet file or an `hf:` dataset spec (see data/sources.py),
+    e.g. `hf:HuggingFaceTB/smoltalk:all@split=train,limit=1000` or `chats.parquet`."""
+    from gptlab.data.sources import hf_rows, parse_spec
+
+    spec = parse_spec(str(location))
+    if spec.location.startswith("hf:"):
+        rows: Iterator[Any] = hf_rows(spec)
+    else:
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise InputError(location, "reading parquet needs pyarrow: pip install pyarrow") from None
+        try:
+            pf = pq.ParquetFile(spec.location)
+        except Exception as e:  # noqa: BLE001 (ArrowInvalid / OSError for a file that is not parquet)
+            raise InputError(location, f"not a parquet file ({type(e).__name__})") from None
+        rows = (r for batch in pf.iter_batches(batch_size=1024) for r in batch.to_pylist())
+    for i, row in enumerate(rows, 1):
+        if spec.limit is not None and i > spec.limit:
+            return
+        yield i, row
+
+
 def read_records(path: str | Path, skips: Skips) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON value) for each record of a JSONL file or a JSON array / object.
 
     A file whose first character is `[` is a JSON array; a `.json` file that parses as one object
     is a single record; anything else is JSONL (blank lines ignored). Bad JSON goes to `skips`.
+    Parquet files and `hf:` dataset specs give one record per row (table_records).
     """
+    if str(path).startswith("hf:") or str(path).split("@")[0].lower().endswith(".parquet"):
+        yield from table_records(path)
+        return
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found" if not path.exists() else "not a file")

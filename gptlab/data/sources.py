@@ -251,22 +251,29 @@ def read_parquet(path: Path, source: str, column: str, skips: Skips) -> Iterator
                 yield Document(value, source, f"{path.name}:{row}")
 
 
-def read_hf(spec: SourceSpec, source: str, skips: Skips) -> Iterator[Document]:
-    """`datasets.load_dataset(name, config, split=..., streaming=True)`, one document per row."""
+def hf_rows(spec: SourceSpec) -> Iterator[dict]:
+    """Rows of `datasets.load_dataset(name, config, split=..., streaming=True)`, as dicts.
+
+    Streaming, so a web-scale dataset is read as it downloads; a loader name like `json` or
+    `parquet` with `data_files=` reads local files the same way (that is how it is tested).
+    """
     try:
         import datasets
     except ImportError:
         raise InputError(
             spec.location, "hf: sources need the datasets package: pip install datasets"
         ) from None
-    name = spec.location[3:]
     kwargs: dict[str, Any] = {"split": spec.split, "streaming": True}
     if spec.data_files:
         kwargs["data_files"] = spec.data_files
+    yield from datasets.load_dataset(spec.location[3:], spec.config, **kwargs)
+
+
+def read_hf(spec: SourceSpec, source: str, skips: Skips) -> Iterator[Document]:
+    """One document per row of a hub dataset (see hf_rows)."""
+    name = spec.location[3:]
     try:
-        ds = datasets.load_dataset(name, spec.config, **kwargs)
-        rows = iter(ds)
-        for i, row in enumerate(rows, 1):
+        for i, row in enumerate(hf_rows(spec), 1):
             value = row.get(spec.field)
             if spec.field not in row:
                 skips.bad("missing_field", spec.location, f"row has no {spec.field!r} column", i)

@@ -71,11 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--out", type=Path, help="output folder (default: runs/<run>/sft)")
     io.add_argument(
         "--data",
-        type=Path,
         nargs="+",
         action="extend",
         default=[],
-        help="conversation files (JSONL/JSON: OpenAI messages, ShareGPT or Alpaca records); repeatable",
+        help="conversations: JSONL/JSON/parquet files or hub datasets (hf:NAME[:CONFIG][@split=..,limit=N]) "
+        "of OpenAI messages, ShareGPT or Alpaca records; repeatable",
     )
     io.add_argument(
         "--fmt",
