@@ -31,7 +31,7 @@ def sample_next(
         raise ValueError(f"top_k must be >= 1 (None turns it off), got {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1] (None turns it off), got {top_p}")
-    if temperature == 0:
+    if temperature < 1e-6:  # 0 is greedy; a tinier one would overflow the logits to inf
         return logits.argmax(dim=-1)
     shape = logits.shape[:-1]
     logits = logits.reshape(-1, logits.size(-1)).float() / temperature
