@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rl": ("gptlab.stages.rl", "align the SFT model: PPO with a reward model, DPO on pairs, or GRPO on verifiable tasks"),
     "eval": ("gptlab.eval.cli", "evaluate a stage: bpb, multiple choice, generative (cot, self-consistency), judge A vs B"),
     "report": ("gptlab.eval.report_cli", "write runs/<name>/report.md: per-stage metrics, plots, checks computed from the files"),
+    "chat": ("gptlab.infer.chat_cli", "chat with a model: interactive, one answer (-p), tools, RAG, self-consistency"),
     "serve": ("gptlab.serve.cli", "OpenAI-compatible HTTP server and web chat page for a trained model"),
     "rag": ("gptlab.rag.cli", "index documents (BM25) and retrieve passages with citations"),
     "arena": ("gptlab.eval.arena_cli", "rank models from pairwise votes on the Elo scale (Bradley-Terry, bootstrap CIs)"),

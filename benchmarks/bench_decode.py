@@ -1,0 +1,320 @@
+"""Decode speed: gptlab's Engine against transformers' `LlamaForCausalLM.generate()` on the same model.
+
+The model is `runs/tiny/base` when it exists (else the `tiny` preset with random weights: speed
+does not depend on the weights), exported with `gptlab.model.hf.export_hf` and loaded back by
+transformers, so both sides run the very same weights in fp32. Both decode greedily with a KV
+cache, from the same prompts, for exactly `--new-tokens` tokens (no stop ids on our side;
+`min_new_tokens` on theirs), on `torch.set_num_threads(--threads)`.
+
+Measured per batch size (1 and 16 by default), interleaved across `--repeats` so both share the
+machine's load, medians reported:
+- tokens/s = batch * new tokens / wall seconds of the whole call (prefill included);
+- time to first token (TTFT) = seconds from the call to the first new token of the batch
+  (ours: first row the generator yields; theirs: first `put` of a streamer after the prompt);
+- same_tokens: our greedy ids equal theirs (a parity check, so the race is fair);
+- at batch > 1 also `ours_batched_prefill`: a prototype of a proposed Engine change (one batched
+  prefill forward for all prompts instead of one per prompt), to size its effect on TTFT.
+
+    python benchmarks/bench_decode.py                      # writes benchmarks/results/decode.json
+    python benchmarks/bench_decode.py --batch-sizes 1 --repeats 3 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "decode.json"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_model(args):
+    import torch
+
+    from gptlab.model.config import preset
+    from gptlab.model.gpt import GPT
+    from gptlab.model.io import load_model
+
+    base = ROOT / "runs" / "tiny" / "base"
+    if (base / "model.safetensors").exists() and not args.random:
+        return load_model(base), str(base.relative_to(ROOT))
+    vocab = 4096
+    tok_dir = ROOT / "runs" / "tiny" / "tokenizer"
+    if (tok_dir / "gptlab_tokenizer.json").exists():
+        from gptlab.tokenizer.bpe import Tokenizer
+
+        vocab = Tokenizer.load(tok_dir).vocab_size
+    torch.manual_seed(0)
+    return GPT(preset("tiny", vocab, 256)), f"preset tiny, random weights, vocab {vocab}"
+
+
+def export_to_hf(model, folder: Path):
+    """Our model -> a Hugging Face folder -> LlamaForCausalLM (fp32, eval)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from gptlab.model.hf import export_hf
+    from gptlab.model.io import save_model
+
+    save_model(folder / "base", model)
+    export_hf(folder / "base", folder / "hf", include_tokenizer=False)
+    hf = LlamaForCausalLM.from_pretrained(
+        folder / "hf", torch_dtype=torch.float32, attn_implementation="sdpa"
+    )
+    return hf.eval()
+
+
+def prompts_for(batch: int, length: int, vocab: int, seed: int) -> list[list[int]]:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (batch, length), generator=g).tolist()
+
+
+def run_ours(engine, prompts, new_tokens: int) -> tuple[float, float, list[list[int]]]:
+    outs: list[list[int]] = [[] for _ in prompts]
+    t0 = time.perf_counter()
+    ttft = None
+    for row in engine.generate(prompts, new_tokens, temperature=0.0):
+        if ttft is None:
+            ttft = time.perf_counter() - t0
+        for j, t in enumerate(row):
+            if t is not None:
+                outs[j].append(t)
+    return time.perf_counter() - t0, ttft or 0.0, outs
+
+
+def run_ours_batched_prefill(
+    engine, prompts, new_tokens: int
+) -> tuple[float, float, list[list[int]]]:
+    """Prototype of a proposed Engine change: prefill all (equal-length) prompts in ONE forward
+    instead of one `open_slot` forward each, then decode with the ordinary `step()`."""
+    import torch
+
+    from gptlab.infer.engine import SamplingParams, _Slot
+
+    t0 = time.perf_counter()
+    slots = list(range(len(prompts)))
+    for s in slots:
+        engine.cache.reset(s)
+    logits = engine._forward_last(
+        slots, torch.tensor(prompts, dtype=torch.long, device=engine.device)
+    )
+    params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0)
+    for row, s in enumerate(slots):
+        engine.slots[s] = _Slot(params, logits[row], None)
+    outs: list[list[int]] = [[] for _ in prompts]
+    ttft = None
+    try:
+        while any(engine.finish_reason(s) is None for s in slots):
+            for s, t in engine.step().items():
+                outs[s].append(t)
+            if ttft is None:
+                ttft = time.perf_counter() - t0
+    finally:
+        for s in slots:
+            engine.close_slot(s)
+    return time.perf_counter() - t0, ttft or 0.0, outs
+
+
+class _FirstToken:
+    """A transformers streamer that notes when the first generated token arrives."""
+
+    def __init__(self):
+        self.calls, self.t_first = 0, None
+
+    def put(self, value) -> None:
+        self.calls += 1
+        if self.calls == 2 and self.t_first is None:  # call 1 is the prompt itself
+            self.t_first = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+def run_hf(hf, prompts, new_tokens: int) -> tuple[float, float, list[list[int]]]:
+    import torch
+
+    idx = torch.tensor(prompts, dtype=torch.long)
+    streamer = _FirstToken()
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = hf.generate(
+            idx,
+            attention_mask=torch.ones_like(idx),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            use_cache=True,
+            streamer=streamer,
+            pad_token_id=0,
+            eos_token_id=None,
+        )
+    wall = time.perf_counter() - t0
+    return wall, (streamer.t_first or t0) - t0, out[:, idx.size(1) :].tolist()
+
+
+def profile_ours(engine, prompts, new_tokens: int, path: Path) -> str:
+    import cProfile
+    import io
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    run_ours(engine, prompts, new_tokens)
+    prof.disable()
+    s = io.StringIO()
+    pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(25)
+    path.write_text(s.getvalue())
+    return s.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--batch-sizes", default="1,16", help="comma-separated batch sizes (default: 1,16)"
+    )
+    p.add_argument("--prompt-len", type=int, default=32, help="prompt tokens per row (default: 32)")
+    p.add_argument(
+        "--new-tokens", type=int, default=128, help="tokens generated per row (default: 128)"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=7,
+        help="timed repeats per side, medians reported (default: 7)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=2, help="torch threads for both sides (default: 2)"
+    )
+    p.add_argument(
+        "--random", action="store_true", help="random weights even if runs/tiny/base exists"
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also cProfile our batch-1 decode (benchmarks/results/decode_profile.txt)",
+    )
+    p.add_argument(
+        "--out", default=str(RESULTS), help=f"results file (default: {RESULTS.relative_to(ROOT)})"
+    )
+    args = p.parse_args(argv)
+
+    import torch
+    import transformers
+
+    from gptlab.infer.engine import Engine
+
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    model, source = build_model(args)
+    model.eval()
+    vocab = model.config.vocab_size
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        hf = export_to_hf(model, Path(tmp))
+        for b in batches:
+            engine = Engine(model, eos_ids=set(), max_batch=b)
+            prompts = prompts_for(b, args.prompt_len, vocab, seed=b)
+            run_ours(engine, prompts, 4)  # warm-up both (allocations, first-call dispatch)
+            run_hf(hf, prompts, 4)
+            rows = {"ours": [], "hf": []}
+            if b > 1:
+                rows["ours_batched_prefill"] = []
+            same = None
+            for _ in range(args.repeats):
+                wall, ttft, ours_ids = run_ours(engine, prompts, args.new_tokens)
+                rows["ours"].append((wall, ttft))
+                wall, ttft, hf_ids = run_hf(hf, prompts, args.new_tokens)
+                rows["hf"].append((wall, ttft))
+                same = ours_ids == hf_ids if same is None else (same and ours_ids == hf_ids)
+                if b > 1:
+                    wall, ttft, proto_ids = run_ours_batched_prefill(
+                        engine, prompts, args.new_tokens
+                    )
+                    rows["ours_batched_prefill"].append((wall, ttft))
+                    same = same and proto_ids == hf_ids
+            entry = {"batch": b, "same_tokens": same}
+            for side, vals in rows.items():
+                walls, ttfts = [v[0] for v in vals], [v[1] for v in vals]
+                entry[side] = {
+                    "tokens_per_s": round(b * args.new_tokens / statistics.median(walls), 1),
+                    "ttft_ms": round(1000 * statistics.median(ttfts), 2),
+                    # best-of-repeats: on a shared machine the least disturbed run is the most telling
+                    "tokens_per_s_best": round(b * args.new_tokens / min(walls), 1),
+                    "ttft_ms_best": round(1000 * min(ttfts), 2),
+                    # decode alone: the steps after the first token, per step of the whole batch
+                    "ms_per_step": round(
+                        1000
+                        * statistics.median(
+                            (w - t) / max(args.new_tokens - 1, 1) for w, t in zip(walls, ttfts)
+                        ),
+                        3,
+                    ),
+                    "wall_s": [round(w, 4) for w in walls],
+                    "ttft_s": [round(t, 5) for t in ttfts],
+                }
+            entry["ratio_tokens_per_s"] = round(
+                entry["ours"]["tokens_per_s"] / entry["hf"]["tokens_per_s"], 3
+            )
+            entry["ratio_ttft"] = round(
+                entry["hf"]["ttft_ms"] / max(entry["ours"]["ttft_ms"], 1e-9), 3
+            )
+            results.append(entry)
+            print(
+                f"batch {b:3d}: ours {entry['ours']['tokens_per_s']:8.1f} tok/s  ttft {entry['ours']['ttft_ms']:7.2f} ms | "
+                f"hf {entry['hf']['tokens_per_s']:8.1f} tok/s  ttft {entry['hf']['ttft_ms']:7.2f} ms | "
+                f"ratio {entry['ratio_tokens_per_s']:.2f}x | same tokens: {same}",
+                flush=True,
+            )
+        if args.profile:
+            engine = Engine(model, eos_ids=set(), max_batch=1)
+            text = profile_ours(
+                engine,
+                prompts_for(1, args.prompt_len, vocab, 1),
+                args.new_tokens,
+                Path(args.out).with_name("decode_profile.txt"),
+            )
+            print(text[:3000])
+
+    out = {
+        "benchmark": "decode",
+        "command": "python benchmarks/bench_decode.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "model": source,
+        "config": model.config.to_dict(),
+        "params": sum(p.numel() for p in model.parameters()),
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+        },
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "results": results,
+    }
+    from gptlab.fileio import atomic_write_json
+
+    atomic_write_json(args.out, out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Load a stage folder for inference and wire it into an `Engine`.
+
+    model, tok = load_for_inference("runs/tiny/sft")
+    engine = make_engine(model, tok)            # stops at <|end|>, runs the calculator
+    ids = engine.generate_all([render_prompt(tok, messages)], 64, temperature=0)[0]
+
+A stage folder holds either full weights (`model.safetensors` + `config.json`) or only a LoRA
+adapter (`adapter_config.json`, written by LoRA SFT); the adapter names its base model itself, so
+both load from the same `--from` path. The tokenizer is the run's `tokenizer/` folder beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gptlab.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from gptlab.infer.engine import Engine
+    from gptlab.tokenizer.bpe import Tokenizer
+
+ADAPTER_CONFIG = "adapter_config.json"
+# The chat tokens the engine and the chat renderer need; a tokenizer without them is not ours.
+_REQUIRED = ("<|end|>", "<|assistant|>", "<|tool_call|>", "<|tool_call_end|>")
+
+
+def load_for_inference(
+    stage_folder: str | Path,
+    device: str = "auto",
+    tokenizer: str | Path | Tokenizer | None = None,
+) -> tuple[torch.nn.Module, Tokenizer]:
+    """(model in eval mode on `device`, tokenizer) for a stage folder; InputError if either is missing.
+
+    `tokenizer` is a folder, an already loaded Tokenizer, or None for `stage_folder/../tokenizer`.
+    """
+    from gptlab.common import pick_device
+    from gptlab.model.io import load_model
+    from gptlab.tokenizer.bpe import Tokenizer
+
+    folder = Path(stage_folder)
+    if not folder.is_dir():
+        raise InputError(folder, "stage folder not found (expected e.g. runs/<name>/sft)")
+    device = pick_device(device)
+    if isinstance(tokenizer, Tokenizer):
+        tok = tokenizer
+    else:
+        tok = Tokenizer.load(
+            Path(tokenizer) if tokenizer is not None else folder.parent / "tokenizer"
+        )
+    missing = [s for s in _REQUIRED if s not in tok.special_ids]
+    if missing:
+        raise InputError(tok.path, f"tokenizer lacks the chat tokens {', '.join(missing)}")
+
+    if (folder / ADAPTER_CONFIG).exists():
+        from gptlab.model.lora import load_model_with_adapter
+
+        # merged: a plain model again, as fast as the base (same logits as base + adapter)
+        model = load_model_with_adapter(folder, device=device, merge=True)
+    else:
+        model = load_model(folder, device=device)  # InputError when there are no weights
+    if tok.vocab_size > model.config.vocab_size:
+        raise InputError(
+            folder,
+            f"model vocab_size {model.config.vocab_size} < tokenizer's {tok.vocab_size}: wrong tokenizer?",
+        )
+    return model.eval(), tok
+
+
+def stop_ids(tok: Tokenizer) -> set[int]:
+    """Ids that end an assistant turn: `<|end|>`, and `<|endoftext|>` for models that drift."""
+    return {tok.token_id("<|end|>"), tok.eot_id}
+
+
+def make_engine(
+    model: torch.nn.Module,
+    tok: Tokenizer,
+    tools: bool = True,
+    python: bool = False,
+    max_batch: int = 16,
+    max_len: int | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    tool_timeout_s: float = 5.0,
+) -> Engine:
+    """An Engine that stops at end-of-turn and, with `tools`, runs the calculator (and the python
+    sandbox with `python`) on every `<|tool_call|>...<|tool_call_end|>` span the model writes."""
+    from gptlab.infer.engine import Engine
+
+    hook = None
+    if tools:
+        from gptlab.tools.registry import ToolRegistry, make_tool_hook
+
+        hook = make_tool_hook(tok, ToolRegistry(python=python, timeout_s=tool_timeout_s))
+    return Engine(
+        model,
+        eos_ids=stop_ids(tok),
+        tool_hook=hook,
+        tool_call_id=tok.token_id("<|tool_call|>"),
+        tool_call_end_id=tok.token_id("<|tool_call_end|>"),
+        max_batch=max_batch,
+        max_len=max_len,
+        autocast_dtype=autocast_dtype,
+    )
