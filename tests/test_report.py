@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from gptlab.eval import report_cli
+from gptlab.fileio import atomic_write_json
 from gptlab.eval.cli import merge_results
 from gptlab.eval.report import FAIL, PASS, SKIP, checks, collect
 
@@ -38,12 +39,23 @@ def make_run(root, rl_reward: float = 0.6):
 def test_checks_follow_the_numbers(tmp_path):
     run = make_run(tmp_path / "x")
     marks = {c.stage: c.mark for c in checks(collect(run))}
-    assert marks == {"base": PASS, "sft": PASS, "rm": SKIP, "rl": PASS}
+    assert marks == {"base": PASS, "sft": PASS, "rm": SKIP, "rl": PASS, "grpo": SKIP}
     run2 = make_run(tmp_path / "y", rl_reward=0.1)  # RL worse than SFT: a cross, not a tick
     assert {c.stage: c.mark for c in checks(collect(run2))}["rl"] == FAIL
     merge_results(run2 / "rm" / "eval.json", {"play_speaker/rm": {
         "mode": "rm", "acc": 0.6, "random_baseline": 0.5, "length_baseline": 0.7}}, {})
     assert {c.stage: c.mark for c in checks(collect(run2))}["rm"] == FAIL  # below the length baseline
+    # The stages' own held-out summaries take precedence: reward eval, RL before/after.
+    atomic_write_json(run2 / "rm" / "eval.json", {"accuracy": 0.8, "random_baseline": 0.5,
+                                                  "longer_wins_baseline": 0.6, "pairs": 10})
+    (run2 / "grpo").mkdir()
+    atomic_write_json(run2 / "grpo" / "eval.json", {"before": {"heldout_accuracy": 0.2},
+                                                    "after": {"heldout_accuracy": 0.3}})
+    marks = {c.stage: c.mark for c in checks(collect(run2))}
+    assert marks["rm"] == PASS and marks["grpo"] == PASS
+    atomic_write_json(run2 / "grpo" / "eval.json", {"before": {"heldout_accuracy": 0.3},
+                                                    "after": {"heldout_accuracy": 0.3}})
+    assert {c.stage: c.mark for c in checks(collect(run2))}["grpo"] == FAIL
 
 
 def test_report_cli_writes_markdown_and_plots(tmp_path, capsys):

@@ -71,8 +71,8 @@ def merge_results(path: Path, results: dict[str, dict], meta: dict[str, Any]) ->
     from gptlab.fileio import atomic_write_json, read_json
 
     data = read_json(path) if path.exists() else {}
-    if not isinstance(data.get("results"), dict):
-        data = {"results": {}}
+    if not isinstance(data.get("results"), dict):  # keep what the stage itself wrote beside it
+        data["results"] = {}
     data.update(meta)
     data["results"].update(results)
     atomic_write_json(path, data)

@@ -5,8 +5,9 @@ previous one on the metric it exists for, or the report shows a cross.
 
     base  bits per byte on held-out text below the unigram (token-frequency) baseline
     sft   task accuracy above base's, on the tasks both were evaluated on
-    rm    pairwise accuracy above the random (0.5) and the prefer-the-longer-reply baselines
-    rl    mean task reward above sft's, on the generative tasks both were evaluated on
+    rm    held-out pairwise accuracy above the random (0.5) and the prefer-the-longer-reply baselines
+    rl    (PPO) held-out reward-model score above the SFT model's (the policy before its first update)
+    grpo  held-out task accuracy (its verifiable reward) above the SFT model's
 
 A stage or a result that is missing reads "not run"; the report is whatever exists.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-STAGES = ("base", "sft", "rm", "rl")
+STAGES = ("base", "sft", "rm", "rl", "grpo")
 PASS, FAIL, SKIP = "✅", "❌", "➖ not run"
 
 
@@ -47,9 +48,12 @@ def collect(run: Path) -> dict[str, dict]:
     out = {}
     for stage in STAGES:
         d = run / stage
+        data = _json(d / "eval.json") or {}
         out[stage] = {
             "exists": d.is_dir(),
-            "eval": (_json(d / "eval.json") or {}).get("results", {}),
+            "eval": data.get("results", {}),
+            # what the stage itself measured on held-out data (reward eval, RL before/after)
+            "summary": {k: v for k, v in data.items() if k not in ("results", "metadata")},
             "state": _json(d / "train_state.json") or {},
             "metrics": _metrics(d / "metrics.jsonl"),
         }
@@ -78,7 +82,7 @@ def _shared(a: dict, b: dict, metric: str, modes: tuple[str, ...]) -> list[str]:
 
 
 def checks(stages: dict[str, dict]) -> list[Check]:
-    base, sft, rm, rl = (stages[s]["eval"] for s in STAGES)
+    base, sft, rm, rl = (stages[s]["eval"] for s in STAGES[:4])
     out = []
     b = base.get("bpb")
     out.append(Check("base", "bits per byte below the unigram baseline", None if not b else b["bpb"] < b["unigram_bpb"],
@@ -89,21 +93,41 @@ def checks(stages: dict[str, dict]) -> list[Check]:
         out.append(Check("sft", "task accuracy above base", y > x, f"{y:.3f} vs {x:.3f} mean acc on {', '.join(keys)}"))
     else:
         out.append(Check("sft", "task accuracy above base", None, "no task evaluated on both base and sft"))
-    keys = [k for k, v in rm.items() if v.get("mode") == "rm"]
-    if keys:
-        acc = _mean([rm[k]["acc"] for k in keys])
-        bar = max(_mean([rm[k]["random_baseline"] for k in keys]), _mean([rm[k]["length_baseline"] for k in keys]))
-        out.append(Check("rm", "pairwise accuracy above baselines", acc > bar,
-                         f"{acc:.3f} vs best baseline {bar:.3f} on {', '.join(keys)}"))
-    else:
-        out.append(Check("rm", "pairwise accuracy above baselines", None, "no reward-model evaluation"))
-    keys = _shared(sft, rl, "reward", ("gen", "cot", "sc"))
-    if keys:
-        x, y = _mean([sft[k]["reward"] for k in keys]), _mean([rl[k]["reward"] for k in keys])
-        out.append(Check("rl", "mean reward above sft", y > x, f"{y:.3f} vs {x:.3f} on {', '.join(keys)}"))
-    else:
-        out.append(Check("rl", "mean reward above sft", None, "no generative task evaluated on both sft and rl"))
+    out.append(_rm_check(rm, stages["rm"]["summary"]))
+    out.append(_before_after(stages["rl"]["summary"], "rl", "held-out reward-model score above sft",
+                             "heldout_reward", sft, rl, "reward"))
+    out.append(_before_after(stages["grpo"]["summary"], "grpo", "held-out task accuracy above sft",
+                             "heldout_accuracy", sft, stages["grpo"]["eval"], "acc"))
     return out
+
+
+def _rm_check(rm: dict, summary: dict) -> Check:
+    """From `gptlab reward eval` (held-out rankings), else from `gptlab eval` on a reward model."""
+    claim = "pairwise accuracy above baselines"
+    if summary.get("accuracy") is not None:
+        bar = max(summary.get("random_baseline", 0.5), summary.get("longer_wins_baseline", 0.0))
+        return Check("rm", claim, summary["accuracy"] > bar,
+                     f"{summary['accuracy']:.3f} vs best baseline {bar:.3f} on {summary.get('pairs', '?')} held-out pairs")
+    keys = [k for k, v in rm.items() if v.get("mode") == "rm"]
+    if not keys:
+        return Check("rm", claim, None, "no reward-model evaluation")
+    acc = _mean([rm[k]["acc"] for k in keys])
+    bar = max(_mean([rm[k]["random_baseline"] for k in keys]), _mean([rm[k]["length_baseline"] for k in keys]))
+    return Check("rm", claim, acc > bar, f"{acc:.3f} vs best baseline {bar:.3f} on {', '.join(keys)}")
+
+
+def _before_after(summary: dict, stage: str, claim: str, key: str, sft: dict, ev: dict, metric: str) -> Check:
+    """RL's own held-out score after training vs before (= the SFT model), else eval results vs sft."""
+    before, after = summary.get("before", {}).get(key), summary.get("after", {}).get(key)
+    if before is not None and after is not None:
+        return Check(stage, claim, after > before,
+                     f"{after:.3f} vs {before:.3f} ({key}, step {summary.get('after_step')} vs {summary.get('before_step')})"
+                     + (f"; KL median {summary['kl_median']:.3f}" if summary.get("kl_median") is not None else ""))
+    keys = _shared(sft, ev, metric, ("gen", "cot", "sc"))
+    if not keys:
+        return Check(stage, claim, None, f"no held-out {key} and no generative task evaluated on both sft and {stage}")
+    x, y = _mean([sft[k][metric] for k in keys]), _mean([ev[k][metric] for k in keys])
+    return Check(stage, claim, y > x, f"{y:.3f} vs {x:.3f} {metric} on {', '.join(keys)}")
 
 
 # ---------------------------------------------------------------------------- plots
@@ -138,21 +162,27 @@ def plot_losses(stages: dict[str, dict], path: Path) -> Path | None:
 
 
 def plot_rl(stages: dict[str, dict], path: Path) -> Path | None:
+    """Reward and KL curves of the RL stages (PPO in rl/, GRPO in grpo/), one panel each."""
     from matplotlib.figure import Figure
 
-    recs = stages["rl"]["metrics"]
-    keys = sorted({k for r in recs for k, v in r.items()
-                   if isinstance(v, (int, float)) and ("reward" in k or "kl" in k)})
-    if not keys:
+    panels = []
+    for stage in ("rl", "grpo"):
+        recs = stages[stage]["metrics"]
+        keys = sorted({k for r in recs for k, v in r.items()
+                       if isinstance(v, (int, float)) and ("reward" in k or "kl" in k or "accuracy" in k)})
+        if keys:
+            panels.append((stage, recs, keys))
+    if not panels:
         return None
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    for k in keys:
-        pts = [(r["step"], r[k]) for r in recs if isinstance(r.get(k), (int, float)) and "step" in r]
-        ax.plot(*zip(*pts), label=k, linewidth=1)
-    ax.set(xlabel="step", title="RL: reward and KL to the reference")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig = Figure(figsize=(7 * len(panels), 4), layout="constrained")
+    for i, (stage, recs, keys) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for k in keys:
+            pts = [(r["step"], r[k]) for r in recs if isinstance(r.get(k), (int, float)) and "step" in r]
+            ax.plot(*zip(*pts), "o-" if len(pts) < 20 else "-", label=k, linewidth=1, markersize=3)
+        ax.set(xlabel="step", title=f"{stage}: reward and KL to the reference")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -82,34 +82,50 @@ class Engine:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @torch.inference_mode()
-    def _forward_last(self, rows: list[int], idx: torch.Tensor) -> torch.Tensor:
-        """Run idx (B, T) for cache rows; return the last position's logits (B, V) in fp32."""
+    def _forward_last(self, rows: list[int], idx: torch.Tensor, last: list[int] | None = None) -> torch.Tensor:
+        """Run idx (B, T) for cache rows; logits (B, V) in fp32 at position last[b] (default T-1)."""
         with self._autocast():
             h = self.model.hidden_states(idx, self.cache.select(rows))
-            return self.model.lm_head(h[:, -1, :]).float()
+            at = torch.full((idx.size(0),), idx.size(1) - 1) if last is None else torch.tensor(last)
+            return self.model.lm_head(h[torch.arange(idx.size(0)), at.to(h.device)]).float()
 
     def open_slot(self, prompt_ids: list[int], params: SamplingParams | None = None) -> int:
         """Prefill a prompt into a free slot; returns the slot id."""
-        params = params or SamplingParams()
-        if not prompt_ids:
-            raise ValueError("prompt_ids is empty: start with at least one token (e.g. <|endoftext|>)")
-        if len(prompt_ids) >= self.max_len:
-            raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room (max_len={self.max_len})")
+        return self.open_slots([prompt_ids], [params or SamplingParams()])[0]
+
+    def open_slots(self, prompts: list[list[int]], params: list[SamplingParams]) -> list[int]:
+        """Prefill several prompts in one forward pass (right-padded); returns their slot ids.
+
+        Padding sits after each prompt, so causal attention keeps it out of the prompt's own
+        positions; the slot's length is then set to the prompt's, which masks the padding out
+        of every later step (and the next tokens overwrite it).
+        """
+        for ids in prompts:
+            if not ids:
+                raise ValueError("prompt_ids is empty: start with at least one token (e.g. <|endoftext|>)")
+            if len(ids) >= self.max_len:
+                raise ValueError(f"prompt of {len(ids)} tokens leaves no room (max_len={self.max_len})")
         free = [s for s in range(self.cache.n_slots) if s not in self.slots]
-        if not free:
+        if len(free) < len(prompts):
             raise RuntimeError(f"all {self.cache.n_slots} slots are busy")
-        slot = free[0]
-        self.cache.reset(slot)
-        idx = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
-        logits = self._forward_last([slot], idx)[0]
-        gen = None
-        if params.seed is not None:
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(params.seed)
-        self.slots[slot] = _Slot(params, logits, gen)
-        if params.max_new_tokens <= 0:
-            self.slots[slot].finish_reason = "length"
-        return slot
+        slots = free[: len(prompts)]
+        for slot in slots:
+            self.cache.reset(slot)
+        width = max(len(ids) for ids in prompts)
+        idx = torch.zeros(len(prompts), width, dtype=torch.long, device=self.device)
+        for row, ids in enumerate(prompts):
+            idx[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        logits = self._forward_last(slots, idx, [len(ids) - 1 for ids in prompts])
+        for row, (slot, ids, p) in enumerate(zip(slots, prompts, params)):
+            self.cache.lengths[slot] = len(ids)
+            gen = None
+            if p.seed is not None:
+                gen = torch.Generator(device=self.device)
+                gen.manual_seed(p.seed)
+            self.slots[slot] = _Slot(p, logits[row], gen)
+            if p.max_new_tokens <= 0:
+                self.slots[slot].finish_reason = "length"
+        return slots
 
     def close_slot(self, slot: int) -> None:
         self.slots.pop(slot, None)
@@ -190,10 +206,14 @@ class Engine:
         done: set[int] = set()
         try:
             while len(done) < len(prompts):
-                while pending and self.free_slots():
-                    j = pending.popleft()
-                    params = SamplingParams(max_new_tokens, temperature, top_k, top_p, None if seed is None else seed + j)
-                    slot_of[j] = self.open_slot(prompts[j], params)
+                batch = [pending.popleft() for _ in range(min(len(pending), self.free_slots()))]
+                if batch:
+                    params = [
+                        SamplingParams(max_new_tokens, temperature, top_k, top_p, None if seed is None else seed + j)
+                        for j in batch
+                    ]
+                    for j, slot in zip(batch, self.open_slots([prompts[j] for j in batch], params)):
+                        slot_of[j] = slot
                 toks = self.step()
                 row: list[int | None] = [None] * len(prompts)
                 for j, slot in list(slot_of.items()):

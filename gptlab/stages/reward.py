@@ -300,6 +300,10 @@ def _default_data(run: str) -> list[Path]:
 
     folder = run_dir(run, "rankings")
     paths = sorted(p for p in folder.glob("*.jsonl") if p.name != "candidates.jsonl") if folder.is_dir() else []
+    empty = [p for p in paths if p.stat().st_size == 0]
+    for p in empty:  # e.g. a rule ranking where every sampled answer scored the same
+        print(f"data: {p}: empty (no rankings), skipped")
+    paths = [p for p in paths if p not in empty]
     if not paths:
         raise InputError(folder, "no rankings found: make some with `gptlab rank rule|ratings|label`, or give --data")
     return paths

@@ -252,7 +252,12 @@ def write_eval(out: Path, algo: str, metrics_path: Path, extra: dict[str, Any]) 
             if key in ("gen_tok_per_s", "kl"):
                 report[f"{key}_median"] = statistics.median(vals)
                 report[f"{key}_max"] = max(vals)
-    atomic_write_json(out / "eval.json", report)
+    path = out / "eval.json"
+    if path.exists():  # keep `gptlab eval` results written beside it
+        from gptlab.fileio import read_json
+
+        report = {**{k: v for k, v in read_json(path).items() if k == "results"}, **report}
+    atomic_write_json(path, report)
     return report
 
 
