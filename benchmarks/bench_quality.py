@@ -113,10 +113,14 @@ def run_recipe(name: str, args: argparse.Namespace, train: str, val: str, work: 
     flags = [f.replace("{budget}", str(args.budget)) for f in spec["flags"]]
     if name == "ours" and args.extra:
         flags += args.extra
-    cmd = [sys.executable, "-m", "gptlab", "pretrain", "--shards", str(folder / "shards"),
+    launch = [sys.executable, "-m", "gptlab"]
+    if args.nproc > 1:  # data parallel over processes (gloo on CPU), as a user would launch it
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                  f"--nproc_per_node={args.nproc}", "-m", "gptlab"]
+    cmd = [*launch, "pretrain", "--shards", str(folder / "shards"),
            "--tokenizer", str(folder / "tokenizer"), "--out", str(folder / "base"),
            "--eval-every", "0", "--sample-every", "0", "--save-every", "0", "--log-every", "25", *flags]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, args.threads // args.nproc)))
     print(f"[{name}] vocab {tok.vocab_size}, tokenizer {tok_secs:.1f}s | " + " ".join(cmd[2:]), flush=True)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -143,7 +147,8 @@ def run_recipe(name: str, args: argparse.Namespace, train: str, val: str, work: 
     bt = _flag(flags, "--batch-size") * _flag(flags, "--seq-len")
     res = {
         "recipe": name,
-        "command": "gptlab pretrain " + " ".join(cmd[4:]),
+        "command": ("torchrun --standalone --nproc_per_node=%d -m gptlab " % args.nproc if args.nproc > 1 else "gptlab ")
+        + " ".join(cmd[len(launch):]),
         "vocab_size": tok.vocab_size,
         "params": model.num_params(),
         "val_chars": len(val),
@@ -182,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", action="append", default=[], choices=[r for r in RECIPES if r != "ours"],
                    help="also run this peer recipe in the same invocation and report ours/peer (repeatable)")
     p.add_argument("--only", choices=list(RECIPES), help="run just this recipe")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for training and evaluation")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for training and evaluation (split over --nproc)")
+    p.add_argument("--nproc", type=int, default=1, help="training processes (torchrun, DDP over gloo); --batch-size is per process")
     p.add_argument("--work", type=Path, help="folder for tokenizers, shards and checkpoints (default: a temp dir)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON (appended to a list)")
     p.add_argument("extra", nargs="*", help="extra `gptlab pretrain` flags for our recipe (after --)")

@@ -6,7 +6,7 @@
 set -euo pipefail
 RUN="${RUN:-tiny}"
 PRETRAIN_BUDGET="${PRETRAIN_BUDGET:-240}"
-SFT_BUDGET="${SFT_BUDGET:-150}"
+SFT_BUDGET="${SFT_BUDGET:-180}"
 RM_BUDGET="${RM_BUDGET:-60}"
 RL_BUDGET="${RL_BUDGET:-75}"
 R="runs/$RUN"
@@ -34,19 +34,20 @@ gptlab sample --from "$R/base" --prompt "ROMEO:" --temperature 0.8 --top-k 50 --
 # assistant's tokens only (incl. <|end|>, so it learns to stop). LoRA: add --lora-rank 8.
 gptlab sft --run "$RUN" --from "$R/base" --time-budget "$SFT_BUDGET"
 
-# --- Stage 3: rankings and the reward model. The SFT model answers task prompts K times; a ------
-# task's checker ranks them (a person would: `gptlab rank generate` + `gptlab rank label`), and
-# chitchat's 1-10 ratings rank chats on one opening prompt. Bradley-Terry on all K(K-1)/2 pairs.
-gptlab rank rule --run "$RUN" --tasks arithmetic --k 4 --n 96 --max-new-tokens 40
-gptlab rank ratings --run "$RUN" --n 300 --k 4
-gptlab reward train --run "$RUN" --time-budget "$RM_BUDGET"
+# --- Stage 3: rankings and the reward model. The SFT model answers task prompts K times and the --
+# task's checker ranks them beside the reference answer (a person would: `gptlab rank generate`
+# + `gptlab rank label`); chitchat's 1-10 ratings rank chats on one opening prompt (cut to equal
+# length, so length alone does not decide). Bradley-Terry on all K(K-1)/2 pairs of a ranking.
+gptlab rank rule --run "$RUN" --tasks arithmetic --k 4 --n 96 --max-new-tokens 40 --reference
+gptlab rank ratings --run "$RUN" --n 300 --k 4 --max-chars 300
+gptlab reward train --run "$RUN" --time-budget "$RM_BUDGET" --lr 3e-4
 gptlab reward eval --run "$RUN"
 
 # --- Stage 4: RL. PPO against the reward model with a per-token KL price to the SFT model; -----
-# GRPO on the arithmetic checker (group-relative advantages, no critic).
-gptlab rl --algo ppo --run "$RUN" --time-budget "$RL_BUDGET" --max-new-tokens 32 --out "$R/rl"
-gptlab rl --algo grpo --run "$RUN" --tasks arithmetic --time-budget "$RL_BUDGET" \
-  --prompts-per-iter 4 --group-size 8 --max-new-tokens 40 --out "$R/grpo"
+# GRPO on the arithmetic checker's graded reward (group-relative advantages, no critic).
+gptlab rl --algo ppo --run "$RUN" --time-budget "$RL_BUDGET" --max-new-tokens 32 --lr 1e-4 --out "$R/rl"
+gptlab rl --algo grpo --run "$RUN" --tasks arithmetic --time-budget "$RL_BUDGET" --lr 1e-4 \
+  --prompts-per-iter 8 --group-size 8 --max-new-tokens 40 --eval-prompts 64 --out "$R/grpo"
 
 # --- Stage 5: evaluation on held-out splits, then the report card. ----------------------------
 gptlab eval --from "$R/base" --tasks bpb play_speaker arithmetic --limit 40 --bpb-tokens 8192 --max-new-tokens 40

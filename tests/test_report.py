@@ -49,12 +49,12 @@ def test_checks_follow_the_numbers(tmp_path):
     atomic_write_json(run2 / "rm" / "eval.json", {"accuracy": 0.8, "random_baseline": 0.5,
                                                   "longer_wins_baseline": 0.6, "pairs": 10})
     (run2 / "grpo").mkdir()
-    atomic_write_json(run2 / "grpo" / "eval.json", {"before": {"heldout_accuracy": 0.2},
-                                                    "after": {"heldout_accuracy": 0.3}})
+    atomic_write_json(run2 / "grpo" / "eval.json", {"before": {"heldout_task_reward": 0.2},
+                                                    "after": {"heldout_task_reward": 0.3}})
     marks = {c.stage: c.mark for c in checks(collect(run2))}
     assert marks["rm"] == PASS and marks["grpo"] == PASS
-    atomic_write_json(run2 / "grpo" / "eval.json", {"before": {"heldout_accuracy": 0.3},
-                                                    "after": {"heldout_accuracy": 0.3}})
+    atomic_write_json(run2 / "grpo" / "eval.json", {"before": {"heldout_task_reward": 0.3},
+                                                    "after": {"heldout_task_reward": 0.3}})
     assert {c.stage: c.mark for c in checks(collect(run2))}["grpo"] == FAIL
 
 

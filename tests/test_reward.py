@@ -156,3 +156,21 @@ def test_train_errors_are_one_line_input_errors(tmp_path, tok):
     with pytest.raises(InputError) as e:
         reward.main(["train", "--from", str(tmp_path / "sft"), "--data", str(bad), "--out", str(tmp_path / "rm")])
     assert "bad.jsonl:2" in str(e.value)
+
+
+def test_score_all_keeps_duplicates_in_place():
+    """Two equal answers in a ranking (e.g. a sample equal to the reference) each get a score."""
+    import torch
+
+    from gptlab.model.config import ModelConfig
+    from gptlab.model.gpt import GPT
+    from gptlab.model.heads import ScalarHeadModel
+    from gptlab.stages.reward import score_all
+
+    torch.manual_seed(0)
+    model = ScalarHeadModel(GPT(ModelConfig(vocab_size=32, n_layer=1, n_head=2, n_kv_head=2, n_embd=16, max_seq_len=16)))
+    torch.nn.init.normal_(model.head.weight)
+    encoded = [[[1, 2, 3], [1, 2, 3], [4, 5]], [[4, 5]]]
+    got = score_all(model, encoded, pad_id=0, batch_size=2)
+    assert [len(g) for g in got] == [3, 1]
+    assert got[0][0] == got[0][1] and got[0][2] == got[1][0] and got[0][0] != got[0][2]

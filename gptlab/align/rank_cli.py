@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling(r)
     r.add_argument("--tasks", default="arithmetic,play_speaker", help="comma-separated task names (gptlab.eval.tasks)")
     r.add_argument("--n", type=int, default=200, help="prompts per task (from the train split)")
+    r.add_argument("--reference", action="store_true",
+                   help="rank the task's reference reply among the K samples (a signal even when all K are wrong)")
 
     ra = sub.add_parser("ratings", help="rank chitchat chats on one opening topic by their 1-10 ratings", description="rank chitchat chats on one opening topic by their 1-10 ratings")
     _defaults(ra, "ratings.jsonl")
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in names:
             got, stats = rankers.rule_rankings(engine, tok, get_task(t, "train"), args.n, args.k,
                                                max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                               top_k=args.top_k, seed=args.seed)
+                                               top_k=args.top_k, seed=args.seed, reference=args.reference)
             rankings += got
             print(f"{t}: {stats['prompts']} prompts, {stats['prompts_with_signal']} with a winner, "
                   f"{stats['pairs']} pairs, mean reward {stats['mean_reward']:.3f}")

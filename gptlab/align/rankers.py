@@ -147,10 +147,26 @@ def rankings_from_scores(cands: Candidates, scores: Sequence[float], meta: dict 
     return out
 
 
+def with_reference(c: Candidates, item: Any) -> Candidates:
+    """The candidates plus the task's reference reply (the demonstration) as one more answer.
+
+    A weak policy rarely gets a task right, so its K samples often tie (all wrong) and give no
+    pair; ranking the demonstration beside them (as InstructGPT's labelers saw the written
+    answer beside the model's) gives every prompt a signal.
+    """
+    ref = item.messages[-1]["content"]
+    from gptlab.eval.tasks.base import reply_text
+
+    contents = list(c.contents) if c.contents is not None else list(c.responses)
+    return Candidates(c.prompt, [*c.responses, reply_text(ref)], [*contents, ref], dict(c.meta, reference=len(c.responses)))
+
+
 def rule_rankings(
-    engine: Engine, tok: Tokenizer, task: Task, n: int, k: int, progress: bool = True, **sampling: Any
+    engine: Engine, tok: Tokenizer, task: Task, n: int, k: int, progress: bool = True,
+    reference: bool = False, **sampling: Any
 ) -> tuple[list[Ranking], dict[str, Any]]:
-    """Rankings of K sampled answers to the first `n` prompts of `task`, by `task.reward`.
+    """Rankings of K sampled answers to the first `n` prompts of `task`, by `task.reward`
+    (with `reference`, the task's own reference reply is ranked among them).
 
     Returns (rankings, stats); stats counts prompts, prompts with any signal, pairs, mean reward.
     """
@@ -162,6 +178,8 @@ def rule_rankings(
     for item, c in zip(items, cands):
         if c is None:
             continue
+        if reference:
+            c = with_reference(c, item)
         scores = [float(task.reward(item, text)) for text in c.responses]
         rewards += scores
         got = rankings_from_scores(c, scores, {"source": "rule", "task": task.name})

@@ -7,7 +7,7 @@ previous one on the metric it exists for, or the report shows a cross.
     sft   task accuracy above base's, on the tasks both were evaluated on
     rm    held-out pairwise accuracy above the random (0.5) and the prefer-the-longer-reply baselines
     rl    (PPO) held-out reward-model score above the SFT model's (the policy before its first update)
-    grpo  held-out task accuracy (its verifiable reward) above the SFT model's
+    grpo  held-out task reward (the verifiable reward it maximises) above the SFT model's
 
 A stage or a result that is missing reads "not run"; the report is whatever exists.
 """
@@ -96,8 +96,8 @@ def checks(stages: dict[str, dict]) -> list[Check]:
     out.append(_rm_check(rm, stages["rm"]["summary"]))
     out.append(_before_after(stages["rl"]["summary"], "rl", "held-out reward-model score above sft",
                              "heldout_reward", sft, rl, "reward"))
-    out.append(_before_after(stages["grpo"]["summary"], "grpo", "held-out task accuracy above sft",
-                             "heldout_accuracy", sft, stages["grpo"]["eval"], "acc"))
+    out.append(_before_after(stages["grpo"]["summary"], "grpo", "held-out task reward above sft",
+                             "heldout_task_reward", sft, stages["grpo"]["eval"], "reward"))
     return out
 
 
@@ -120,8 +120,11 @@ def _before_after(summary: dict, stage: str, claim: str, key: str, sft: dict, ev
     """RL's own held-out score after training vs before (= the SFT model), else eval results vs sft."""
     before, after = summary.get("before", {}).get(key), summary.get("after", {}).get(key)
     if before is not None and after is not None:
+        acc = ""
+        if key != "heldout_accuracy" and summary.get("after", {}).get("heldout_accuracy") is not None:
+            acc = f"; accuracy {summary['after']['heldout_accuracy']:.3f} vs {summary['before']['heldout_accuracy']:.3f}"
         return Check(stage, claim, after > before,
-                     f"{after:.3f} vs {before:.3f} ({key}, step {summary.get('after_step')} vs {summary.get('before_step')})"
+                     f"{after:.3f} vs {before:.3f} ({key}, step {summary.get('after_step')} vs {summary.get('before_step')})" + acc
                      + (f"; KL median {summary['kl_median']:.3f}" if summary.get("kl_median") is not None else ""))
     keys = _shared(sft, ev, metric, ("gen", "cot", "sc"))
     if not keys:

@@ -27,6 +27,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from gptlab.errors import InputError
+from gptlab.train.cli_args import (
+    HelpFormatter,
+    add_device_args,
+    add_logging_args,
+    add_schedule_args,
+)
 
 if TYPE_CHECKING:
     from gptlab.train.distributed import DistInfo
@@ -35,22 +41,13 @@ DEFAULT_MAX_STEPS = 300
 DEFAULT_PROMPTS = ("ROMEO:", "")
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show '(default: X)' only where there is a default worth showing (not None / off)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.default is False:
-            return action.help or ""
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gptlab pretrain",
         description="Pretrain a decoder-only transformer on token shards (next-token prediction). "
         "Writes model.safetensors, config.json, optimizer.pt, train_state.json, metrics.jsonl, "
         "samples.md and loss.png into the output folder.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     io = p.add_argument_group("paths")
     io.add_argument(
@@ -132,9 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--muon-weight-decay", type=float, help="Muon's weight decay (default: --weight-decay)"
     )
-    t.add_argument(
-        "--min-lr-ratio", type=float, default=0.1, help="final LR as a fraction of the peak"
-    )
     t.add_argument("--weight-decay", type=float, default=0.1, help="weight decay on matrices")
     t.add_argument(
         "--grad-clip", type=float, default=1.0, help="clip the gradient norm to this (0: off)"
@@ -145,28 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="adamw",
         help="muon: Muon on hidden matrices, AdamW on the rest",
     )
-    t.add_argument(
-        "--schedule",
-        choices=("cosine", "wsd"),
-        default="cosine",
-        help="LR shape after warmup (wsd: warmup-stable-decay)",
-    )
-    t.add_argument(
-        "--decay-frac",
-        type=float,
-        default=0.2,
-        help="with --schedule wsd: the final fraction of training spent decaying (default: 0.2)",
-    )
-    t.add_argument("--warmup", type=int, default=20, help="linear LR warmup steps")
+    add_schedule_args(t, warmup=20)
     t.add_argument("--seed", type=int, default=1337, help="seeds the init and the data order")
 
     e = p.add_argument_group("evaluation, samples, checkpoints, logging")
-    e.add_argument(
-        "--eval-every",
-        type=int,
-        default=50,
-        help="val loss / bpb every N steps (and at 0 and the end; 0: off)",
-    )
     e.add_argument(
         "--eval-tokens", type=int, default=32768, help="validation tokens per evaluation"
     )
@@ -182,34 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help=f"sample prompt after <|endoftext|> (repeatable; default: {list(DEFAULT_PROMPTS)})",
     )
-    e.add_argument(
-        "--save-every",
-        type=int,
-        default=100,
-        help="checkpoint every N steps (and at the end; 0: only at the end)",
-    )
-    e.add_argument(
-        "--log-every",
-        type=int,
-        default=1,
-        help="progress line + metrics.jsonl record every N steps",
-    )
-    e.add_argument(
-        "--tracker",
-        choices=("none", "tensorboard", "wandb"),
-        default="none",
-        help="extra metrics sink (metrics.jsonl is always written)",
-    )
+    add_logging_args(e, eval_every=50, save_every=100)
 
     d = p.add_argument_group("device")
-    d.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda")
-    d.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "bf16", "fp32"),
-        help="autocast dtype (auto: bf16 on GPUs and on CPUs with AMX bf16 units, else fp32; pin fp32 for bit-exact comparisons)",
-    )
-    d.add_argument("--compile", action="store_true", help="torch.compile the model")
+    add_device_args(d)
     d.add_argument(
         "--parallel",
         choices=("ddp", "fsdp"),

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from gptlab.data.preferences import Ranking
 from gptlab.errors import InputError
 from gptlab.model.heads import ScalarHeadModel
-from gptlab.stages.pretrain import _HelpFormatter
+from gptlab.train.cli_args import HelpFormatter as _HelpFormatter
 
 CHECKPOINT = "checkpoint"  # subfolder of --out with the resumable training state
 HELDOUT = "heldout.jsonl"
@@ -177,17 +177,15 @@ def bt_loss(model: torch.nn.Module, batch) -> tuple[torch.Tensor, dict[str, Any]
 @torch.no_grad()
 def score_all(model: ScalarHeadModel, encoded: list[list[list[int]]], pad_id: int, batch_size: int = 32) -> list[list[float]]:
     """The reward of every sequence, grouped as `encoded` is (per ranking)."""
-    flat = [s for seqs in encoded for s in seqs]
+    # Each distinct sequence is scored once (collate merges duplicates, e.g. two equal answers).
+    unique = list(dict.fromkeys(tuple(s) for seqs in encoded for s in seqs))
     device = next(model.parameters()).device
-    out: list[float] = []
-    for start in range(0, len(flat), batch_size):
-        idx, last, _, _ = collate([(flat[start : start + batch_size], [])], pad_id, device)
-        out += model.score_at(idx, last).float().tolist()
-    grouped, k = [], 0
-    for seqs in encoded:
-        grouped.append(out[k : k + len(seqs)])
-        k += len(seqs)
-    return grouped
+    score: dict[tuple[int, ...], float] = {}
+    for start in range(0, len(unique), batch_size):
+        chunk = [list(s) for s in unique[start : start + batch_size]]
+        idx, last, _, _ = collate([(chunk, [])], pad_id, device)
+        score.update(zip(unique[start : start + batch_size], model.score_at(idx, last).float().tolist()))
+    return [[score[tuple(s)] for s in seqs] for seqs in encoded]
 
 
 def pair_report(rankings: list[Ranking], scores: list[list[float]]) -> dict[str, Any]:

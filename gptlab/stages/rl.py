@@ -30,7 +30,7 @@ from typing import Any
 from torch import nn
 
 from gptlab.errors import InputError
-from gptlab.stages.pretrain import _HelpFormatter
+from gptlab.train.cli_args import HelpFormatter as _HelpFormatter
 
 ALGOS = ("ppo", "dpo", "grpo")
 CHECKPOINT = "checkpoint"  # PPO: the actor-critic checkpoint, beside the plain policy
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = p.add_argument_group("KL, critic (PPO) and DPO")
     k.add_argument("--kl-coef", type=float, help="beta: KL penalty weight (default ppo 0.05 in the reward; "
-                   "grpo 0: k3 term in the loss, logged either way)")
+                   "grpo 0.05: a k3 term in the loss)")
     k.add_argument("--kl-estimator", choices=("k1", "k3"), default="k1", help="PPO: per-token KL estimator")
     k.add_argument("--kl-target", type=float, help="PPO: adapt beta toward this KL per reply (off unless given)")
     k.add_argument("--kl-horizon", type=int, default=10000, help="PPO: adaptive controller horizon, in rollouts")
@@ -168,8 +168,10 @@ def make_heldout_eval(engine: Any, tok: Any, held: list, max_new: int, reward_fn
             out["heldout_reward"] = statistics.fmean(reward_fn(held, ro.replies))
         scored = [(p, r) for p, r in zip(held, ro.replies) if p.task is not None]
         if scored:
-            out["heldout_accuracy"] = statistics.fmean(
-                float(p.task.evaluate(p.item, reply_messages(tok, r)[0])) for p, r in scored)
+            texts = [(p, reply_messages(tok, r)[0]) for p, r in scored]
+            out["heldout_accuracy"] = statistics.fmean(float(p.task.evaluate(p.item, t)) for p, t in texts)
+            # the task's verifiable reward (graded for some tasks): what GRPO maximises
+            out["heldout_task_reward"] = statistics.fmean(float(p.task.reward(p.item, t)) for p, t in texts)
         return out
 
     return evaluate
@@ -208,6 +210,7 @@ def plot_rl(metrics_path: Path, out_path: Path, title: str) -> Path | None:
     keys = [("reward", "reward"), ("kl", "KL (per reply)"), ("entropy", "entropy (nats/token)"),
             ("clipfrac", "clip fraction"), ("response_len", "reply length (tokens)"),
             ("heldout_reward", "held-out RM reward"), ("heldout_accuracy", "held-out accuracy"),
+            ("heldout_task_reward", "held-out task reward"),
             ("heldout_pref_accuracy", "held-out preference accuracy"), ("loss", "loss")]
     panels = [(k, lab, [(r["step"], r[k]) for r in recs if r.get(k) is not None]) for k, lab in keys]
     panels = [p for p in panels if p[2]]
@@ -275,7 +278,7 @@ def _defaults(args: argparse.Namespace) -> None:
     if args.epochs is None:
         args.epochs = 2 if ppo else 1
     if args.kl_coef is None:
-        args.kl_coef = 0.05 if ppo else 0.0
+        args.kl_coef = 0.05  # PPO: in the reward; GRPO: a k3 term in the loss (keeps KL bounded)
     for name in ("prompts_per_iter", "minibatch", "epochs", "group_size", "max_new_tokens", "batch_size", "max_batch"):
         if getattr(args, name) < 1:
             raise InputError(None, f"--{name.replace('_', '-')} must be at least 1")

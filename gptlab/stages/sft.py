@@ -33,18 +33,15 @@ from typing import Any
 import torch
 
 from gptlab.errors import InputError
+from gptlab.train.cli_args import (
+    HelpFormatter,
+    add_device_args,
+    add_logging_args,
+    add_schedule_args,
+)
 
 DEFAULT_MAX_STEPS = 300
 LORA_CHECKPOINT = "checkpoint"  # subfolder of --out holding a LoRA run's resumable state
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show '(default: X)' only where there is a default worth showing (not None / off)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.default is False or action.default == []:
-            return action.help or ""
-        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gptlab sft",
         description="Supervised finetuning of a base model on conversations (loss on the assistant's "
         "tokens only), in full or with LoRA adapters.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     io = p.add_argument_group("paths and data")
     io.add_argument(
@@ -129,20 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     t.add_argument("--lr", type=float, help="peak learning rate (default: 1e-3 full, 2e-3 LoRA)")
-    t.add_argument(
-        "--warmup-steps",
-        "--warmup",
-        dest="warmup_steps",
-        type=int,
-        default=10,
-        help="linear LR warmup steps",
-    )
-    t.add_argument(
-        "--schedule", choices=("cosine", "wsd"), default="cosine", help="LR shape after warmup"
-    )
-    t.add_argument(
-        "--min-lr-ratio", type=float, default=0.1, help="final LR as a fraction of the peak"
-    )
+    add_schedule_args(t, warmup=10)
     t.add_argument(
         "--weight-decay", type=float, default=0.0, help="decoupled weight decay on matrices"
     )
@@ -182,12 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     e = p.add_argument_group("evaluation, samples, checkpoints, logging")
-    e.add_argument(
-        "--eval-every",
-        type=int,
-        default=50,
-        help="val loss every N steps (and at 0 and the end; 0: off)",
-    )
+    add_logging_args(e, eval_every=50, save_every=100)
     e.add_argument(
         "--sample-every",
         type=int,
@@ -200,34 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--sample-tokens", type=int, default=64, help="max new tokens per sampled answer"
     )
-    e.add_argument(
-        "--save-every",
-        type=int,
-        default=100,
-        help="checkpoint every N steps (and at the end; 0: only at the end)",
-    )
-    e.add_argument(
-        "--log-every",
-        type=int,
-        default=1,
-        help="progress line + metrics.jsonl record every N steps",
-    )
-    e.add_argument(
-        "--tracker",
-        choices=("none", "tensorboard", "wandb"),
-        default="none",
-        help="extra metrics sink",
-    )
 
     d = p.add_argument_group("device")
-    d.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda")
-    d.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "bf16", "fp32"),
-        help="autocast dtype (auto: bf16 where fast; pin fp32 for bit-exact comparisons)",
-    )
-    d.add_argument("--compile", action="store_true", help="torch.compile the model")
+    add_device_args(d)
     return p
 
 
@@ -468,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             lr=lr,
             weight_decay=args.weight_decay,
             schedule=args.schedule,
-            warmup_steps=args.warmup_steps,
+            warmup_steps=args.warmup,
+            decay_frac=args.decay_frac,
             min_lr_ratio=args.min_lr_ratio,
             grad_clip=args.grad_clip or None,
             device=args.device,

@@ -135,3 +135,36 @@ class Arithmetic(Task):
 
     def evaluate(self, item: Item, completion: str) -> bool:
         return extract_number(completion) == item.answer
+
+    def reward(self, item: Item, completion: str) -> float:
+        r"""Graded, so RL sees progress before the first fully right answer (accuracy stays strict).
+
+        0.5 for a calculator call whose expression has the right value (the operands were
+        copied right), 0.5 for the right final number; a wrong final number that at least
+        repeats the tool's result gets 0.2 of that half.
+
+        >>> t = Arithmetic(size=10)
+        >>> it = Item([], "12", meta={})
+        >>> t.reward(it, "calculator: 3*4\n12\nThe answer is 12."), t.reward(it, "calculator: 3*5\n15\nIt is 15.")
+        (1.0, 0.1)
+        >>> t.reward(it, "calculator: 2*6\n12\nThe answer is 13."), t.reward(it, "I think 7.")
+        (0.5, 0.0)
+        """
+        from gptlab.tools.calculator import CalcError, evaluate, format_number
+
+        right_call = False
+        result = None
+        for line in completion.splitlines():
+            if line.strip().startswith("calculator:"):
+                try:
+                    result = format_number(evaluate(line.split(":", 1)[1]))
+                except CalcError:
+                    continue
+                right_call = right_call or result == item.answer
+        final = extract_number(completion)
+        score = 0.5 * right_call
+        if final == item.answer:
+            score += 0.5
+        elif final is not None and final == result:
+            score += 0.1
+        return score
