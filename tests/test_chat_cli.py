@@ -199,7 +199,9 @@ class ScriptModel(torch.nn.Module):
             self.prompt_len = idx.size(1)
         k = int(pos[0, -1]) + 1 - self.prompt_len  # index of the id to predict
         nxt = self.script[k] if k < len(self.script) else self.script[-1]
-        return torch.nn.functional.one_hot(torch.tensor([[nxt]]), self.vocab).float()
+        h = torch.zeros(1, idx.size(1), self.vocab)  # one hidden state per position, like GPT
+        h[0, -1, nxt] = 1.0
+        return h
 
     def lm_head(self, h: torch.Tensor) -> torch.Tensor:
         return h * 10

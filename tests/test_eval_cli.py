@@ -124,7 +124,8 @@ def test_bpb_mc_and_gen_merge_into_eval_json(run):
     assert mc["acc"] == 1.0  # memorised: a mislabelled choice or a shifted target would break this
     assert mc["centred_acc"] == pytest.approx(1.0)
     gen = res["arithmetic/gen"]
-    assert gen["n"] == 4 and gen["acc"] >= 0.75 and gen["reward"] == gen["acc"]
+    # arithmetic's reward is graded (a right tool call earns half), so it is at least the accuracy
+    assert gen["n"] == 4 and gen["acc"] >= 0.75 and gen["acc"] <= gen["reward"] <= 1.0
     assert gen["entropy"] is not None and gen["entropy"] >= 0
     assert data["stage"] == "sft" and "metadata" in data
 
