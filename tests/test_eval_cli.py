@@ -183,3 +183,12 @@ def test_help_explains_every_flag(capsys):
     out = capsys.readouterr().out
     for flag in ("--from", "--tasks", "--shots", "--mode", "--n-samples", "--limit", "--out"):
         assert flag in out
+
+
+def test_summary_counts_replies_that_end_their_turn():
+    from gptlab.eval.generative import GenResult, summarise
+
+    rs = [GenResult(True, 1.0, "a", "1", 0.1, 3, stopped=True), GenResult(False, 0.0, "b", None, 0.2, 9),
+          GenResult(False, 0.5, "c", "2", 0.3, 4, stopped=True), GenResult(True, 1.0, "d", "3", 0.4, 5, stopped=True)]
+    s = summarise(rs)
+    assert s["stop_rate"] == 0.75 and s["acc"] == 0.5 and s["reply_tokens"] == 5.25

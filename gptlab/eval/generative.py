@@ -128,6 +128,7 @@ class GenResult:
     entropy: float  # mean next-token entropy (nats) over the scored reply's tokens
     n_tokens: int
     votes: dict[str, int] | None = None  # sc only
+    stopped: bool = False  # the reply ended with the end-of-turn token (not cut by max_new_tokens)
 
 
 @torch.inference_mode()
@@ -199,6 +200,7 @@ def generate_scores(
                 entropy=reply_entropy(model, prompts[k], ids),
                 n_tokens=len(ids),
                 votes=dict(votes) if mode == "sc" else None,
+                stopped=bool(ids) and ids[-1] in engine.eos_ids,
             )
         )
     return results
@@ -213,6 +215,7 @@ def summarise(results: Sequence[GenResult]) -> dict:
         "reward": sum(r.reward for r in results) / n,
         "entropy": sum(ents) / len(ents) if ents else None,
         "reply_tokens": sum(r.n_tokens for r in results) / n,
+        "stop_rate": sum(r.stopped for r in results) / n,  # a chat model must end its turns
         "random_baseline": 0.0,
         "n": n,
     }
