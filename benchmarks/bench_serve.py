@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="measurements per client count (median reported)")
     p.add_argument("--max-tokens", type=int, default=128, help="tokens per answer")
     p.add_argument("--max-batch", type=int, default=16, help="engine slots")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in the server")
+    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                   help="torch threads in the server (default: gptlab serve's, one core left to HTTP)")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/serve.json"))
     p.add_argument("--serve-child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
