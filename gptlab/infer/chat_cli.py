@@ -30,6 +30,9 @@ HELP = """commands:
   /quit          leave (or Ctrl-D); Ctrl-C stops the current answer"""
 
 
+from gptlab.infer.cli_args import add_sampling_args
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gptlab chat",
@@ -64,27 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer this one message, print only the answer and exit (default: interactive)",
     )
     p.add_argument("--system", metavar="TEXT", default=None, help="system prompt (default: none)")
-    p.add_argument(
-        "--temperature",
-        metavar="T",
-        type=float,
-        default=0.8,
-        help="softmax temperature; 0 is greedy (default: 0.8)",
-    )
-    p.add_argument(
-        "--top-k",
-        metavar="K",
-        type=int,
-        default=50,
-        help="sample among the k most likely tokens (default: 50)",
-    )
-    p.add_argument(
-        "--top-p",
-        metavar="P",
-        type=float,
-        default=0.95,
-        help="nucleus sampling mass; 1 turns it off (default: 0.95)",
-    )
+    add_sampling_args(p, top_p=0.95)
     p.add_argument(
         "--max-new-tokens",
         metavar="N",

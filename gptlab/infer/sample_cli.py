@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gptlab.infer.cli_args import add_sampling_args
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -51,28 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=200,
         help="tokens to sample per sample (default: 200)",
     )
-    p.add_argument(
-        "--temperature",
-        metavar="T",
-        type=float,
-        default=0.8,
-        help="softmax temperature; 0 is greedy (default: 0.8)",
-    )
-    p.add_argument(
-        "--top-k",
-        metavar="K",
-        type=int,
-        default=50,
-        help="sample among the k most likely tokens only; a k >= the vocabulary turns it off "
-        "(default: 50)",
-    )
-    p.add_argument(
-        "--top-p",
-        metavar="P",
-        type=float,
-        default=None,
-        help="nucleus sampling: the most likely tokens up to this probability mass (default: off)",
-    )
+    add_sampling_args(p)
     p.add_argument(
         "--num-samples",
         metavar="N",

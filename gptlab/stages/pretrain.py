@@ -32,6 +32,7 @@ from gptlab.train.cli_args import (
     add_device_args,
     add_logging_args,
     add_schedule_args,
+    loop_config,
 )
 
 if TYPE_CHECKING:
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     from gptlab.model.io import load_config
     from gptlab.train import checkpoint as ckpt
     from gptlab.train.distributed import cleanup, init_distributed
-    from gptlab.train.loop import TrainConfig, Trainer
+    from gptlab.train.loop import Trainer
     from gptlab.train.plots import plot_losses
     from gptlab.train.tracker import build_tracker, truncate_samples
 
@@ -340,30 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         model = GPT(mcfg)
         tok = _load_tokenizer(args, info.tokenizer, info.vocab_size)
 
-        cfg = TrainConfig(
-            max_steps=max_steps,
-            max_time=args.time_budget,
-            grad_accum=args.grad_accum,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            embed_lr=args.embed_lr,
-            muon_lr=args.muon_lr,
-            muon_weight_decay=args.muon_weight_decay,
-            weight_decay=args.weight_decay,
-            schedule=args.schedule,
-            decay_frac=args.decay_frac,
-            warmup_steps=args.warmup,
-            min_lr_ratio=args.min_lr_ratio,
-            grad_clip=args.grad_clip or None,
-            device=args.device,
-            dtype=args.dtype,
-            compile=args.compile,
-            parallel=args.parallel,
-            seed=args.seed,
-            log_every=args.log_every,
-            eval_every=args.eval_every or None,
-            sample_every=args.sample_every or None,
-            save_every=args.save_every or None,
+        cfg = loop_config(
+            args, max_steps=max_steps, lr=args.lr, embed_lr=args.embed_lr, muon_lr=args.muon_lr,
+            muon_weight_decay=args.muon_weight_decay, parallel=args.parallel,
         )
         train = PackedLoader(
             shards,

@@ -38,6 +38,7 @@ from gptlab.train.cli_args import (
     add_device_args,
     add_logging_args,
     add_schedule_args,
+    loop_config,
 )
 
 DEFAULT_MAX_STEPS = 300
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     from gptlab.tokenizer.special import PAD
     from gptlab.train import checkpoint as ckpt
     from gptlab.train.distributed import cleanup, init_distributed
-    from gptlab.train.loop import TrainConfig, Trainer
+    from gptlab.train.loop import Trainer
     from gptlab.train.plots import plot_losses
     from gptlab.train.tracker import build_tracker, truncate_metrics, truncate_samples
 
@@ -414,27 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         train_model, lora_cfg = model, None
         if use_lora:
             train_model, lora_cfg = _setup_lora(model, args, Path(base), Path(out))
-        cfg = TrainConfig(
-            max_steps=max_steps,
-            max_time=args.time_budget,
-            grad_accum=args.grad_accum,
-            optimizer=args.optimizer,
-            lr=lr,
-            weight_decay=args.weight_decay,
-            schedule=args.schedule,
-            warmup_steps=args.warmup,
-            decay_frac=args.decay_frac,
-            min_lr_ratio=args.min_lr_ratio,
-            grad_clip=args.grad_clip or None,
-            device=args.device,
-            dtype=args.dtype,
-            compile=args.compile,
-            seed=args.seed,
-            log_every=args.log_every,
-            eval_every=args.eval_every or None,
-            sample_every=args.sample_every or None,
-            save_every=args.save_every or None,
-        )
+        cfg = loop_config(args, max_steps=max_steps, lr=lr)
         evaluate = (
             make_evaluate(val_ex, args.batch_size, seq_len, pad_id, dist)
             if val_ex and cfg.eval_every

@@ -144,7 +144,44 @@ def _picks_answer(item: Item, completion: str) -> bool:
     )
 
 
-class PlaySpeaker(_PlayTask):
+class _QuoteQuestion(_PlayTask):
+    """A question about a quoted line whose answer is one of a pool (MC: answer + 3 of the pool).
+
+    Subclasses say what the answer is, what the pool is, and how the question is worded.
+    """
+
+    def __init__(self, *args, show_choices: bool = False, **kw):
+        self.show_choices = show_choices
+        super().__init__(*args, **kw)
+
+    def answer_of(self, ref: SpeechRef) -> str:
+        raise NotImplementedError
+
+    def pool_of(self, ref: SpeechRef) -> list[str]:
+        raise NotImplementedError
+
+    def wordings(self, ref: SpeechRef) -> list[str]:
+        raise NotImplementedError
+
+    def example(self, i: int) -> Item:
+        ref = self.refs[self._index(i)]
+        rng = self._rng(ref.key)
+        answer = self.answer_of(ref)
+        choices, label = _mc(rng, answer, self.pool_of(ref))
+        question = rng.choice(self.wordings(ref))
+        if self.show_choices:
+            question = _listed(question, choices)
+        messages = [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+        ]
+        return Item(messages, answer, choices, label, {"key": ref.key, "quote": ref.quote})
+
+    def evaluate(self, item: Item, completion: str) -> bool:
+        return _picks_answer(item, completion)
+
+
+class PlaySpeaker(_QuoteQuestion):
     """Who speaks this line? Choices: the speaker + 3 other named speakers of the same play.
 
     Only speakers with at least `min_speeches` speeches in the play count (as answers and as
@@ -153,8 +190,8 @@ class PlaySpeaker(_PlayTask):
 
     name = "play_speaker"
 
-    def __init__(self, *args, min_speeches: int = 5, show_choices: bool = False, **kw):
-        self.min_speeches, self.show_choices = min_speeches, show_choices
+    def __init__(self, *args, min_speeches: int = 5, **kw):
+        self.min_speeches = min_speeches
         self._cast: dict[str, list[str]] = {}
         super().__init__(*args, **kw)
 
@@ -171,63 +208,42 @@ class PlaySpeaker(_PlayTask):
         cast = self.cast(ref.play)
         return ref.speech.speaker in cast and len(cast) >= 4
 
-    def example(self, i: int) -> Item:
-        ref = self.refs[self._index(i)]
-        rng = self._rng(ref.key)
-        answer = ref.speech.speaker
-        choices, label = _mc(rng, answer, self.cast(ref.play))
-        question = rng.choice(
-            [
-                f"Who speaks this line in {ref.play.title}?\n\n{ref.quote}",
-                f"In {ref.play.title}, which character says:\n\n{ref.quote}",
-                f"Here is a line from {ref.play.title}:\n\n{ref.quote}\n\nWho says it?",
-            ]
-        )
-        if self.show_choices:
-            question = _listed(question, choices)
-        messages = [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": answer},
+    def answer_of(self, ref: SpeechRef) -> str:
+        return ref.speech.speaker
+
+    def pool_of(self, ref: SpeechRef) -> list[str]:
+        return self.cast(ref.play)
+
+    def wordings(self, ref: SpeechRef) -> list[str]:
+        return [
+            f"Who speaks this line in {ref.play.title}?\n\n{ref.quote}",
+            f"In {ref.play.title}, which character says:\n\n{ref.quote}",
+            f"Here is a line from {ref.play.title}:\n\n{ref.quote}\n\nWho says it?",
         ]
-        return Item(messages, answer, choices, label, {"key": ref.key, "quote": ref.quote})
-
-    def evaluate(self, item: Item, completion: str) -> bool:
-        return _picks_answer(item, completion)
 
 
-class PlayTitle(_PlayTask):
+class PlayTitle(_QuoteQuestion):
     """Which play is this line from? Choices: the play + 3 other titles of the corpus."""
 
     name = "play_title"
 
-    def __init__(self, *args, show_choices: bool = False, **kw):
-        self.show_choices = show_choices
+    def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         if len({p.title for p in self.plays}) < 4:
             raise ValueError("play_title needs at least 4 plays for its choices")
 
-    def example(self, i: int) -> Item:
-        ref = self.refs[self._index(i)]
-        rng = self._rng(ref.key)
-        answer = ref.play.title
-        choices, label = _mc(rng, answer, [p.title for p in self.plays])
-        question = rng.choice(
-            [
-                f"Which of Shakespeare's plays is this line from?\n\n{ref.quote}",
-                f"Name the play:\n\n{ref.quote}",
-                f"{ref.quote}\n\nWhich play is that from?",
-            ]
-        )
-        if self.show_choices:
-            question = _listed(question, choices)
-        messages = [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": answer},
-        ]
-        return Item(messages, answer, choices, label, {"key": ref.key, "quote": ref.quote})
+    def answer_of(self, ref: SpeechRef) -> str:
+        return ref.play.title
 
-    def evaluate(self, item: Item, completion: str) -> bool:
-        return _picks_answer(item, completion)
+    def pool_of(self, ref: SpeechRef) -> list[str]:
+        return [p.title for p in self.plays]
+
+    def wordings(self, ref: SpeechRef) -> list[str]:
+        return [
+            f"Which of Shakespeare's plays is this line from?\n\n{ref.quote}",
+            f"Name the play:\n\n{ref.quote}",
+            f"{ref.quote}\n\nWhich play is that from?",
+        ]
 
 
 class ContinueSpeech(_PlayTask):
