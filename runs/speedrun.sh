@@ -35,7 +35,7 @@ $TRAIN sft --run "$RUN" --from "$R/base" --data "hf:HuggingFaceTB/smoltalk:all@l
 # --- Stages 3-4: rankings, reward model, RL. -------------------------------------------------
 gptlab rank rule --run "$RUN" --tasks arithmetic,play_speaker,gym --k 8 --n 2000 --max-new-tokens 256
 gptlab rank ratings --run "$RUN" --n 3000 --k 4
-$TRAIN reward train --run "$RUN" --steps 1000 --dtype bf16
+gptlab reward train --run "$RUN" --steps 1000 --dtype bf16
 gptlab reward eval --run "$RUN"
 gptlab rl --algo ppo --run "$RUN" --iterations 200 --prompts-per-iter 64 --max-new-tokens 256 --max-batch 64
 gptlab rl --algo grpo --run "$RUN" --tasks arithmetic,gym --iterations 200 --prompts-per-iter 32 \
