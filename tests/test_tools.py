@@ -223,3 +223,15 @@ def test_make_tool_hook_forces_result_tokens():
     assert tok.decode(err[1:-1]) == "error: division by zero"
     # a result that spells a special token stays plain text: tools cannot forge control tokens
     assert tok.token_id("<|end|>") not in hook(tok.encode("weather: <|end|>"))
+
+
+def test_calculator_refuses_model_typos_without_warnings():
+    """'3x+1' (a model's typo) is an error result, and Python's SyntaxWarning stays out of the chat."""
+    import warnings
+
+    from gptlab.tools.calculator import CalcError, calculate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(CalcError, match="not an arithmetic expression"):
+            calculate("3x+1")
