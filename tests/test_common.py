@@ -25,10 +25,9 @@ def test_autocast_dtype_choice():
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     path = tmp_path / "state.json"
     atomic_write_json(path, {"step": 1})
-    with pytest.raises(RuntimeError):
-        with atomic_open(path) as f:
-            f.write('{"step": 2, "half')
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_open(path) as f:
+        f.write('{"step": 2, "half')
+        raise RuntimeError("killed mid-write")
     assert read_json(path) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left behind
 

@@ -14,15 +14,7 @@ from gptlab.data.clean import Filters, load_blocklist
 from gptlab.data.dedup import Deduplicator, shingles
 from gptlab.errors import InputError
 
-WORDS = """the of and to in a is that for it as was with be by on not he I this are or his from at which
-but have an they you were her she there been one all we their has would when if so no will can more
-about said what out up them into some could him time only new other then now may these its two like
-people first any very after most made over such where years through back much before good should
-because each those long little world still own well between never under last might great same while
-another house river morning night garden letter window road city water light voice friend mother
-father child king stone field bread fire winter summer market ship sea mountain forest village
-teacher doctor soldier farmer music story paper table door street evening honest quiet bright
-heavy gentle ancient careful sudden narrow""".split()
+WORDS = ["the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he", "I", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "they", "you", "were", "her", "she", "there", "been", "one", "all", "we", "their", "has", "would", "when", "if", "so", "no", "will", "can", "more", "about", "said", "what", "out", "up", "them", "into", "some", "could", "him", "time", "only", "new", "other", "then", "now", "may", "these", "its", "two", "like", "people", "first", "any", "very", "after", "most", "made", "over", "such", "where", "years", "through", "back", "much", "before", "good", "should", "because", "each", "those", "long", "little", "world", "still", "own", "well", "between", "never", "under", "last", "might", "great", "same", "while", "another", "house", "river", "morning", "night", "garden", "letter", "window", "road", "city", "water", "light", "voice", "friend", "mother", "father", "child", "king", "stone", "field", "bread", "fire", "winter", "summer", "market", "ship", "sea", "mountain", "forest", "village", "teacher", "doctor", "soldier", "farmer", "music", "story", "paper", "table", "door", "street", "evening", "honest", "quiet", "bright", "heavy", "gentle", "ancient", "careful", "sudden", "narrow"]
 
 
 def prose(seed: int, n_words: int = 300) -> str:

@@ -15,12 +15,7 @@ from gptlab import cli
 from gptlab.data import corpora
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
-WORDS = """the of and to in a is that for it as was with be by on not this are or his from at which but
-have an they you were her she there been one all we their has would when if so no will can more about
-said what out up them into some could him time only new other then now may these its two like people
-first any very after most made over such where years through back much before good should because
-house river morning night garden letter window road city water light voice friend mother father child
-king stone field bread fire winter summer market ship sea mountain forest village teacher""".split()
+WORDS = ["the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "they", "you", "were", "her", "she", "there", "been", "one", "all", "we", "their", "has", "would", "when", "if", "so", "no", "will", "can", "more", "about", "said", "what", "out", "up", "them", "into", "some", "could", "him", "time", "only", "new", "other", "then", "now", "may", "these", "its", "two", "like", "people", "first", "any", "very", "after", "most", "made", "over", "such", "where", "years", "through", "back", "much", "before", "good", "should", "because", "house", "river", "morning", "night", "garden", "letter", "window", "road", "city", "water", "light", "voice", "friend", "mother", "father", "child", "king", "stone", "field", "bread", "fire", "winter", "summer", "market", "ship", "sea", "mountain", "forest", "village", "teacher"]
 
 
 def prose(seed: int, n_words: int = 200) -> str:

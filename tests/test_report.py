@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from gptlab.eval import report_cli
-from gptlab.fileio import atomic_write_json
 from gptlab.eval.cli import merge_results
 from gptlab.eval.report import FAIL, PASS, SKIP, checks, collect
+from gptlab.fileio import atomic_write_json
 
 
 def _mc(acc: float) -> dict:

@@ -16,7 +16,7 @@ from gptlab.stages import reward
 from gptlab.tokenizer.bpe import Tokenizer
 from gptlab.tokenizer.evaluate import builtin_samples
 
-WORDS = "the of and to in is was he for it with as his on be at by had not are but from".split()
+WORDS = ["the", "of", "and", "to", "in", "is", "was", "he", "for", "it", "with", "as", "his", "on", "be", "at", "by", "had", "not", "are", "but", "from"]
 MARK = "truly splendid"  # the planted "better" phrase
 
 
@@ -63,7 +63,7 @@ def test_bt_loss_is_log2_at_zero_init_and_pairs_get_the_gradient(tok):
     model = reward.RewardModel(tiny_gpt(tok.vocab_size))
     enc = [(reward.prompt_key(r), reward.encode(tok, r, 64), r.pairs()) for r in planted(4)]
     batch = next(reward.PairBatches(enc, batch_pairs=6, pad_id=tok.token_id("<|pad|>")))
-    loss, metrics = reward.bt_loss(model, batch)
+    loss, _ = reward.bt_loss(model, batch)
     assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)  # sigmoid(0) = 1/2
     assert batch[2].numel() == 6  # two whole prompts: 2 x 3 pairs
     loss.backward()

@@ -325,8 +325,8 @@ def save_candidates(path: str | Path, cands: Sequence[Candidates]) -> None:
 
 def load_candidates(path: str | Path) -> list[Candidates]:
     """Read a candidates file; InputError with the line number on any bad record."""
-    from gptlab.data.preferences import _prompt
     from gptlab.data.conversations import BadRecord
+    from gptlab.data.preferences import _prompt
 
     path = Path(path)
     if not path.is_file():

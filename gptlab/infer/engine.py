@@ -170,9 +170,7 @@ class Engine:
             out[i] = tok
             if tok in self.eos_ids and not s.forced:
                 s.finish_reason = "stop"
-            elif len(s.generated) >= s.params.max_new_tokens:
-                s.finish_reason = "length"
-            elif int(self.cache.lengths[i]) + 1 >= self.max_len:
+            elif len(s.generated) >= s.params.max_new_tokens or int(self.cache.lengths[i]) + 1 >= self.max_len:
                 s.finish_reason = "length"
             else:
                 self._track_tools(s, tok)

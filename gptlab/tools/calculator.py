@@ -19,9 +19,9 @@ as ints. `calculate("12*7") == "84"`, `calculate("84/2") == "42"`, `calculate("1
 from __future__ import annotations
 
 import ast
-import warnings
 import math
 import operator
+import warnings
 from collections.abc import Callable
 
 MAX_CHARS = 500
