@@ -11,9 +11,7 @@ machine's load, medians reported:
 - tokens/s = batch * new tokens / wall seconds of the whole call (prefill included);
 - time to first token (TTFT) = seconds from the call to the first new token of the batch
   (ours: first row the generator yields; theirs: first `put` of a streamer after the prompt);
-- same_tokens: our greedy ids equal theirs (a parity check, so the race is fair);
-- at batch > 1 also `ours_batched_prefill`: a prototype of a proposed Engine change (one batched
-  prefill forward for all prompts instead of one per prompt), to size its effect on TTFT.
+- same_tokens: our greedy ids equal theirs (a parity check, so the race is fair).
 
     python benchmarks/bench_decode.py                      # writes benchmarks/results/decode.json
     python benchmarks/bench_decode.py --batch-sizes 1 --repeats 3 --profile
@@ -87,39 +85,6 @@ def run_ours(engine, prompts, new_tokens: int) -> tuple[float, float, list[list[
         for j, t in enumerate(row):
             if t is not None:
                 outs[j].append(t)
-    return time.perf_counter() - t0, ttft or 0.0, outs
-
-
-def run_ours_batched_prefill(
-    engine, prompts, new_tokens: int
-) -> tuple[float, float, list[list[int]]]:
-    """Prototype of a proposed Engine change: prefill all (equal-length) prompts in ONE forward
-    instead of one `open_slot` forward each, then decode with the ordinary `step()`."""
-    import torch
-
-    from gptlab.infer.engine import SamplingParams, _Slot
-
-    t0 = time.perf_counter()
-    slots = list(range(len(prompts)))
-    for s in slots:
-        engine.cache.reset(s)
-    logits = engine._forward_last(
-        slots, torch.tensor(prompts, dtype=torch.long, device=engine.device)
-    )
-    params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0)
-    for row, s in enumerate(slots):
-        engine.slots[s] = _Slot(params, logits[row], None)
-    outs: list[list[int]] = [[] for _ in prompts]
-    ttft = None
-    try:
-        while any(engine.finish_reason(s) is None for s in slots):
-            for s, t in engine.step().items():
-                outs[s].append(t)
-            if ttft is None:
-                ttft = time.perf_counter() - t0
-    finally:
-        for s in slots:
-            engine.close_slot(s)
     return time.perf_counter() - t0, ttft or 0.0, outs
 
 
@@ -226,8 +191,6 @@ def main(argv: list[str] | None = None) -> int:
             run_ours(engine, prompts, 4)  # warm-up both (allocations, first-call dispatch)
             run_hf(hf, prompts, 4)
             rows = {"ours": [], "hf": []}
-            if b > 1:
-                rows["ours_batched_prefill"] = []
             same = None
             for _ in range(args.repeats):
                 wall, ttft, ours_ids = run_ours(engine, prompts, args.new_tokens)
@@ -235,12 +198,6 @@ def main(argv: list[str] | None = None) -> int:
                 wall, ttft, hf_ids = run_hf(hf, prompts, args.new_tokens)
                 rows["hf"].append((wall, ttft))
                 same = ours_ids == hf_ids if same is None else (same and ours_ids == hf_ids)
-                if b > 1:
-                    wall, ttft, proto_ids = run_ours_batched_prefill(
-                        engine, prompts, args.new_tokens
-                    )
-                    rows["ours_batched_prefill"].append((wall, ttft))
-                    same = same and proto_ids == hf_ids
             entry = {"batch": b, "same_tokens": same}
             for side, vals in rows.items():
                 walls, ttfts = [v[0] for v in vals], [v[1] for v in vals]

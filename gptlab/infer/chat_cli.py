@@ -30,7 +30,7 @@ HELP = """commands:
   /quit          leave (or Ctrl-D); Ctrl-C stops the current answer"""
 
 
-from gptlab.infer.cli_args import add_sampling_args
+from gptlab.infer.cli_args import add_sampling_args, add_source_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,25 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=HELP,
     )
-    p.add_argument(
-        "--run",
-        metavar="NAME",
-        default="tiny",
-        help="run name filling the default paths (default: tiny)",
-    )
-    p.add_argument(
-        "--from",
-        dest="src",
-        metavar="DIR",
-        default=None,
-        help="stage folder: full weights or a LoRA adapter folder (default: runs/<run>/sft)",
-    )
-    p.add_argument(
-        "--tokenizer",
-        metavar="DIR",
-        default=None,
-        help="tokenizer folder (default: the tokenizer/ folder beside the stage folder)",
-    )
+    add_source_args(p, "sft")
     p.add_argument(
         "-p",
         "--prompt",

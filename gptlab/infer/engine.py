@@ -86,8 +86,11 @@ class Engine:
         """Run idx (B, T) for cache rows; logits (B, V) in fp32 at position last[b] (default T-1)."""
         with self._autocast():
             h = self.model.hidden_states(idx, self.cache.select(rows))
-            at = torch.full((idx.size(0),), idx.size(1) - 1) if last is None else torch.tensor(last)
-            return self.model.lm_head(h[torch.arange(idx.size(0)), at.to(h.device)]).float()
+            if last is None:
+                h = h[:, -1]
+            else:
+                h = h[torch.arange(idx.size(0), device=h.device), torch.tensor(last, device=h.device)]
+            return self.model.lm_head(h).float()
 
     def open_slot(self, prompt_ids: list[int], params: SamplingParams | None = None) -> int:
         """Prefill a prompt into a free slot; returns the slot id."""

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gptlab.infer.cli_args import add_sampling_args
+from gptlab.infer.cli_args import add_sampling_args, add_source_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,25 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gptlab sample",
         description="Print continuations of a prompt from a trained model (full forward per token).",
     )
-    p.add_argument(
-        "--run",
-        metavar="NAME",
-        default="tiny",
-        help="run name filling the default paths (default: tiny)",
-    )
-    p.add_argument(
-        "--from",
-        dest="src",
-        metavar="DIR",
-        default=None,
-        help="stage folder with model.safetensors + config.json (default: runs/<run>/base)",
-    )
-    p.add_argument(
-        "--tokenizer",
-        metavar="DIR",
-        default=None,
-        help="tokenizer folder (default: the tokenizer/ folder beside the stage folder)",
-    )
+    add_source_args(p, "base")
     p.add_argument(
         "--prompt",
         metavar="TEXT",

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -229,14 +229,6 @@ def _load_tokenizer(args: argparse.Namespace, shard_tokenizer: str | None, vocab
     return tok
 
 
-def lm_loss(
-    model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Mean next-token cross-entropy of a packed (B, T) batch."""
-    x, y = batch
-    return model(x, y), {"tokens": y.numel()}
-
-
 def make_evaluate(
     shards: Path,
     batch_size: int,
@@ -307,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     from gptlab.model.io import load_config
     from gptlab.train import checkpoint as ckpt
     from gptlab.train.distributed import cleanup, init_distributed
-    from gptlab.train.loop import Trainer
+    from gptlab.train.loop import Trainer, lm_loss
     from gptlab.train.plots import plot_losses
     from gptlab.train.tracker import build_tracker, truncate_samples
 

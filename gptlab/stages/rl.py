@@ -259,7 +259,9 @@ def write_eval(out: Path, algo: str, metrics_path: Path, extra: dict[str, Any]) 
     if path.exists():  # keep `gptlab eval` results written beside it
         from gptlab.fileio import read_json
 
-        report = {**{k: v for k, v in read_json(path).items() if k == "results"}, **report}
+        old = read_json(path)
+        if "results" in old:
+            report["results"] = old["results"]
     atomic_write_json(path, report)
     return report
 

@@ -189,14 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------- hooks
 
 
-def sft_loss(
-    model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Mean cross-entropy over assistant tokens (targets -1 elsewhere are ignored by the model)."""
-    x, y = batch
-    return model(x, y), {"tokens": y.numel()}
-
-
 def _core(model: torch.nn.Module) -> torch.nn.Module:
     """The GPT under an AdapterOnly view (the engine needs hidden_states / lm_head)."""
     return getattr(model, "inner", model)
@@ -360,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     from gptlab.tokenizer.special import PAD
     from gptlab.train import checkpoint as ckpt
     from gptlab.train.distributed import cleanup, init_distributed
-    from gptlab.train.loop import Trainer
+    from gptlab.train.loop import Trainer, lm_loss
     from gptlab.train.plots import plot_losses
     from gptlab.train.tracker import build_tracker, truncate_metrics, truncate_samples
 
@@ -475,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(
             train_model,
             batches,
-            sft_loss,
+            lm_loss,
             cfg,
             out_dir=ckpt_dir,
             evaluate=evaluate,

@@ -99,6 +99,15 @@ class TrainResult:
     resumed_from: int | None = None
 
 
+def lm_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Mean next-token cross-entropy of an (inputs, targets) batch; targets of -1 are ignored.
+
+    The loss of pretraining (packed documents) and SFT (targets -1 off the assistant's tokens).
+    """
+    x, y = batch
+    return model(x, y), {"tokens": y.numel()}
+
+
 def autocast_context(device: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     if dtype is None:
         return contextlib.nullcontext()
