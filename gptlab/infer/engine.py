@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gptlab.infer.decode_step import DecodeStep
 from gptlab.infer.kv_cache import KVCache
 from gptlab.infer.sampling import sample_next
 
@@ -70,6 +71,9 @@ class Engine:
         self.cache = KVCache(model.config, max_batch, max_len, self.device)
         self.max_len = self.cache.max_len
         self.autocast_dtype = autocast_dtype
+        # One-token steps of a plain GPT take the lean path (same math, half the torch calls);
+        # prefill, LoRA-wrapped and sharded models take the model's own forward.
+        self._decode = DecodeStep(model) if DecodeStep.supports(model) else None
         self.slots: dict[int, _Slot] = {}
 
     # ----- low-level slot API (continuous batching) -----
@@ -85,6 +89,8 @@ class Engine:
     def _forward_last(self, rows: list[int], idx: torch.Tensor, last: list[int] | None = None) -> torch.Tensor:
         """Run idx (B, T) for cache rows; logits (B, V) in fp32 at position last[b] (default T-1)."""
         with self._autocast():
+            if self._decode is not None and idx.size(1) == 1 and self._decode.applies():
+                return self._decode.step(idx, self.cache.select(rows)).float()
             h = self.model.hidden_states(idx, self.cache.select(rows))
             if last is None:
                 h = h[:, -1]
@@ -120,7 +126,7 @@ class Engine:
             idx[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         logits = self._forward_last(slots, idx, [len(ids) - 1 for ids in prompts])
         for row, (slot, ids, p) in enumerate(zip(slots, prompts, params)):
-            self.cache.lengths[slot] = len(ids)
+            self.cache.set_length(slot, len(ids))
             gen = None
             if p.seed is not None:
                 gen = torch.Generator(device=self.device)
@@ -173,7 +179,7 @@ class Engine:
             out[i] = tok
             if tok in self.eos_ids and not s.forced:
                 s.finish_reason = "stop"
-            elif len(s.generated) >= s.params.max_new_tokens or int(self.cache.lengths[i]) + 1 >= self.max_len:
+            elif len(s.generated) >= s.params.max_new_tokens or self.cache.length(i) + 1 >= self.max_len:
                 s.finish_reason = "length"
             else:
                 self._track_tools(s, tok)

@@ -1,0 +1,135 @@
+"""A lean one-token decode step for a plain `GPT`: the same math as `GPT.hidden_states`, fewer ops.
+
+At batch 1 a small model's decode step is bound by per-op overhead, not arithmetic: the tiny
+preset's step is ~1.5 ms of ~200 small torch calls (29 matmuls, 9 norms, rotary, cache writes,
+module dispatch), and each costs microseconds whatever its size. This step does the same math in
+about half the calls:
+
+- q, k, v come from one matmul on the concatenated weights, gate and up from another
+  (29 matmuls -> 17 for 4 layers); the fused copies are rebuilt whenever a weight changes in
+  place (the tensors' version counters), so an RL policy being trained decodes with its new
+  weights;
+- the copies are stored transposed, (in, out), and multiplied as `x @ w`: for one row, that
+  layout runs 2-3x faster than `F.linear` against (out, in) on CPU (measured in
+  benchmarks/bench_decode.py's notes, docs/benchmarks.md);
+- rotary is applied to q and k together, with `roll` and a sign-folded sin table:
+  cat(-x2, x1) * sin == roll(x, hd/2) * cat(-sin1, sin1), exactly (a sign flip is exact);
+- plain functional calls, no `nn.Module.__call__`.
+
+It reads and writes the same `KVCache` as the generic path, so a sequence can be prefilled by
+`GPT.hidden_states` and continued here. The fused weights double the memory of the block
+matrices; it is meant for decoding, where latency is the point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gptlab.model.gpt import GPT, MLP, Attention, Block, KVCacheLike
+
+_PLAIN_MODULES = (GPT, Block, Attention, MLP, nn.ModuleList, nn.Linear, nn.Embedding, nn.RMSNorm, nn.Dropout, nn.Identity)
+
+
+@dataclass
+class _LayerWeights:
+    """One block's weights for `x @ w`: matrices stored transposed, (in, out), contiguous."""
+
+    ln1: torch.Tensor
+    wqkv: torch.Tensor  # (C, n_head*hd + 2*n_kv*hd): q columns, then k, then v
+    wo: torch.Tensor  # (n_head*hd, C)
+    ln2: torch.Tensor
+    wgu: torch.Tensor  # (C, 2*intermediate): gate columns, then up
+    wd: torch.Tensor  # (intermediate, C)
+
+
+def _t(w: torch.Tensor) -> torch.Tensor:
+    return w.detach().t().contiguous()
+
+
+class DecodeStep:
+    """`step(idx (B, 1), cache) -> logits (B, V)` for a plain GPT; `supports(model)` says when."""
+
+    def __init__(self, model: GPT):
+        if not self.supports(model):
+            raise TypeError("DecodeStep needs a plain GPT (no LoRA or other wrapped layers, no sharded weights)")
+        self.model = model
+        cfg = model.config
+        self.n_head, self.n_kv, self.hd, self.eps = cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.norm_eps
+        self.gqa = self.n_kv != self.n_head
+        self._params = [p for _, p in model.named_parameters()]
+        self._key: tuple | None = None
+        self._layers: list[_LayerWeights] = []
+        self._head = torch.empty(0)
+        half = self.hd // 2
+        sin = model.rope_sin
+        self._sin_signed = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
+
+    @staticmethod
+    def supports(model: nn.Module) -> bool:
+        """Only an exact GPT built of its own plain modules (no LoRA or other wrappers) over
+        ordinary tensors (not sharded DTensors): anything else takes the generic path."""
+        if type(model) is not GPT:
+            return False
+        if any(type(m) not in _PLAIN_MODULES for m in model.modules()):
+            return False
+        return all(type(p.data) is torch.Tensor for p in model.parameters())
+
+    def applies(self) -> bool:
+        """False while dropout is live (a model in train mode with p > 0): this step never drops."""
+        if not self.model.training:
+            return True
+        return not any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.model.modules())
+
+    def _weights(self) -> list[_LayerWeights]:
+        """The fused weights, rebuilt when any parameter was changed in place or replaced."""
+        key = tuple((p._version, p.data_ptr()) for p in self._params)
+        if key != self._key:
+            with torch.no_grad():
+                self._layers = [
+                    _LayerWeights(
+                        ln1=blk.input_layernorm.weight,
+                        wqkv=_t(torch.cat((blk.self_attn.q_proj.weight, blk.self_attn.k_proj.weight,
+                                           blk.self_attn.v_proj.weight))),
+                        wo=_t(blk.self_attn.o_proj.weight),
+                        ln2=blk.post_attention_layernorm.weight,
+                        wgu=_t(torch.cat((blk.mlp.gate_proj.weight, blk.mlp.up_proj.weight))),
+                        wd=_t(blk.mlp.down_proj.weight),
+                    )
+                    for blk in self.model.layers
+                ]
+                self._head = _t(self.model.lm_head.weight)
+            self._key = key
+        return self._layers
+
+    def step(self, idx: torch.Tensor, cache: KVCacheLike) -> torch.Tensor:
+        """idx (B, 1): one new token per selected cache row -> next-token logits (B, V)."""
+        m = self.model
+        B = idx.size(0)
+        H, KV, hd = self.n_head, self.n_kv, self.hd
+        C = m.config.n_embd
+        layers = self._weights()
+        pos = cache.positions(1)  # (B, 1)
+        # (B, 1, 1, hd): broadcasts over the heads axis of (B, T=1, heads, hd)
+        cos = m.rope_cos[pos].unsqueeze(2)
+        sin = self._sin_signed[pos].unsqueeze(2)
+        x = F.embedding(idx, m.embed_tokens.weight)  # (B, 1, C)
+        for i, w in enumerate(layers):
+            h = F.rms_norm(x, (C,), w.ln1, self.eps)
+            qkv = (h @ w.wqkv).view(B, 1, H + 2 * KV, hd)
+            qk = qkv[:, :, : H + KV]
+            qk = (qk * cos + qk.roll(hd // 2, dims=-1) * sin).to(qkv.dtype)
+            q = qk[:, :, :H].transpose(1, 2)  # (B, H, 1, hd)
+            k = qk[:, :, H:].transpose(1, 2)  # (B, KV, 1, hd)
+            v = qkv[:, :, H + KV :].transpose(1, 2)
+            k, v, mask = cache.update(i, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.gqa)
+            x = x + y.transpose(1, 2).reshape(B, 1, H * hd) @ w.wo
+            gate, up = (F.rms_norm(x, (C,), w.ln2, self.eps) @ w.wgu).chunk(2, dim=-1)
+            x = x + (F.silu(gate) * up) @ w.wd
+        cache.advance(1)
+        h = F.rms_norm(x[:, -1], (C,), m.norm.weight, self.eps)
+        return h @ self._head

@@ -1,0 +1,81 @@
+"""The lean decode step: the same logits as the model's own forward, and the engine uses it."""
+
+from __future__ import annotations
+
+import torch
+
+from gptlab.infer.decode_step import DecodeStep
+from gptlab.infer.engine import Engine
+from gptlab.infer.kv_cache import KVCache
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
+from gptlab.model.lora import apply_lora
+
+
+def tiny_gpt(n_kv_head: int = 2, seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=61, n_layer=2, n_head=4, n_kv_head=n_kv_head, n_embd=32, max_seq_len=64)
+    return GPT(cfg).eval()
+
+
+def test_decode_step_equals_full_forward_for_rows_at_different_lengths() -> None:
+    model = tiny_gpt()
+    step = DecodeStep(model)
+    a, b = torch.randint(0, 61, (1, 9)), torch.randint(0, 61, (1, 4))
+    cache = KVCache(model.config, batch_size=3)
+    with torch.no_grad():
+        model(a, cache=cache.select([2]))  # prefill by the generic path, continue with the step
+        model(b, cache=cache.select([0]))
+        nxt = torch.randint(0, 61, (2, 1))
+        got = step.step(nxt, cache.select([2, 0]))
+        ref_a = model(torch.cat([a, nxt[:1]], 1))[0, -1]
+        ref_b = model(torch.cat([b, nxt[1:]], 1))[0, -1]
+    torch.testing.assert_close(got[0], ref_a, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got[1], ref_b, atol=1e-5, rtol=1e-4)
+    assert cache.lengths.tolist() == [5, 0, 10]
+
+
+def test_decode_step_follows_in_place_weight_updates() -> None:
+    """An RL policy is trained between rollouts: the fused copies must not go stale."""
+    model = tiny_gpt(n_kv_head=4)
+    step = DecodeStep(model)
+    ids = torch.randint(0, 61, (1, 6))
+
+    def next_logits() -> torch.Tensor:
+        cache = KVCache(model.config, batch_size=1)
+        with torch.no_grad():
+            model(ids[:, :5], cache=cache)
+            return step.step(ids[:, 5:], cache)[0]
+
+    before = next_logits()
+    with torch.no_grad():
+        model.layers[0].self_attn.k_proj.weight.mul_(3.0)
+        model.layers[1].mlp.up_proj.weight.add_(0.1)
+    after = next_logits()
+    assert not torch.allclose(before, after, atol=1e-3)
+    torch.testing.assert_close(after, model(ids)[0, -1], atol=1e-5, rtol=1e-4)
+
+
+def test_engine_takes_the_lean_step_only_for_plain_models() -> None:
+    plain = tiny_gpt()
+    assert Engine(plain, eos_ids=set())._decode is not None
+    wrapped = tiny_gpt()
+    apply_lora(wrapped, ["q_proj", "v_proj"], r=4, alpha=8)
+    assert not DecodeStep.supports(wrapped)
+    assert Engine(wrapped, eos_ids=set())._decode is None
+    cfg = plain.config
+    dropping = GPT(type(cfg)(**{**cfg.to_dict(), "dropout": 0.1})).eval()
+    step = DecodeStep(dropping)
+    assert step.applies()  # eval mode: dropout is off
+    dropping.train()
+    assert not step.applies()
+
+
+def test_lean_and_generic_engines_give_the_same_samples() -> None:
+    model = tiny_gpt()
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10]]
+    lean = Engine(model, eos_ids=set(), max_batch=3)
+    generic = Engine(model, eos_ids=set(), max_batch=3)
+    generic._decode = None
+    for kw in ({"temperature": 0.0}, {"temperature": 1.0, "top_k": 20, "seed": 7}):
+        assert lean.generate_all(prompts, 24, **kw) == generic.generate_all(prompts, 24, **kw)
