@@ -109,6 +109,12 @@ def test_ratings_rank_chats_on_one_topic_and_skip_defaults():
         assert len(set(scores)) == 3 and [scores[i] for i in r.order] == sorted(scores, reverse=True)
         assert r.prompt[0]["content"] in ("Topic A", "Topic B") and r.responses[0].startswith("A: hi")
     assert ratings_rankings(chats, n=1, k=3)[0].prompt[0]["content"] == "Topic A"
+    # Topic B's sums are 12, 18, 24: six points apart, so a gap of 7 leaves no ranking of 3 there,
+    # and in every ranking kept each two chats are at least 7 points apart.
+    wide = ratings_rankings(chats, n=10, k=3, seed=0, min_gap=7)
+    assert wide and all(r.prompt[0]["content"] == "Topic A" for r in wide)
+    assert all(abs(a - b) >= 7 for r in wide for a in r.meta["scores"] for b in r.meta["scores"] if a is not b)
+    assert len(ratings_rankings(chats, n=10, k=3, seed=0, min_gap=6)) == 3
 
 
 class _Longest(Task):

@@ -89,6 +89,16 @@ def test_heldout_split_keeps_a_prompt_on_one_side():
     assert not {reward.prompt_key(r) for r in train} & {reward.prompt_key(r) for r in held}
 
 
+def test_heldout_split_by_ranking_spreads_one_prompts_rankings_over_both_sides():
+    p = [{"role": "user", "content": "one topic"}]
+    rs = [Ranking(p, [f"answer {i}a", f"answer {i}b"], [0, 1]) for i in range(60)]
+    assert reward.split_heldout(rs, 0.3, seed=1)[1] in ([], rs)  # by prompt: all on one side
+    train, held = reward.split_heldout(rs, 0.3, seed=1, by="ranking")
+    assert len(train) + len(held) == 60 and 5 <= len(held) <= 30
+    assert {reward.ranking_key(r) for r in train}.isdisjoint(reward.ranking_key(r) for r in held)
+    assert reward.split_heldout(rs, 0.3, seed=1, by="ranking") == (train, held)  # stable
+
+
 def test_pair_report_accuracy_auc_and_length_baseline():
     p = [{"role": "user", "content": "?"}]
     rs = [Ranking(p, ["long answer", "short"], [0, 1], {"source": "a"}),

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--n", type=int, default=300, help="rankings to make")
     ra.add_argument("--max-chars", type=int, default=600, help="each chat's transcript is cut to this length")
     ra.add_argument("--keep-default", action="store_true", help="keep 5/5/5 ratings (the form's untouched default)")
+    ra.add_argument("--min-gap", type=int, default=1,
+                    help="least difference between the rating sums (3-30) of two chats in a ranking")
     ra.add_argument("--seed", type=int, default=0, help="which chats are grouped together")
 
     j = sub.add_parser("judge", help="rank candidates by a judge model's yes/no verdict", description="rank candidates by a judge model's yes/no verdict")
@@ -173,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.k < 2:
             raise InputError(None, "--k must be at least 2")
+        if args.min_gap < 1:
+            raise InputError(None, "--min-gap must be at least 1")
         rankings = rankers.ratings_rankings(load_chats(), args.n, args.k, args.seed, args.max_chars,
-                                            skip_default=not args.keep_default)
+                                            skip_default=not args.keep_default, min_gap=args.min_gap)
         out = _out(args, "ratings.jsonl")
         save_rankings(out, rankings)
         print(f"{len(rankings)} rankings of {args.k} rated chats -> {out}")

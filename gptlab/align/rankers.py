@@ -227,13 +227,22 @@ def transcript(chat: Chat, max_chars: int = 600) -> str:
 
 
 def ratings_rankings(
-    chats: Sequence[Chat], n: int, k: int = 4, seed: int = 0, max_chars: int = 600, skip_default: bool = True
+    chats: Sequence[Chat],
+    n: int,
+    k: int = 4,
+    seed: int = 0,
+    max_chars: int = 600,
+    skip_default: bool = True,
+    min_gap: int = 1,
 ) -> list[Ranking]:
     """Up to `n` rankings of K rated chats that share an opening topic, best-rated first.
 
     The prompt is the topic as a user turn; each response is one chat's transcript. Chats in a
-    ranking have distinct scores (ties carry no signal); topics take turns so all are used.
+    ranking have scores at least `min_gap` apart (ties carry no signal, and a one-point
+    difference between two raters' sums is mostly noise); topics take turns so all are used.
     """
+    if min_gap < 1:
+        raise ValueError(f"min_gap must be at least 1, got {min_gap}")
     rng = random.Random(seed)
     by_topic: dict[str, list[tuple[Chat, int]]] = defaultdict(list)
     for c in chats:
@@ -247,7 +256,7 @@ def ratings_rankings(
         done: list[list[tuple[Chat, int]]] = []
         open_: list[list[tuple[Chat, int]]] = []
         for cs in pool:  # first open group without this score takes the chat
-            g = next((g for g in open_ if all(s != cs[1] for _, s in g)), None)
+            g = next((g for g in open_ if all(abs(s - cs[1]) >= min_gap for _, s in g)), None)
             if g is None:
                 g = []
                 open_.append(g)
