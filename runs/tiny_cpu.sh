@@ -45,7 +45,7 @@ gptlab sft --run "$RUN" --from "$R/base" --time-budget "$SFT_BUDGET"
 # (measured: at this size the reward model cannot learn arithmetic correctness from rule pairs,
 # docs/benchmarks.md; GRPO below uses the checker directly instead).
 gptlab rank ratings --run "$RUN" --n 2000 --k 4 --max-chars 300
-gptlab reward train --run "$RUN" --time-budget "$RM_BUDGET" --lr 3e-4 --batch-pairs 16 --split-by ranking --val-frac 0.2
+gptlab reward train --run "$RUN" --time-budget "$RM_BUDGET" --lr 3e-4 --split-by ranking --val-frac 0.2
 gptlab reward eval --run "$RUN"
 
 # --- Stage 4: RL. PPO against the reward model with a per-token KL price to the SFT model; -----
