@@ -10,14 +10,14 @@ about half the calls:
   place (the tensors' version counters), so an RL policy being trained decodes with its new
   weights;
 - the copies are stored transposed, (in, out), and multiplied as `x @ w`: for one row, that
-  layout runs 2-3x faster than `F.linear` against (out, in) on CPU (measured in
-  benchmarks/bench_decode.py's notes, docs/benchmarks.md);
+  layout ran 2-3x faster than `F.linear` against (out, in) on the CPU measured (docs/benchmarks.md,
+  "Chat");
 - rotary is applied to q and k together, with `roll` and a sign-folded sin table:
   cat(-x2, x1) * sin == roll(x, hd/2) * cat(-sin1, sin1), exactly (a sign flip is exact);
 - plain functional calls, no `nn.Module.__call__`.
 
 It reads and writes the same `KVCache` as the generic path, so a sequence can be prefilled by
-`GPT.hidden_states` and continued here. The fused weights double the memory of the block
+`GPT.hidden_states` and continued here. The fused weights are one more copy of the block
 matrices; it is meant for decoding, where latency is the point.
 """
 
@@ -64,9 +64,7 @@ class DecodeStep:
         self._key: tuple | None = None
         self._layers: list[_LayerWeights] = []
         self._head = torch.empty(0)
-        half = self.hd // 2
-        sin = model.rope_sin
-        self._sin_signed = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
+        self._sin_signed = torch.empty(0)
 
     @staticmethod
     def supports(model: nn.Module) -> bool:
@@ -102,6 +100,9 @@ class DecodeStep:
                     for blk in self.model.layers
                 ]
                 self._head = _t(self.model.lm_head.weight)
+                # Rebuilt with the weights, so it follows the model to another device too.
+                sin, half = self.model.rope_sin, self.hd // 2
+                self._sin_signed = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
             self._key = key
         return self._layers
 

@@ -66,7 +66,12 @@ class KVCache:
 
     def select(self, rows: list[int] | torch.Tensor | None) -> KVCache:
         """Set the slots the next forward pass works on, one per row of its input (None: all)."""
-        rows_list = list(range(self.n_slots)) if rows is None else [int(r) for r in torch.as_tensor(rows).view(-1).tolist()]
+        if rows is None:
+            rows_list = list(range(self.n_slots))
+        elif isinstance(rows, torch.Tensor):
+            rows_list = rows.view(-1).tolist()
+        else:
+            rows_list = [int(r) for r in rows]
         if rows_list != self._rows_list:  # decode steps reuse the same rows: no new tensor then
             self._rows_list = rows_list
             self._rows = torch.tensor(rows_list, dtype=torch.long, device=self.device)
