@@ -56,6 +56,29 @@ def test_decode_step_follows_in_place_weight_updates() -> None:
     torch.testing.assert_close(after, model(ids)[0, -1], atol=1e-5, rtol=1e-4)
 
 
+def test_engine_decodes_with_weights_a_fused_optimizer_just_wrote() -> None:
+    """CPU fused AdamW leaves the version counters alone; the engine must still see its update."""
+    from gptlab.train.optim import build_optimizer
+
+    model = tiny_gpt()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    opt = build_optimizer(model, "adamw", lr=0.05)  # what the trainer builds: fused on CPU
+    engine = Engine(model, eos_ids=[], max_batch=2)
+    prompt = [3, 1, 4, 1, 5]
+    engine.generate_all([prompt], 8, temperature=0.0)  # builds the fused copies
+    loss = model(torch.tensor([prompt + [9, 2, 6]]))[0].logsumexp(-1).sum()
+    loss.backward()
+    opt.step()
+    got = engine.generate_all([prompt], 8, temperature=0.0)[0]
+    want, seq = [], list(prompt)
+    with torch.no_grad():
+        for _ in range(8):  # greedy by the model's own full forward, with its new weights
+            want.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+            seq.append(want[-1])
+    assert got == want
+
+
 def test_engine_takes_the_lean_step_only_for_plain_models() -> None:
     plain = tiny_gpt()
     assert Engine(plain, eos_ids=set())._decode is not None

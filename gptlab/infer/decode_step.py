@@ -7,8 +7,8 @@ about half the calls:
 
 - q, k, v come from one matmul on the concatenated weights, gate and up from another
   (29 matmuls -> 17 for 4 layers); the fused copies are rebuilt whenever a weight changes in
-  place (the tensors' version counters), so an RL policy being trained decodes with its new
-  weights;
+  place (the tensors' version counters) and, for a model with trainable weights, at the start of
+  every generation (`sync`), so an RL policy being trained decodes with its new weights;
 - the copies are stored transposed, (in, out), and multiplied as `x @ w`: for one row, that
   layout ran 2-3x faster than `F.linear` against (out, in) on the CPU measured (docs/benchmarks.md,
   "Chat");
@@ -81,6 +81,18 @@ class DecodeStep:
         if not self.model.training:
             return True
         return not any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.model.modules())
+
+    def sync(self) -> None:
+        """Call before a generation: a model being trained is re-read at the next step.
+
+        Version counters catch `p.add_()` and `load_state_dict`, but not every optimizer: CPU
+        fused AdamW writes the weights without bumping them (torch 2.13), and a stale copy would
+        decode from the old policy while prefill used the new one. So a model with trainable
+        parameters is rebuilt once per generation (milliseconds), a frozen one only when its
+        counters move.
+        """
+        if any(p.requires_grad for p in self._params):
+            self._key = None
 
     def _weights(self) -> list[_LayerWeights]:
         """The fused weights, rebuilt when any parameter was changed in place or replaced."""

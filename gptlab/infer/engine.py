@@ -74,6 +74,7 @@ class Engine:
         # One-token steps of a plain GPT take the lean path (same math, half the torch calls);
         # prefill, LoRA-wrapped and sharded models take the model's own forward.
         self._decode = DecodeStep(model) if DecodeStep.supports(model) else None
+        self._generating = False
         self.slots: dict[int, _Slot] = {}
 
     # ----- low-level slot API (continuous batching) -----
@@ -114,6 +115,8 @@ class Engine:
                 raise ValueError("prompt_ids is empty: start with at least one token (e.g. <|endoftext|>)")
             if len(ids) >= self.max_len:
                 raise ValueError(f"prompt of {len(ids)} tokens leaves no room (max_len={self.max_len})")
+        if self._decode is not None and not self._generating:
+            self._decode.sync()  # the slot API: the weights may have changed since the last prompt
         free = [s for s in range(self.cache.n_slots) if s not in self.slots]
         if len(free) < len(prompts):
             raise RuntimeError(f"all {self.cache.n_slots} slots are busy")
@@ -211,6 +214,9 @@ class Engine:
         pending = deque(range(len(prompts)))
         slot_of: dict[int, int] = {}
         done: set[int] = set()
+        if self._decode is not None:
+            self._decode.sync()  # once per call: a policy trained between calls decodes as it is now
+        self._generating = True
         try:
             while len(done) < len(prompts):
                 batch = [pending.popleft() for _ in range(min(len(pending), self.free_slots()))]
@@ -231,6 +237,7 @@ class Engine:
                         done.add(j)
                 yield row
         finally:
+            self._generating = False
             for slot in slot_of.values():
                 self.close_slot(slot)
 
