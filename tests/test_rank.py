@@ -12,6 +12,8 @@ from gptlab.align.labeler import Labeler, parse_order
 from gptlab.align.rankers import (
     Candidates,
     chat_score,
+    cut_words,
+    demo_rankings,
     judge_scores,
     load_candidates,
     rankings_from_scores,
@@ -144,6 +146,51 @@ def test_rule_rankings_sample_k_and_order_by_task_reward(model_dir, tok):
         lengths = [len(r.responses[i]) for i in r.order]
         assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) == len(lengths)
         assert r.meta["source"] == "rule" and r.meta["task"] == "longest"
+
+
+def test_cut_words_keeps_whole_words_within_the_budget():
+    text = "Now is the winter of our discontent\nMade glorious summer"
+    for n in range(4, len(text) + 5):
+        got = cut_words(text, n)
+        assert len(got) <= n and text.startswith(got)
+        assert got == text or text[len(got)] in " \n"  # ends where a word ends
+    assert cut_words("Wherefore art", 3) == "Wherefore"  # never empty: at least the first word
+
+
+class _Speeches(Task):
+    """Written replies of ~120 characters; item 2 is a two-exchange chat whose last prompt is too long."""
+
+    name = "speeches"
+
+    def __len__(self) -> int:
+        return 4
+
+    def example(self, i: int) -> Item:
+        ref = " ".join(f"word{i}{j}" for j in range(20))
+        if i == 2:
+            return Item([{"role": "user", "content": "hi"}, {"role": "assistant", "content": ref},
+                         {"role": "user", "content": "long " * 200}, {"role": "assistant", "content": "late reply"}])
+        return Item([{"role": "user", "content": f"go on {i}"}, {"role": "assistant", "content": ref}])
+
+
+def test_demo_rankings_put_the_written_reply_first_at_the_samples_length(model_dir, tok):
+    from gptlab.infer.loading import load_for_inference, make_engine
+
+    model, tok2 = load_for_inference(model_dir, device="cpu")
+    engine = make_engine(model, tok2, max_batch=4)
+    task = _Speeches()
+    got, stats = demo_rankings(engine, tok2, task, n=4, k=2, max_new_tokens=40, seed=3, progress=False)
+    assert stats["prompts"] == 4 and stats["pairs"] + stats["skipped"] == 8 and got
+    for r in got:
+        ref, sample = r.responses
+        item = task.example(r.meta["item"])
+        assert r.order == [0, 1] and r.meta["source"] == "demos" and r.meta["task"] == "speeches"
+        assert r.prompt == item.messages[:-1] or r.meta["item"] == 2
+        full_ref = item.messages[1]["content"]  # item 2: the earlier exchange, whose prompt fits
+        assert full_ref.startswith(ref) and len(ref) < len(full_ref)  # cut, like the sample
+        assert len(ref.split()) >= 3 and len(sample.split()) >= 3
+        assert abs(len(ref) - len(sample)) <= 12  # the same budget, give or take a word
+    assert any(r.meta["item"] == 2 and r.prompt == [{"role": "user", "content": "hi"}] for r in got)
 
 
 def test_rank_generate_judge_and_candidate_errors(tmp_path, model_dir):

@@ -56,6 +56,14 @@ def test_checks_follow_the_numbers(tmp_path):
     atomic_write_json(run2 / "grpo" / "eval.json", {"before": {"heldout_task_reward": 0.3},
                                                     "after": {"heldout_task_reward": 0.3}})
     assert {c.stage: c.mark for c in checks(collect(run2))}["grpo"] == FAIL
+    # With an interval (what `reward eval` writes now), the tick needs all of it above 0.
+    rm = {"accuracy": 0.62, "random_baseline": 0.5, "longer_wins_baseline": 0.6, "pairs": 700,
+          "by_source": {"ratings": {"pairs": 700, "accuracy": 0.62, "longer_wins_baseline": 0.6}}}
+    atomic_write_json(run2 / "rm" / "eval.json", dict(rm, margin_ci95=[-0.01, 0.05]))
+    got = {c.stage: c for c in checks(collect(run2))}["rm"]
+    assert got.mark == FAIL and "-0.010 to +0.050" in got.detail and "ratings 0.620" in got.detail
+    atomic_write_json(run2 / "rm" / "eval.json", dict(rm, margin_ci95=[0.01, 0.05]))
+    assert {c.stage: c.mark for c in checks(collect(run2))}["rm"] == PASS
 
 
 def test_report_cli_writes_markdown_and_plots(tmp_path, capsys):

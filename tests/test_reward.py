@@ -111,6 +111,35 @@ def test_pair_report_accuracy_auc_and_length_baseline():
     assert rep["by_source"]["a"]["accuracy"] == 1.0 and rep["beats_baselines"]
 
 
+def test_margin_interval_separates_a_real_gain_from_noise():
+    import random
+
+    rng = random.Random(0)
+    groups = [i // 3 for i in range(600)]  # 200 rankings of 3 pairs
+    clear = [1.0 - 0.5 if rng.random() < 0.7 else 0.0 - 0.5 for _ in groups]  # 70% right vs random 0.5
+    lo, hi = reward.margin_interval(clear, groups)
+    assert 0.1 < lo < 0.2 < hi < 0.3
+    coin = [rng.choice([0.5, -0.5]) for _ in groups]  # a coin flip against the same baseline
+    lo, hi = reward.margin_interval(coin, groups)
+    assert lo < 0 < hi
+    # whole rankings are resampled: 3 identical pairs per ranking widen the interval vs 3 free pairs
+    tied = [x for x in coin[:200] for _ in range(3)]
+    lo_t, hi_t = reward.margin_interval(tied, groups)
+    lo_f, hi_f = reward.margin_interval(tied, list(range(600)))
+    assert hi_t - lo_t > 1.4 * (hi_f - lo_f)
+
+
+def test_pair_report_says_whether_the_margin_is_clear():
+    p = [{"role": "user", "content": "?"}]
+    rs = [Ranking(p, ["a" * (1 + i % 2), "b" * (2 - i % 2)], [0, 1], {"source": "s"}) for i in range(200)]
+    perfect = reward.pair_report(rs, [[1.0, 0.0]] * 200)  # longer-wins 0.5 here: half the winners are longer
+    assert perfect["longer_wins_baseline"] == pytest.approx(0.5) and perfect["clearly_beats_baselines"]
+    assert perfect["margin_over_best_baseline"] == pytest.approx(0.5)
+    longer = reward.pair_report(rs, [[float(len(r.responses[0])), float(len(r.responses[1]))] for r in rs])
+    assert longer["accuracy"] == pytest.approx(0.5) and not longer["beats_baselines"]
+    assert not longer["clearly_beats_baselines"] and longer["margin_ci95"][0] <= 0
+
+
 def test_checkpoint_with_tied_embeddings_round_trips(tmp_path, tok):
     from gptlab.train import checkpoint as ckpt
 
@@ -184,3 +213,48 @@ def test_score_all_keeps_duplicates_in_place():
     got = score_all(model, encoded, pad_id=0, batch_size=2)
     assert [len(g) for g in got] == [3, 1]
     assert got[0][0] == got[0][1] and got[0][2] == got[1][0] and got[0][0] != got[0][2]
+
+
+@pytest.mark.parametrize("name", ["adamw", "muon"])
+def test_head_lr_gives_the_scalar_head_its_own_group(tok, name):
+    from gptlab.model.heads import ScalarHeadModel
+    from gptlab.train.optim import build_optimizer
+
+    model = ScalarHeadModel(tiny_gpt(tok.vocab_size))
+    opt = build_optimizer(model, name, lr=1e-4, head_lr=1e-2, muon_lr=1e-4)
+    lr_of = {id(p): g["base_lr"] for g in opt.param_groups for p in g["params"]}
+    assert len(lr_of) == sum(len(g["params"]) for g in opt.param_groups)  # each parameter once
+    assert len(lr_of) == len([p for p in model.parameters() if p.requires_grad])
+    head = {id(model.head.weight), id(model.head.bias)}
+    assert {lr_of[i] for i in head} == {1e-2}
+    assert {v for k, v in lr_of.items() if k not in head} == {1e-4}
+    plain = build_optimizer(model, name, lr=1e-4, muon_lr=1e-4)  # without it, one LR as before
+    assert {g["base_lr"] for g in plain.param_groups} == {1e-4}
+
+
+def test_a_short_window_reward_model_is_read_with_the_window_it_learned(tmp_path, tok):
+    from gptlab.eval.judge import RewardScorer
+    from gptlab.model.heads import keep_end
+    from gptlab.stages.ppo import rm_scores
+    from gptlab.tokenizer.chat import render_for_reward
+
+    save_model(tmp_path / "sft", tiny_gpt(tok.vocab_size))
+    tok.save(tmp_path / "tokenizer")
+    data = tmp_path / "planted.jsonl"
+    save_rankings(data, planted(40))
+    rm = tmp_path / "rm"
+    assert reward.main(["train", "--from", str(tmp_path / "sft"), "--data", str(data), "--out", str(rm),
+                        "--steps", "3", "--max-tokens", "24", "--val-frac", "0.2", "--device", "cpu",
+                        "--dtype", "fp32"]) == 0
+    assert json.loads((rm / "reward_config.json").read_text())["max_tokens"] == 24
+    model = reward.load_reward_model(rm)
+    assert model.max_tokens == 24 and model.config.max_seq_len == 64  # the trunk keeps its context
+    conv = [{"role": "user", "content": "tell me a long story " * 3}, {"role": "assistant", "content": "once upon a time"}]
+    ids = render_for_reward(tok, conv)
+    assert 24 < len(ids) <= 64
+    window = keep_end(ids, 24)
+    want = model.score_at(torch.tensor([window]), torch.tensor([23])).item()
+    assert rm_scores(model, tok, [conv], tok.token_id("<|pad|>"))[0] == pytest.approx(want, abs=1e-5)
+    assert RewardScorer.load(rm, device="cpu").score([conv])[0] == pytest.approx(want, abs=1e-5)
+    full = model.score_at(torch.tensor([ids]), torch.tensor([len(ids) - 1])).item()
+    assert full != pytest.approx(want, abs=1e-6)  # the window is what changed the score

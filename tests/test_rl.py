@@ -250,6 +250,18 @@ def test_dpo_cli_lowers_the_loss_from_log2(run, tmp_path):
     assert report["after"]["heldout_dpo_loss"] < report["before"]["heldout_dpo_loss"]
 
 
+def test_ppo_prompts_may_come_from_a_task_without_a_verifier(run):
+    from gptlab.stages.rollout import task_prompts
+    from gptlab.tokenizer.bpe import Tokenizer
+
+    tok = Tokenizer.load(run / "tokenizer")
+    pool, dropped = task_prompts(tok, ["chitchat", "arithmetic"], "train", 5, 10_000)
+    assert len(pool) == 10 and dropped == 0
+    chats, sums = pool[:5], pool[5:]
+    assert all(p.task is None and p.messages[-1]["role"] == "user" for p in chats)  # the RM is the judge
+    assert all(p.task is not None and p.task.name == "arithmetic" for p in sums)
+
+
 def test_bad_inputs_are_clear_errors(run, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("hello\n")

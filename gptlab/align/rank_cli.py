@@ -4,6 +4,7 @@
     gptlab rank label                                  # a person orders them -> rankings/human.jsonl
     gptlab rank rule --tasks arithmetic,play_speaker --k 4 --n 200          # -> rankings/rule.jsonl
     gptlab rank ratings --n 300 --k 4                  # chitchat ratings  -> rankings/ratings.jsonl
+    gptlab rank demos --tasks chitchat --n 400 --k 2   # people's replies over samples -> rankings/demos.jsonl
     gptlab rank judge --judge runs/tiny/sft            # a judge model orders candidates -> rankings/judge.jsonl
 
 All outputs are `ranked` JSONL (gptlab.data.preferences), read by `gptlab reward train --data`.
@@ -40,6 +41,7 @@ SUBCOMMANDS = {
     "label": "order the candidates by hand in the terminal (resumable)",
     "rule": "rank K sampled answers per task prompt by the task's reward",
     "ratings": "rank chitchat chats on one opening topic by their 1-10 ratings",
+    "demos": "rank a person's written reply above the model's samples, cut to equal length",
     "judge": "rank candidates by a judge model's yes/no verdict",
 }
 
@@ -76,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--min-gap", type=int, default=1,
                     help="least difference between the rating sums (3-30) of two chats in a ranking")
     ra.add_argument("--seed", type=int, default=0, help="which chats are grouped together")
+
+    d = sub.add_parser("demos", help=SUBCOMMANDS["demos"], description=SUBCOMMANDS["demos"] + ". Each pair is "
+                       "cut at a word boundary to 60-90% of the shorter reply, so neither length nor a cut-off "
+                       "ending tells the two apart.")
+    _defaults(d, "demos.jsonl")
+    _sampling(d)
+    d.add_argument("--tasks", default="chitchat",
+                   help="comma-separated tasks with written replies (chitchat, continue_speech, ...), train split")
+    d.add_argument("--n", type=int, default=400, help="prompts per task")
 
     j = sub.add_parser("judge", help="rank candidates by a judge model's yes/no verdict", description="rank candidates by a judge model's yes/no verdict")
     _defaults(j, "judge.jsonl")
@@ -182,6 +193,25 @@ def main(argv: list[str] | None = None) -> int:
         out = _out(args, "ratings.jsonl")
         save_rankings(out, rankings)
         print(f"{len(rankings)} rankings of {args.k} rated chats -> {out}")
+    elif args.cmd == "demos":
+        from gptlab.eval.tasks import TASKS, get_task
+
+        names = [t for t in args.tasks.split(",") if t]
+        for t in names:
+            if t not in TASKS:
+                raise InputError(None, f"--tasks: unknown task {t!r} ({', '.join(TASKS)})")
+        engine, tok = _engine(args)
+        rankings = []
+        for t in names:
+            got, stats = rankers.demo_rankings(engine, tok, get_task(t, "train"), args.n, args.k,
+                                               max_new_tokens=args.max_new_tokens, seed=args.seed,
+                                               temperature=args.temperature, top_k=args.top_k)
+            rankings += got
+            print(f"{t}: {stats['prompts']} prompts, {stats['pairs']} pairs ({stats['skipped']} samples skipped: "
+                  "a tool call, or under 3 words once cut)")
+        out = _out(args, "demos.jsonl")
+        save_rankings(out, rankings)
+        print(f"{len(rankings)} rankings -> {out}")
     elif args.cmd == "judge":
         from gptlab.infer.loading import load_for_inference
 

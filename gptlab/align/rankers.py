@@ -1,9 +1,11 @@
-"""Where rankings come from when no person ranks: a rule, ratings in the data, or a judge model.
+"""Where rankings come from when no person ranks: a rule, ratings, demonstrations, or a judge.
 
 - **rule**: sample K answers per task prompt from the SFT model and order them by the task's
   own `reward(item, completion)` (a verifier: the arithmetic result, the right speaker).
 - **ratings**: chitchat's people rated whole chats 1-10 (witty + upbeat + interesting); chats
   that grew from the same suggested opening topic are K answers to one prompt.
+- **demos**: what a person wrote (a chat turn, a real speech) above the model's own sample to
+  the same prompt, both cut to the same length so that length tells nothing.
 - **judge**: a model asked "is this a good answer? yes or no"; the score is logit(yes) - logit(no).
 
 Ties carry no signal (Bradley-Terry learns nothing from "equally good"), and a `Ranking` has no
@@ -193,6 +195,80 @@ def rule_rankings(
         "pairs": sum(len(r.pairs()) for r in rankings),
         "mean_reward": sum(rewards) / max(len(rewards), 1),
     }
+    return rankings, stats
+
+
+# ---------------------------------------------------------------------------- demonstrations
+
+
+def cut_words(text: str, n_chars: int) -> str:
+    """The longest run of whole words from the start of `text` within `n_chars` (at least one word).
+
+    >>> cut_words("to be or not to be", 9), cut_words("to be", 40), cut_words("wherefore art", 3)
+    ('to be or', 'to be', 'wherefore')
+    """
+    if len(text) <= n_chars:
+        return text
+    head = text[: n_chars + 1]
+    cut = max(head.rfind(" "), head.rfind("\n"))
+    return text[:cut].rstrip() if cut > 0 else text.split(maxsplit=1)[0]
+
+
+def demo_turn(messages: list[dict], max_prompt_tokens: int, tok: Tokenizer) -> tuple[list[dict], str] | None:
+    """(prompt, reference reply) at the latest assistant text turn whose prompt fits, else None."""
+    from gptlab.tokenizer.chat import render_prompt
+
+    for j in range(len(messages) - 1, 0, -1):
+        m = messages[j]
+        if m["role"] == "assistant" and isinstance(m["content"], str) and m["content"].strip():
+            if len(render_prompt(tok, messages[:j])) <= max_prompt_tokens:
+                return messages[:j], m["content"]
+    return None
+
+
+def demo_rankings(
+    engine: Engine, tok: Tokenizer, task: Task, n: int, k: int, max_new_tokens: int = 48,
+    seed: int = 0, cut: tuple[float, float] = (0.6, 0.9), progress: bool = True, **sampling: Any
+) -> tuple[list[Ranking], dict[str, Any]]:
+    """The written reply (a person's chat turn, the rest of a real speech) ranked above each of K
+    replies sampled from the model to the same prompt, the two cut to the same length.
+
+    The preference of SPIN-style self-play: what people wrote beats what the model says. Left
+    as they are, such pairs teach length (a person's turn is usually longer than a short sample),
+    so each pair is cut, at a word boundary, to a fraction in `cut` of the shorter reply's
+    characters: both texts stop mid-thought at about the same length, and neither length nor
+    "which one was cut" tells them apart. What is left to learn is how the words read.
+    Returns (rankings, stats); each ranking is one K = 2 pair with meta source "demos".
+    """
+    rng = random.Random(f"demos:{task.name}:{seed}")
+    room = engine.max_len - max_new_tokens
+    items, prompts, refs = [], [], []
+    for i in range(len(task)):
+        if len(items) == n:
+            break
+        got = demo_turn(task.example(i).messages, room, tok)
+        if got is not None:
+            items.append(i)
+            prompts.append(got[0])
+            refs.append(got[1])
+    cands = sample_responses(engine, tok, prompts, k, max_new_tokens, seed=seed, progress=progress, **sampling)
+    rankings: list[Ranking] = []
+    skipped = 0
+    for i, ref, c in zip(items, refs, cands):
+        if c is None:
+            continue
+        for j, sample in enumerate(c.responses):
+            if c.contents is not None and not isinstance(c.contents[j], str):
+                skipped += 1  # a tool call: no written counterpart to compare with
+                continue
+            size = int(min(len(ref), len(sample)) * rng.uniform(*cut))
+            a, b = cut_words(ref, size), cut_words(sample.strip(), size)
+            if len(a.split()) < 3 or len(b.split()) < 3 or a == b:
+                skipped += 1
+                continue
+            meta = {"source": "demos", "task": task.name, "item": i, "sample": j}
+            rankings.append(Ranking(c.prompt, [a, b], [0, 1], meta))
+    stats = {"task": task.name, "prompts": len(items), "pairs": len(rankings), "skipped": skipped}
     return rankings, stats
 
 

@@ -73,10 +73,11 @@ class RewardScorer:
     @torch.inference_mode()
     def score(self, conversations: Sequence[list[dict]]) -> list[float]:
         """The reward of each conversation (ending with an assistant turn), read at `<|reward|>`."""
+        from gptlab.model.heads import keep_end
         from gptlab.tokenizer.chat import render_for_reward
 
-        max_len = self.rm.config.max_seq_len
-        rows = [render_for_reward(self.tok, c)[-max_len:] for c in conversations]
+        limit = getattr(self.rm, "max_tokens", self.rm.config.max_seq_len)
+        rows = [keep_end(render_for_reward(self.tok, c), limit) for c in conversations]
         dev = next(self.rm.parameters()).device
         out: list[float] = []
         for s in range(0, len(rows), self.batch_size):

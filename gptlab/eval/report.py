@@ -5,7 +5,8 @@ previous one on the metric it exists for, or the report shows a cross.
 
     base  bits per byte on held-out text below the unigram (token-frequency) baseline
     sft   task accuracy above base's, on the tasks both were evaluated on
-    rm    held-out pairwise accuracy above the random (0.5) and the prefer-the-longer-reply baselines
+    rm    held-out pairwise accuracy above the random (0.5) and the prefer-the-longer-reply baselines,
+          by more than noise: the 95% bootstrap interval of the margin (over rankings) is above 0
     rl    (PPO) held-out reward-model score above the SFT model's (the policy before its first update)
     grpo  held-out task reward (the verifiable reward it maximises) above the SFT model's
 
@@ -106,8 +107,14 @@ def _rm_check(rm: dict, summary: dict) -> Check:
     claim = "pairwise accuracy above baselines"
     if summary.get("accuracy") is not None:
         bar = max(summary.get("random_baseline", 0.5), summary.get("longer_wins_baseline", 0.0))
-        return Check("rm", claim, summary["accuracy"] > bar,
-                     f"{summary['accuracy']:.3f} vs best baseline {bar:.3f} on {summary.get('pairs', '?')} held-out pairs")
+        detail = f"{summary['accuracy']:.3f} vs best baseline {bar:.3f} on {summary.get('pairs', '?')} held-out pairs"
+        ci = summary.get("margin_ci95")
+        if ci is None:  # an older eval.json: no interval, only the point estimate
+            return Check("rm", claim, summary["accuracy"] > bar, detail)
+        by = "; ".join(f"{k} {v['accuracy']:.3f} vs longer-wins {v['longer_wins_baseline']:.3f}"
+                       for k, v in summary.get("by_source", {}).items() if v.get("pairs"))
+        return Check("rm", claim + " (95% CI of the margin above 0)", ci[0] > 0,
+                     f"{detail}, margin 95% CI {ci[0]:+.3f} to {ci[1]:+.3f}" + (f" ({by})" if by else ""))
     keys = [k for k, v in rm.items() if v.get("mode") == "rm"]
     if not keys:
         return Check("rm", claim, None, "no reward-model evaluation")

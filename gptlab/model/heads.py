@@ -28,6 +28,9 @@ class ScalarHeadModel(nn.Module):
         self.trunk = trunk
         self.config = trunk.config
         self.head = nn.Linear(trunk.config.n_embd, 1)
+        # The longest input it reads; longer ones keep BOS and their end. A reward model may be
+        # trained on shorter windows than the trunk's context (faster), and is then read the same way.
+        self.max_tokens = trunk.config.max_seq_len
         # Start at zero: an untrained head scores every sequence 0, so early training sees
         # sigmoid(0) = 0.5 for every pair (reward) or a zero baseline (value).
         nn.init.zeros_(self.head.weight)
@@ -50,8 +53,24 @@ class ScalarHeadModel(nn.Module):
         atomic_write_bytes(Path(folder) / "head.safetensors", save(state))
 
     def load_head(self, folder: str | Path) -> None:
+        """The head's weights and, where the folder records it (reward_config.json), the window it
+        was trained on."""
+        import json
+
         path = Path(folder) / "head.safetensors"
         state = load_file(str(path))
         self.head.weight.data.copy_(state["weight"])
         self.head.bias.data.copy_(state["bias"])
+        meta = Path(folder) / "reward_config.json"
+        if meta.exists():
+            self.max_tokens = int(json.loads(meta.read_text()).get("max_tokens") or self.max_tokens)
+
+
+def keep_end(ids: list[int], limit: int) -> list[int]:
+    """A sequence cut to `limit` tokens for a scalar head read at its end: BOS and the last ones.
+
+    >>> keep_end([1, 2, 3, 4, 5], 3), keep_end([1, 2], 3)
+    ([1, 4, 5], [1, 2])
+    """
+    return ids if len(ids) <= limit else ids[:1] + ids[len(ids) - limit + 1 :]
 

@@ -182,14 +182,15 @@ def rm_scores(
     Too long for the RM's context: keep BOS and the end (the reply and `<|reward|>`), as the
     reward stage does in training.
     """
+    from gptlab.model.heads import keep_end
     from gptlab.tokenizer.chat import render_for_reward
 
-    limit = rm.config.max_seq_len
+    limit = rm.max_tokens
     device = next(rm.parameters()).device
     seqs = []
     for c in convs:
         ids = render_for_reward(tok, c)
-        seqs.append(ids if len(ids) <= limit else ids[:1] + ids[len(ids) - limit + 1 :])
+        seqs.append(keep_end(ids, limit))
     out: list[float] = []
     for lo in range(0, len(seqs), batch):
         part = seqs[lo : lo + batch]

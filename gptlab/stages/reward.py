@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from gptlab.data.preferences import Ranking
 from gptlab.errors import InputError
-from gptlab.model.heads import ScalarHeadModel
+from gptlab.model.heads import ScalarHeadModel, keep_end
 from gptlab.train.cli_args import HelpFormatter as _HelpFormatter
 
 CHECKPOINT = "checkpoint"  # subfolder of --out with the resumable training state
@@ -74,7 +74,7 @@ def encode(tok, r: Ranking, max_len: int) -> list[list[int]]:
     out = []
     for i in range(len(r.responses)):
         ids = render_for_reward(tok, conversation(r, i))
-        out.append(ids if len(ids) <= max_len else ids[:1] + ids[len(ids) - max_len + 1 :])
+        out.append(keep_end(ids, max_len))
     return out
 
 
@@ -201,7 +201,8 @@ def score_all(model: ScalarHeadModel, encoded: list[list[list[int]]], pad_id: in
 
 
 def pair_report(rankings: list[Ranking], scores: list[list[float]]) -> dict[str, Any]:
-    """Pairwise accuracy, ROC AUC and the baselines, overall and per source (meta["source"]).
+    """Pairwise accuracy, ROC AUC and the baselines, overall and per source (meta["source"], and
+    meta["task"] where there is one: "demos:chitchat").
 
     AUC: each pair is scored twice, (chosen, rejected) labelled 1 and (rejected, chosen) labelled
     0, with the score difference as the classifier's score. Ties count one half in accuracies.
@@ -209,30 +210,56 @@ def pair_report(rankings: list[Ranking], scores: list[list[float]]) -> dict[str,
     from gptlab.eval.metrics import roc_auc
 
     def summary(idx: list[int]) -> dict[str, Any]:
-        diffs, longer = [], []
+        diffs, longer, owner = [], [], []
         for i in idx:
             r, s = rankings[i], scores[i]
             for c, j in r.pairs():
                 diffs.append(s[c] - s[j])
                 lc, lj = len(r.responses[c]), len(r.responses[j])
                 longer.append(1.0 if lc > lj else 0.5 if lc == lj else 0.0)
+                owner.append(i)
         if not diffs:
             return {"pairs": 0}
-        acc = sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs) / len(diffs)
+        right = [1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in diffs]
+        acc, length = sum(right) / len(right), sum(longer) / len(longer)
         auc = roc_auc([1] * len(diffs) + [0] * len(diffs), diffs + [-d for d in diffs])
+        best = longer if length > 0.5 else [0.5] * len(right)
+        lo, hi = margin_interval([a - b for a, b in zip(right, best)], owner)
         return {"pairs": len(diffs), "rankings": len(idx), "accuracy": acc, "roc_auc": auc,
-                "random_baseline": 0.5, "longer_wins_baseline": sum(longer) / len(longer),
+                "random_baseline": 0.5, "longer_wins_baseline": length,
+                "margin_over_best_baseline": acc - max(0.5, length), "margin_ci95": [lo, hi],
                 "mean_margin": sum(diffs) / len(diffs)}
 
     report = summary(list(range(len(rankings))))
     sources: dict[str, list[int]] = {}
     for i, r in enumerate(rankings):
-        sources.setdefault(str(r.meta.get("source", "unknown")), []).append(i)
+        name = str(r.meta.get("source", "unknown")) + (f":{r.meta['task']}" if r.meta.get("task") else "")
+        sources.setdefault(name, []).append(i)
     if len(sources) > 1:
         report["by_source"] = {k: summary(v) for k, v in sorted(sources.items())}
     if report.get("pairs"):
         report["beats_baselines"] = report["accuracy"] > max(0.5, report["longer_wins_baseline"])
+        report["clearly_beats_baselines"] = report["margin_ci95"][0] > 0
     return report
+
+
+def margin_interval(gains: list[float], groups: list[int], reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the mean per-pair gain over a baseline, resampling whole rankings.
+
+    The K(K-1)/2 pairs of one ranking share answers, so they are not independent draws; resampling
+    rankings (not pairs) keeps the interval honest.
+    """
+    import numpy as np
+
+    keys = sorted(set(groups))
+    pos = {k: n for n, k in enumerate(keys)}
+    sums, counts = np.zeros(len(keys)), np.zeros(len(keys))
+    for g, x in zip(groups, gains):
+        sums[pos[g]] += x
+        counts[pos[g]] += 1
+    pick = np.random.default_rng(seed).integers(0, len(keys), size=(reps, len(keys)))
+    means = sums[pick].sum(1) / counts[pick].sum(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def load_reward_model(folder: str | Path, device: str = "cpu") -> ScalarHeadModel:
@@ -275,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-budget", type=float, help="stop after this many seconds (the LR schedule follows time)")
     t.add_argument("--batch-pairs", type=int, default=32, help="a batch takes whole prompts until it has this many pairs")
     t.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (trunk)")
+    t.add_argument("--max-tokens", type=int,
+                   help="read at most the last N tokens of each conversation (BOS kept; default: the model's "
+                        "context). Shorter windows train faster; the saved model is read the same way")
+    t.add_argument("--head-lr", type=float, default=3e-3,
+                   help="peak learning rate of the scalar head (zero-initialised: it must move far in few steps)")
     t.add_argument("--warmup", type=int, default=10, help="linear LR warmup steps")
     t.add_argument("--weight-decay", type=float, default=0.0, help="decoupled weight decay on matrices")
     t.add_argument("--eval-every", type=int, default=50, help="held-out pair accuracy every N steps (0: off)")
@@ -338,7 +370,7 @@ def _load_trunk(folder: Path):
 def evaluate_folder(model: ScalarHeadModel, tok, rankings: list[Ranking]) -> dict[str, Any]:
     from gptlab.tokenizer.special import PAD
 
-    encoded = [encode(tok, r, model.config.max_seq_len) for r in rankings]
+    encoded = [encode(tok, r, model.max_tokens) for r in rankings]
     return pair_report(rankings, score_all(model, encoded, tok.token_id(PAD)))
 
 
@@ -346,12 +378,16 @@ def _print_report(rep: dict[str, Any]) -> None:
     if not rep.get("pairs"):
         print("no held-out pairs to evaluate")
         return
+    lo, hi = rep["margin_ci95"]
+    verdict = "yes, clearly" if rep["clearly_beats_baselines"] else "yes, but within noise" if rep["beats_baselines"] else "NO"
     print(f"held-out: {rep['pairs']} pairs | accuracy {rep['accuracy']:.3f} | ROC AUC {rep['roc_auc']:.3f} | "
           f"baselines: random 0.500, longer-wins {rep['longer_wins_baseline']:.3f} | "
-          f"beats both: {'yes' if rep['beats_baselines'] else 'NO'}")
+          f"margin {rep['margin_over_best_baseline']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}) | beats both: {verdict}")
     for src, s in rep.get("by_source", {}).items():
         if s.get("pairs"):
-            print(f"  {src}: {s['pairs']} pairs | accuracy {s['accuracy']:.3f} | longer-wins {s['longer_wins_baseline']:.3f}")
+            print(f"  {src}: {s['pairs']} pairs | accuracy {s['accuracy']:.3f} | AUC {s['roc_auc']:.3f} | "
+                  f"longer-wins {s['longer_wins_baseline']:.3f} | margin {s['margin_over_best_baseline']:+.3f} "
+                  f"(95% CI {s['margin_ci95'][0]:+.3f} to {s['margin_ci95'][1]:+.3f})")
 
 
 def train(args: argparse.Namespace) -> int:
@@ -383,7 +419,8 @@ def train(args: argparse.Namespace) -> int:
         seed_everything(args.seed)
         tok = Tokenizer.load(tok_dir)
         model = RewardModel(_load_trunk(init))
-        max_len, pad_id = model.config.max_seq_len, tok.token_id(PAD)
+        max_len, pad_id = min(args.max_tokens or model.config.max_seq_len, model.config.max_seq_len), tok.token_id(PAD)
+        model.max_tokens = max_len
         encoded = [(prompt_key(r), encode(tok, r, max_len), r.pairs()) for r in train_r]
         try:
             batches = PairBatches(encoded, args.batch_pairs, pad_id, args.seed, dist.rank, dist.world_size, dist.device)
@@ -398,7 +435,8 @@ def train(args: argparse.Namespace) -> int:
             rep = pair_report(held, score_all(m, held_enc, pad_id))
             return {"val_pair_acc": rep["accuracy"], "val_auc": rep["roc_auc"]} if rep.get("pairs") else {}
 
-        cfg = TrainConfig(max_steps=args.steps, max_time=args.time_budget, lr=args.lr, weight_decay=args.weight_decay,
+        cfg = TrainConfig(max_steps=args.steps, max_time=args.time_budget, lr=args.lr, head_lr=args.head_lr,
+                          weight_decay=args.weight_decay,
                           warmup_steps=args.warmup, device=args.device, dtype=args.dtype, seed=args.seed,
                           log_every=args.log_every, eval_every=(args.eval_every or None) if held else None,
                           save_every=args.save_every or None)
@@ -422,7 +460,8 @@ def train(args: argparse.Namespace) -> int:
             model.save_head(out)
             atomic_write_json(out / "reward_config.json", {"init": str(init), "train": asdict(cfg),
                                                           "data": [str(p) for p in (args.data or _default_data(args.run))],
-                                                          "train_rankings": len(train_r), "heldout_rankings": len(held)})
+                                                          "train_rankings": len(train_r), "heldout_rankings": len(held),
+                                                          "max_tokens": max_len})
             rep = pair_report(held, score_all(model, held_enc, pad_id)) if held else {"pairs": 0}
             atomic_write_json(out / "eval.json", {"data": str(out / HELDOUT), **rep})
             print0(f"done: {result.step} steps -> {out}")

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--tokenizer", type=Path, help="tokenizer folder (default: the --from folder's sibling 'tokenizer')")
     io.add_argument("--out", type=Path, help="output folder (default: runs/<run>/rl)")
     io.add_argument("--tasks", help="PPO/GRPO prompts: comma-separated tasks; train split for RL, test split held out "
-                    "(default: ppo arithmetic,play_speaker; grpo arithmetic)")
+                    "(default: ppo arithmetic,play_speaker; grpo arithmetic). PPO takes any task (chitchat too: the "
+                    "reward model scores it); GRPO needs a task with a verifier")
     io.add_argument("--prompts", type=Path, help="PPO: prompts file instead of --tasks (.txt one per line, or JSONL "
                     "'prompt'); the last 10%% are held out")
     io.add_argument("--data", type=Path, action="append", default=[],
@@ -143,10 +144,11 @@ def prompt_pools(args: argparse.Namespace, tok: Any, max_prompt: int) -> tuple[l
         from gptlab.eval.tasks import TASKS
 
         names = [t for t in args.tasks.split(",") if t]
-        for t in names:
-            if t not in TASKS or not TASKS[t].scorable:
-                raise InputError(None, f"--tasks: {t!r} is not a scorable task "
-                                 f"({', '.join(n for n, c in TASKS.items() if c.scorable)})")
+        for t in names:  # PPO's reward is the reward model's: a task needs no verifier (chitchat)
+            if t not in TASKS or (args.algo == "grpo" and not TASKS[t].scorable):
+                ok = [n for n, c in TASKS.items() if c.scorable or args.algo != "grpo"]
+                raise InputError(None, f"--tasks: {t!r} is not a {'scorable ' * (args.algo == 'grpo')}task "
+                                 f"({', '.join(ok)})")
         train, dropped = rollout.task_prompts(tok, names, "train", args.train_prompts, max_prompt, args.seed)
         held, _ = rollout.task_prompts(tok, names, "test", args.eval_prompts, max_prompt, args.seed)
     if not train:

@@ -199,7 +199,7 @@ def task_prompts(tok: Tokenizer, names: list[str], split: str, n: int | None, ma
             if len(ids) > max_prompt:
                 dropped += 1
                 continue
-            pool.append(PromptItem(msgs, ids, task, item))
+            pool.append(PromptItem(msgs, ids, task, item) if task.scorable else PromptItem(msgs, ids))
     return pool, dropped
 
 

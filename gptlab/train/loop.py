@@ -70,6 +70,7 @@ class TrainConfig:
     beta1: float = 0.9  # AdamW first-moment decay
     beta2: float = 0.95  # AdamW second-moment decay (0.95: steadier for LMs than 0.999)
     embed_lr: float | None = None  # embedding tables' peak LR (None: lr)
+    head_lr: float | None = None  # a scalar head's peak LR (reward model; None: lr)
     muon_lr: float | None = None  # Muon's peak LR, Keller's scale (None: lr, RMS-matched to AdamW)
     muon_momentum: float = 0.95  # Muon's momentum (Nesterov)
     muon_weight_decay: float | None = None  # Muon's decoupled decay (None: weight_decay)
@@ -179,6 +180,7 @@ class Trainer:
             muon_momentum=cfg.muon_momentum,
             muon_weight_decay=cfg.muon_weight_decay,
             device_type=torch.device(self.device).type,
+            head_lr=cfg.head_lr,
         )
         self.model = torch.compile(wrapped) if cfg.compile else wrapped
         self.params = [p for p in model.parameters() if p.requires_grad]

@@ -123,13 +123,17 @@ def build_optimizer(
     muon_momentum: float = 0.95,
     muon_weight_decay: float | None = None,
     device_type: str | None = None,
+    head_lr: float | None = None,
 ) -> torch.optim.Optimizer | CombinedOptimizer:
     """AdamW (decay on matrices, none on norms/embeddings), or Muon + AdamW when name='muon'.
 
     `embed_lr` (None: `lr`) is the embedding tables' LR. Muon: with `muon_lr=None` the hidden
     matrices use `lr` with Moonshot's RMS-matching scale (one LR for everything); with a
     `muon_lr` (Keller Jordan's ~0.02) they use it with Keller's sqrt(max(1, A/B)) scale.
-    Every parameter lands in exactly one group; each group records `base_lr` for the scheduler.
+    `head_lr` (None: `lr`) is the LR of a scalar head added on top of a pretrained trunk (the
+    reward model's `head.*`): it starts at zero and must move far in few steps, while the trunk
+    should move little. Every parameter lands in exactly one group; each group records `base_lr`
+    for the scheduler.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
@@ -137,6 +141,11 @@ def build_optimizer(
         first = next(model.parameters(), None)
         device_type = first.device.type if first is not None else "cpu"
     groups = split_params(model, muon=name == "muon")
+    scalar_head: list[nn.Parameter] = []
+    if head_lr is not None:  # pull the top-level `head.*` out of whichever group holds it
+        for key in groups:
+            scalar_head += [p for n, p in groups[key] if n.split(".")[0] == "head"]
+            groups[key] = [(n, p) for n, p in groups[key] if n.split(".")[0] != "head"]
     elr = lr if embed_lr is None else embed_lr
     adam_groups = [
         {
@@ -153,6 +162,8 @@ def build_optimizer(
             "lr": lr,
         },
     ]
+    if scalar_head:
+        adam_groups.append({"params": scalar_head, "weight_decay": 0.0, "base_lr": head_lr, "lr": head_lr})
     adam_groups = [g for g in adam_groups if g["params"]]
     adamw = torch.optim.AdamW(
         adam_groups, lr=lr, betas=betas, eps=eps, **_adamw_kwargs(device_type)
