@@ -35,6 +35,7 @@ $TRAIN sft --run "$RUN" --from "$R/base" --data "hf:HuggingFaceTB/smoltalk:all@l
 # --- Stages 3-4: rankings, reward model, RL. -------------------------------------------------
 gptlab rank rule --run "$RUN" --tasks arithmetic,play_speaker,gym --k 8 --n 2000 --max-new-tokens 256
 gptlab rank ratings --run "$RUN" --n 3000 --k 4
+gptlab rank demos --run "$RUN" --tasks chitchat,continue_speech --n 3000 --k 4 --max-new-tokens 128
 gptlab reward train --run "$RUN" --steps 1000 --dtype bf16
 gptlab reward eval --run "$RUN"
 gptlab rl --algo ppo --run "$RUN" --iterations 200 --prompts-per-iter 64 --max-new-tokens 256 --max-batch 64

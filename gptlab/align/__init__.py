@@ -1,9 +1,10 @@
-"""Alignment data: sample K answers per prompt and rank them (by a human, a rule, ratings or a judge).
+"""Alignment data: sample K answers per prompt and rank them (a human, a rule, ratings, demos, a judge).
 
     gptlab rank generate   K samples per prompt from an SFT model   -> candidates JSONL
     gptlab rank label      a person orders them in the terminal      -> rankings JSONL
     gptlab rank rule       K samples per task prompt ranked by the task's reward
     gptlab rank ratings    chitchat chats on one opening prompt ranked by their 1-10 ratings
+    gptlab rank demos      a person's written reply above the model's samples, cut to equal length
     gptlab rank judge      candidates ranked by a judge model's yes/no preference
 
 Every ranking file is the `ranked` JSONL of gptlab.data.preferences, which the reward stage

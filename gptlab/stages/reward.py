@@ -15,7 +15,12 @@ heldout.jsonl (the rankings kept out of training), eval.json, metrics.jsonl; the
 checkpoint (trunk + head + optimizer + train_state.json) lives in `<out>/checkpoint/`.
 
 `reward eval` must beat two baselines before anyone trusts the model with RL: a coin (50%) and
-"the longer answer wins" (answer length is the classic reward-model shortcut).
+"the longer answer wins" (answer length is the classic reward-model shortcut), by more than the
+held-out sample's noise: it reports a 95% bootstrap interval of the margin, resampling rankings.
+
+Small-budget habits: the head starts at zero, so it gets its own, higher learning rate
+(`--head-lr`); `--max-tokens` reads only the end of each conversation (the reply and the turns just
+before it), which cuts the cost of a step more than it cuts what the model can see.
 """
 
 from __future__ import annotations
