@@ -70,6 +70,7 @@ def _records(out: Path) -> list[dict]:
 
 def test_dpo_loss_is_log2_when_policy_equals_reference(run):
     model, tok = load_for_inference(run / "sft", device="cpu")
+    model.requires_grad_(True)  # loaded frozen, for inference; this test trains it
     rankings = rl._rankings(rl.build_parser().parse_args(["--algo", "dpo", "--data", str(run / "rankings/rule.jsonl")]))
     pairs, dropped = dpo.ranking_pairs(tok, rankings, 96)
     assert len(pairs) == 30 * 3 and dropped == 0  # K = 3 -> 3 pairs per ranking
@@ -163,6 +164,7 @@ def test_grpo_step_moves_probability_toward_above_average_replies(run):
     from gptlab.train.optim import build_optimizer
 
     policy, tok = load_for_inference(run / "sft", device="cpu")
+    policy.requires_grad_(True)  # loaded frozen, for inference; GRPO trains it
     task = _Letters()
     pool = [rollout.PromptItem(task.prompt(it), render_prompt(tok, task.prompt(it)), task, it)
             for it in map(task.example, range(4))]

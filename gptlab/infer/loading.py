@@ -32,7 +32,7 @@ def load_for_inference(
     device: str = "auto",
     tokenizer: str | Path | Tokenizer | None = None,
 ) -> tuple[torch.nn.Module, Tokenizer]:
-    """(model in eval mode on `device`, tokenizer) for a stage folder; InputError if either is missing.
+    """(frozen model in eval mode on `device`, tokenizer) for a stage folder; InputError if either is missing.
 
     `tokenizer` is a folder, an already loaded Tokenizer, or None for `stage_folder/../tokenizer`.
     """
@@ -66,6 +66,7 @@ def load_for_inference(
             folder,
             f"model vocab_size {model.config.vocab_size} < tokenizer's {tok.vocab_size}: wrong tokenizer?",
         )
+    model.requires_grad_(False)  # inference: no autograd state, and the decode step caches safely
     return model.eval(), tok
 
 

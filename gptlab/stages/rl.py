@@ -115,6 +115,7 @@ def load_policy(folder: Path, tok: Any, device: str) -> nn.Module:
     from gptlab.infer.loading import load_for_inference
 
     model, _ = load_for_inference(folder, device=device, tokenizer=tok)
+    model.requires_grad_(True)  # the policy trains (`frozen` turns this off again for the reference)
     for layer in model.layers:
         layer.dropout = nn.Identity()
     model.config = replace(model.config, dropout=0.0)
