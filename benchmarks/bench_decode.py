@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     model, source = build_model(args)
-    model.eval()
+    model.eval().requires_grad_(False)  # as `load_for_inference` hands it to chat and serve
     vocab = model.config.vocab_size
     batches = [int(b) for b in args.batch_sizes.split(",")]
     results = []
