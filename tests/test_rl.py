@@ -252,15 +252,21 @@ def test_dpo_cli_lowers_the_loss_from_log2(run, tmp_path):
     assert report["after"]["heldout_dpo_loss"] < report["before"]["heldout_dpo_loss"]
 
 
-def test_ppo_prompts_may_come_from_a_task_without_a_verifier(run):
+def test_ppo_prompts_may_come_from_a_task_without_a_verifier(run, monkeypatch):
+    from gptlab.data import corpora
+    from gptlab.data.chats import Chat, Turn
     from gptlab.stages.rollout import task_prompts
     from gptlab.tokenizer.bpe import Tokenizer
 
+    chats = [Chat(f"c{i}", "topic", None, [Turn("A", f"hi {i}"), Turn("B", "hello"), Turn("A", "how are you?"),
+                                          Turn("B", "fine")]) for i in range(40)]
+    monkeypatch.setattr(corpora, "load_chats", lambda root=None: chats)  # no corpus download in tests
     tok = Tokenizer.load(run / "tokenizer")
     pool, dropped = task_prompts(tok, ["chitchat", "arithmetic"], "train", 5, 10_000)
     assert len(pool) == 10 and dropped == 0
-    chats, sums = pool[:5], pool[5:]
-    assert all(p.task is None and p.messages[-1]["role"] == "user" for p in chats)  # the RM is the judge
+    talk, sums = pool[:5], pool[5:]
+    assert all(p.task is None and p.messages[-1]["role"] == "user" for p in talk)  # the RM is the judge
+    assert all(p.messages[0]["content"].startswith("hi ") for p in talk)
     assert all(p.task is not None and p.task.name == "arithmetic" for p in sums)
 
 
