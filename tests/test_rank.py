@@ -193,6 +193,14 @@ def test_demo_rankings_put_the_written_reply_first_at_the_samples_length(model_d
     assert any(r.meta["item"] == 2 and r.prompt == [{"role": "user", "content": "hi"}] for r in got)
 
 
+def test_rank_task_lists_are_checked_before_any_model_loads(tmp_path):
+    missing = str(tmp_path / "no-model")
+    with pytest.raises(InputError, match="'nope' is not a task"):
+        rank_cli.main(["demos", "--tasks", "nope", "--from", missing])
+    with pytest.raises(InputError, match="'chitchat' is not a scorable task"):
+        rank_cli.main(["rule", "--tasks", "chitchat", "--from", missing])
+
+
 def test_rank_generate_judge_and_candidate_errors(tmp_path, model_dir):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("What is 2+2?\nHello there\n")

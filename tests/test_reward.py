@@ -153,16 +153,22 @@ def test_checkpoint_with_tied_embeddings_round_trips(tmp_path, tok):
     assert other.trunk.lm_head.weight is other.trunk.embed_tokens.weight  # still tied
 
 
-def test_planted_better_answer_is_learned_and_evaluated(tmp_path, tok):
-    """The issue's check: chosen answers carry a phrase the rejected lack; a few dozen steps learn it."""
+def train_planted(tmp_path, tok, n: int, *flags: str):
+    """`reward train` from a random tiny SFT model on `n` planted rankings, a fifth held out -> rm folder."""
     save_model(tmp_path / "sft", tiny_gpt(tok.vocab_size))
     tok.save(tmp_path / "tokenizer")
     data = tmp_path / "planted.jsonl"
-    save_rankings(data, planted(120))
+    save_rankings(data, planted(n))
     rm = tmp_path / "rm"
     assert reward.main(["train", "--from", str(tmp_path / "sft"), "--data", str(data), "--out", str(rm),
-                        "--steps", "40", "--lr", "3e-3", "--batch-pairs", "24", "--val-frac", "0.2",
-                        "--eval-every", "20", "--log-every", "20", "--device", "cpu", "--dtype", "fp32"]) == 0
+                        "--val-frac", "0.2", "--device", "cpu", "--dtype", "fp32", *flags]) == 0
+    return rm
+
+
+def test_planted_better_answer_is_learned_and_evaluated(tmp_path, tok):
+    """The issue's check: chosen answers carry a phrase the rejected lack; a few dozen steps learn it."""
+    rm = train_planted(tmp_path, tok, 120, "--steps", "40", "--lr", "3e-3", "--batch-pairs", "24",
+                       "--eval-every", "20", "--log-every", "20")
     rep = json.loads((rm / "eval.json").read_text())
     assert rep["pairs"] >= 30 and rep["accuracy"] >= 0.95 and rep["roc_auc"] >= 0.95
     assert rep["longer_wins_baseline"] == 0.0 and rep["beats_baselines"]  # better answers are shorter
@@ -238,14 +244,7 @@ def test_a_short_window_reward_model_is_read_with_the_window_it_learned(tmp_path
     from gptlab.stages.ppo import rm_scores
     from gptlab.tokenizer.chat import render_for_reward
 
-    save_model(tmp_path / "sft", tiny_gpt(tok.vocab_size))
-    tok.save(tmp_path / "tokenizer")
-    data = tmp_path / "planted.jsonl"
-    save_rankings(data, planted(40))
-    rm = tmp_path / "rm"
-    assert reward.main(["train", "--from", str(tmp_path / "sft"), "--data", str(data), "--out", str(rm),
-                        "--steps", "3", "--max-tokens", "24", "--val-frac", "0.2", "--device", "cpu",
-                        "--dtype", "fp32"]) == 0
+    rm = train_planted(tmp_path, tok, 40, "--steps", "3", "--max-tokens", "24")
     assert json.loads((rm / "reward_config.json").read_text())["max_tokens"] == 24
     model = reward.load_reward_model(rm)
     assert model.max_tokens == 24 and model.config.max_seq_len == 64  # the trunk keeps its context

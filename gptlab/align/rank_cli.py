@@ -136,6 +136,18 @@ def _engine(args: argparse.Namespace):
     return make_engine(model, tok, max_batch=args.batch), tok
 
 
+def _task_names(spec: str, scorable: bool) -> list[str]:
+    """'a,b' -> ['a', 'b'], each a known task (with a verifier when `scorable`), else InputError."""
+    from gptlab.eval.tasks import TASKS
+
+    names = [t for t in spec.split(",") if t]
+    ok = [n for n, c in TASKS.items() if c.scorable or not scorable]
+    for t in names:
+        if t not in ok:
+            raise InputError(None, f"--tasks: {t!r} is not a {'scorable ' * scorable}task ({', '.join(ok)})")
+    return names
+
+
 def _out(args: argparse.Namespace, name: str) -> Path:
     from gptlab.common import run_dir
 
@@ -162,23 +174,26 @@ def main(argv: list[str] | None = None) -> int:
 
         cands = rankers.load_candidates(args.candidates or run_dir(args.run, "rankings") / "candidates.jsonl")
         Labeler(cands, _out(args, "human.jsonl"), rater=args.rater).run()
-    elif args.cmd == "rule":
-        from gptlab.eval.tasks import TASKS, get_task
+    elif args.cmd in ("rule", "demos"):
+        from gptlab.eval.tasks import get_task
 
-        names = [t for t in args.tasks.split(",") if t]
-        for t in names:
-            if t not in TASKS or not TASKS[t].scorable:
-                raise InputError(None, f"--tasks: {t!r} is not a scorable task ({', '.join(n for n, c in TASKS.items() if c.scorable)})")
+        names = _task_names(args.tasks, scorable=args.cmd == "rule")
         engine, tok = _engine(args)
+        sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
+                    "seed": args.seed}
         rankings = []
         for t in names:
-            got, stats = rankers.rule_rankings(engine, tok, get_task(t, "train"), args.n, args.k,
-                                               max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                               top_k=args.top_k, seed=args.seed, reference=args.reference)
+            task = get_task(t, "train")
+            if args.cmd == "rule":
+                got, stats = rankers.rule_rankings(engine, tok, task, args.n, args.k, reference=args.reference, **sampling)
+                print(f"{t}: {stats['prompts']} prompts, {stats['prompts_with_signal']} with a winner, "
+                      f"{stats['pairs']} pairs, mean reward {stats['mean_reward']:.3f}")
+            else:
+                got, stats = rankers.demo_rankings(engine, tok, task, args.n, args.k, **sampling)
+                print(f"{t}: {stats['prompts']} prompts, {stats['pairs']} pairs ({stats['skipped']} samples skipped: "
+                      "a tool call, or under 3 words once cut)")
             rankings += got
-            print(f"{t}: {stats['prompts']} prompts, {stats['prompts_with_signal']} with a winner, "
-                  f"{stats['pairs']} pairs, mean reward {stats['mean_reward']:.3f}")
-        out = _out(args, "rule.jsonl")
+        out = _out(args, f"{args.cmd}.jsonl")
         save_rankings(out, rankings)
         print(f"{len(rankings)} rankings -> {out}")
     elif args.cmd == "ratings":
@@ -193,25 +208,6 @@ def main(argv: list[str] | None = None) -> int:
         out = _out(args, "ratings.jsonl")
         save_rankings(out, rankings)
         print(f"{len(rankings)} rankings of {args.k} rated chats -> {out}")
-    elif args.cmd == "demos":
-        from gptlab.eval.tasks import TASKS, get_task
-
-        names = [t for t in args.tasks.split(",") if t]
-        for t in names:
-            if t not in TASKS:
-                raise InputError(None, f"--tasks: unknown task {t!r} ({', '.join(TASKS)})")
-        engine, tok = _engine(args)
-        rankings = []
-        for t in names:
-            got, stats = rankers.demo_rankings(engine, tok, get_task(t, "train"), args.n, args.k,
-                                               max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                               temperature=args.temperature, top_k=args.top_k)
-            rankings += got
-            print(f"{t}: {stats['prompts']} prompts, {stats['pairs']} pairs ({stats['skipped']} samples skipped: "
-                  "a tool call, or under 3 words once cut)")
-        out = _out(args, "demos.jsonl")
-        save_rankings(out, rankings)
-        print(f"{len(rankings)} rankings -> {out}")
     elif args.cmd == "judge":
         from gptlab.infer.loading import load_for_inference
 
