@@ -62,7 +62,7 @@ def main() -> int:
                      ("char 2-4-grams", {"analyzer": "char_wb", "ngram_range": (2, 4), "min_df": 3})):
         vec = TfidfVectorizer(sublinear_tf=True, **kw).fit([t for a, b, _ in train for t in (a, b)])
 
-        def features(ps: list[tuple[str, str, str]]):
+        def features(ps: list[tuple[str, str, str]], vec=vec):
             diff = vec.transform([a for a, _, _ in ps]) - vec.transform([b for _, b, _ in ps])
             length = np.array([[len(a) - len(b)] for a, b, _ in ps]) / 300.0
             return hstack([diff, length]).tocsr()

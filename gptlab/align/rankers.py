@@ -220,9 +220,9 @@ def demo_turn(messages: list[dict], max_prompt_tokens: int, tok: Tokenizer) -> t
 
     for j in range(len(messages) - 1, 0, -1):
         m = messages[j]
-        if m["role"] == "assistant" and isinstance(m["content"], str) and m["content"].strip():
-            if len(render_prompt(tok, messages[:j])) <= max_prompt_tokens:
-                return messages[:j], m["content"]
+        written = m["role"] == "assistant" and isinstance(m["content"], str) and m["content"].strip()
+        if written and len(render_prompt(tok, messages[:j])) <= max_prompt_tokens:
+            return messages[:j], m["content"]
     return None
 
 
