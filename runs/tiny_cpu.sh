@@ -37,10 +37,12 @@ gptlab sft --run "$RUN" --from "$R/base" --time-budget "$SFT_BUDGET"
 
 # --- Stage 3: rankings and the reward model. What people wrote beats what the model says: for ---
 # chat turns and Shakespeare's speeches, the written reply is ranked above each of 2 SFT samples
-# to the same prompt, both cut at a word boundary to the same length (so length tells nothing;
-# longer-wins is ~0.5). The reward model reads the last 96 tokens of each conversation (2.4x
-# the steps per budget) and its zero-initialised head learns at its own, higher rate. Held out
-# by ranking, a fifth. Other sources of rankings, same file format (docs/benchmarks.md has why
+# to the same prompt, each cut at a word boundary to its own random 50-100% of the shorter reply
+# (so length tells nothing, longer-wins is ~0.5, and a reward model that liked short text would
+# pay for it in accuracy: with equal lengths it did not, and PPO learned to answer in a few
+# words). The reward model reads the last 96 tokens of each conversation (2.4x the steps per
+# budget) and its zero-initialised head learns at its own, higher rate. Held out by ranking, a
+# fifth. Other sources of rankings, same file format (docs/benchmarks.md has why
 # the default does not use them):
 #   gptlab rank ratings --n 2000 --k 4 --max-chars 300      (chitchat's 1-10 ratings)
 #   gptlab rank generate --from $R/sft --prompts FILE --k 4 && gptlab rank label   (a person)

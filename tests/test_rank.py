@@ -173,7 +173,7 @@ class _Speeches(Task):
         return Item([{"role": "user", "content": f"go on {i}"}, {"role": "assistant", "content": ref}])
 
 
-def test_demo_rankings_put_the_written_reply_first_at_the_samples_length(model_dir, tok):
+def test_demo_rankings_put_the_written_reply_first_cut_within_the_shorter_reply(model_dir, tok):
     from gptlab.infer.loading import load_for_inference, make_engine
 
     model, tok2 = load_for_inference(model_dir, device="cpu")
@@ -187,9 +187,8 @@ def test_demo_rankings_put_the_written_reply_first_at_the_samples_length(model_d
         assert r.order == [0, 1] and r.meta["source"] == "demos" and r.meta["task"] == "speeches"
         assert r.prompt == item.messages[:-1] or r.meta["item"] == 2
         full_ref = item.messages[1]["content"]  # item 2: the earlier exchange, whose prompt fits
-        assert full_ref.startswith(ref) and len(ref) < len(full_ref)  # cut, like the sample
-        assert len(ref.split()) >= 3 and len(sample.split()) >= 3
-        assert abs(len(ref) - len(sample)) <= 12  # the same budget, give or take a word
+        assert full_ref.startswith(ref) and len(ref.split()) >= 3 and len(sample.split()) >= 3
+        assert len(sample) <= len(full_ref)  # each cut within the shorter of the two replies
     assert any(r.meta["item"] == 2 and r.prompt == [{"role": "user", "content": "hi"}] for r in got)
 
 

@@ -4,7 +4,7 @@
     gptlab rank label      a person orders them in the terminal      -> rankings JSONL
     gptlab rank rule       K samples per task prompt ranked by the task's reward
     gptlab rank ratings    chitchat chats on one opening prompt ranked by their 1-10 ratings
-    gptlab rank demos      a person's written reply above the model's samples, cut to equal length
+    gptlab rank demos      a person's written reply above the model's samples, each cut within the shorter
     gptlab rank judge      candidates ranked by a judge model's yes/no preference
 
 Every ranking file is the `ranked` JSONL of gptlab.data.preferences, which the reward stage

@@ -41,7 +41,7 @@ SUBCOMMANDS = {
     "label": "order the candidates by hand in the terminal (resumable)",
     "rule": "rank K sampled answers per task prompt by the task's reward",
     "ratings": "rank chitchat chats on one opening topic by their 1-10 ratings",
-    "demos": "rank a person's written reply above the model's samples, cut to equal length",
+    "demos": "rank a person's written reply above the model's samples, each cut within the shorter",
     "judge": "rank candidates by a judge model's yes/no verdict",
 }
 
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--seed", type=int, default=0, help="which chats are grouped together")
 
     d = sub.add_parser("demos", help=SUBCOMMANDS["demos"], description=SUBCOMMANDS["demos"] + ". Each pair is "
-                       "cut at a word boundary to 60-90% of the shorter reply, so neither length nor a cut-off "
+                       "cut at a word boundary to its own random 50-100% of the shorter reply, so neither length nor a cut-off "
                        "ending tells the two apart.")
     _defaults(d, "demos.jsonl")
     _sampling(d)

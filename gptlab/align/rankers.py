@@ -5,7 +5,7 @@
 - **ratings**: chitchat's people rated whole chats 1-10 (witty + upbeat + interesting); chats
   that grew from the same suggested opening topic are K answers to one prompt.
 - **demos**: what a person wrote (a chat turn, a real speech) above the model's own sample to
-  the same prompt, both cut to the same length so that length tells nothing.
+  the same prompt, each cut to a random length within the shorter, so that length tells nothing.
 - **judge**: a model asked "is this a good answer? yes or no"; the score is logit(yes) - logit(no).
 
 Ties carry no signal (Bradley-Terry learns nothing from "equally good"), and a `Ranking` has no
@@ -228,16 +228,19 @@ def demo_turn(messages: list[dict], max_prompt_tokens: int, tok: Tokenizer) -> t
 
 def demo_rankings(
     engine: Engine, tok: Tokenizer, task: Task, n: int, k: int, max_new_tokens: int = 48,
-    seed: int = 0, cut: tuple[float, float] = (0.6, 0.9), progress: bool = True, **sampling: Any
+    seed: int = 0, cut: tuple[float, float] = (0.5, 1.0), progress: bool = True, **sampling: Any
 ) -> tuple[list[Ranking], dict[str, Any]]:
     """The written reply (a person's chat turn, the rest of a real speech) ranked above each of K
-    replies sampled from the model to the same prompt, the two cut to the same length.
+    replies sampled from the model to the same prompt, each cut to a random length within the shorter.
 
     The preference of SPIN-style self-play: what people wrote beats what the model says. Left
     as they are, such pairs teach length (a person's turn is usually longer than a short sample),
-    so each pair is cut, at a word boundary, to a fraction in `cut` of the shorter reply's
-    characters: both texts stop mid-thought at about the same length, and neither length nor
-    "which one was cut" tells them apart. What is left to learn is how the words read.
+    so each text is cut, at a word boundary, to its own random fraction in `cut` of the shorter
+    reply's characters. Neither length nor "which one was cut" then tells the winner (either text
+    is the longer, or the uncut one, by chance), and because lengths still vary within a pair, a
+    reward model that scored shortness would lose accuracy for it (with equal lengths it could
+    prefer short text for free, and PPO then learned to answer in a few words). What is left to
+    learn is how the words read.
     Returns (rankings, stats); each ranking is one K = 2 pair with meta source "demos".
     """
     rng = random.Random(f"demos:{task.name}:{seed}")
@@ -261,8 +264,9 @@ def demo_rankings(
             if c.contents is not None and not isinstance(c.contents[j], str):
                 skipped += 1  # a tool call: no written counterpart to compare with
                 continue
-            size = int(min(len(ref), len(sample)) * rng.uniform(*cut))
-            a, b = cut_words(ref, size), cut_words(sample.strip(), size)
+            shorter = min(len(ref), len(sample.strip()))
+            a = cut_words(ref, int(shorter * rng.uniform(*cut)))
+            b = cut_words(sample.strip(), int(shorter * rng.uniform(*cut)))
             if len(a.split()) < 3 or len(b.split()) < 3 or a == b:
                 skipped += 1
                 continue
