@@ -136,18 +136,6 @@ def _engine(args: argparse.Namespace):
     return make_engine(model, tok, max_batch=args.batch), tok
 
 
-def _task_names(spec: str, scorable: bool) -> list[str]:
-    """'a,b' -> ['a', 'b'], each a known task (with a verifier when `scorable`), else InputError."""
-    from gptlab.eval.tasks import TASKS
-
-    names = [t for t in spec.split(",") if t]
-    ok = [n for n, c in TASKS.items() if c.scorable or not scorable]
-    for t in names:
-        if t not in ok:
-            raise InputError(None, f"--tasks: {t!r} is not a {'scorable ' * scorable}task ({', '.join(ok)})")
-    return names
-
-
 def _out(args: argparse.Namespace, name: str) -> Path:
     from gptlab.common import run_dir
 
@@ -175,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         cands = rankers.load_candidates(args.candidates or run_dir(args.run, "rankings") / "candidates.jsonl")
         Labeler(cands, _out(args, "human.jsonl"), rater=args.rater).run()
     elif args.cmd in ("rule", "demos"):
-        from gptlab.eval.tasks import get_task
+        from gptlab.eval.tasks import get_task, task_names
 
-        names = _task_names(args.tasks, scorable=args.cmd == "rule")
+        names = task_names(args.tasks, scorable=args.cmd == "rule")
         engine, tok = _engine(args)
         sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
                     "seed": args.seed}

@@ -264,9 +264,10 @@ def demo_rankings(
             if c.contents is not None and not isinstance(c.contents[j], str):
                 skipped += 1  # a tool call: no written counterpart to compare with
                 continue
-            shorter = min(len(ref), len(sample.strip()))
+            sample = sample.strip()
+            shorter = min(len(ref), len(sample))
             a = cut_words(ref, int(shorter * rng.uniform(*cut)))
-            b = cut_words(sample.strip(), int(shorter * rng.uniform(*cut)))
+            b = cut_words(sample, int(shorter * rng.uniform(*cut)))
             if len(a.split()) < 3 or len(b.split()) < 3 or a == b:
                 skipped += 1
                 continue

@@ -142,14 +142,10 @@ def prompt_pools(args: argparse.Namespace, tok: Any, max_prompt: int) -> tuple[l
         n_eval = min(len(pool) // 10, args.eval_prompts)
         train, held = pool[: len(pool) - n_eval], pool[len(pool) - n_eval :]
     else:
-        from gptlab.eval.tasks import TASKS
+        from gptlab.eval.tasks import task_names
 
-        names = [t for t in args.tasks.split(",") if t]
-        for t in names:  # PPO's reward is the reward model's: a task needs no verifier (chitchat)
-            if t not in TASKS or (args.algo == "grpo" and not TASKS[t].scorable):
-                ok = [n for n, c in TASKS.items() if c.scorable or args.algo != "grpo"]
-                raise InputError(None, f"--tasks: {t!r} is not a {'scorable ' * (args.algo == 'grpo')}task "
-                                 f"({', '.join(ok)})")
+        # PPO's reward is the reward model's, so its tasks need no verifier (chitchat); GRPO's do
+        names = task_names(args.tasks, scorable=args.algo == "grpo")
         train, dropped = rollout.task_prompts(tok, names, "train", args.train_prompts, max_prompt, args.seed)
         held, _ = rollout.task_prompts(tok, names, "test", args.eval_prompts, max_prompt, args.seed)
     if not train:

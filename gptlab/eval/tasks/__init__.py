@@ -39,6 +39,19 @@ def get_task(name: str, split: str = "train", **kw) -> Task:
     return TASKS[name](split, **kw)
 
 
+def task_names(spec: str, scorable: bool = False) -> list[str]:
+    """A `--tasks` value, 'a,b' -> ['a', 'b']: each a known task (one with a verifier when
+    `scorable`), else an InputError that lists the choices."""
+    from gptlab.errors import InputError
+
+    names = [t for t in spec.split(",") if t]
+    ok = [n for n, c in TASKS.items() if c.scorable or not scorable]
+    for t in names:
+        if t not in ok:
+            raise InputError(None, f"--tasks: {t!r} is not a {'scorable ' * scorable}task ({', '.join(ok)})")
+    return names
+
+
 __all__ = [
     "TASKS",
     "Item",
@@ -47,4 +60,5 @@ __all__ = [
     "get_task",
     "normalise",
     "reference_completion",
+    "task_names",
 ]
