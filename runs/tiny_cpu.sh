@@ -9,7 +9,7 @@ PRETRAIN_BUDGET="${PRETRAIN_BUDGET:-240}"
 SFT_BUDGET="${SFT_BUDGET:-180}"
 RM_BUDGET="${RM_BUDGET:-75}"
 PPO_BUDGET="${PPO_BUDGET:-60}"
-GRPO_BUDGET="${GRPO_BUDGET:-120}"
+GRPO_BUDGET="${GRPO_BUDGET:-110}"
 R="runs/$RUN"
 export PYTHONUNBUFFERED=1
 start=$(date +%s)
@@ -33,7 +33,7 @@ gptlab sample --from "$R/base" --prompt "ROMEO:" --temperature 0.8 --top-k 50 --
 
 # --- Stage 2: SFT. Chats, play questions, calculator arithmetic, identity; the loss is on the ---
 # assistant's tokens only (incl. <|end|>, so it learns to stop). LoRA: add --lora-rank 8.
-gptlab sft --run "$RUN" --from "$R/base" --time-budget "$SFT_BUDGET"
+gptlab sft --run "$RUN" --from "$R/base" --time-budget "$SFT_BUDGET" --lr 2e-3
 
 # --- Stage 3: rankings and the reward model. What people wrote beats what the model says: for ---
 # chat turns and Shakespeare's speeches, the written reply is ranked above each of 2 SFT samples
@@ -54,11 +54,13 @@ gptlab reward eval --run "$RUN"
 
 # --- Stage 4: RL. PPO against the reward model, on the prompts it knows (chats, speeches), with a --
 # per-token KL price to the SFT model; GRPO on the arithmetic checker's graded reward
-# (group-relative advantages, no critic).
+# (group-relative advantages, no critic). Both score the same held-out prompts before and after
+# (GRPO: 400 problems, the greedy reply and 2 sampled as in its rollouts), so eval.json gives
+# paired gains with 95% intervals, and the report ticks only gains whose interval is above 0.
 gptlab rl --algo ppo --run "$RUN" --tasks chitchat,continue_speech --time-budget "$PPO_BUDGET" \
-  --max-new-tokens 32 --lr 1e-4 --out "$R/rl"
+  --max-new-tokens 32 --lr 1e-4 --eval-prompts 64 --out "$R/rl"
 gptlab rl --algo grpo --run "$RUN" --tasks arithmetic --time-budget "$GRPO_BUDGET" --lr 1e-4 \
-  --prompts-per-iter 8 --group-size 8 --max-new-tokens 40 --eval-prompts 128 --out "$R/grpo"
+  --prompts-per-iter 8 --group-size 8 --max-new-tokens 40 --eval-prompts 400 --out "$R/grpo"
 
 # --- Stage 5: evaluation on held-out splits, then the report card. ----------------------------
 gptlab eval --from "$R/base" --tasks bpb play_speaker arithmetic --limit 40 --bpb-tokens 8192 --max-new-tokens 40

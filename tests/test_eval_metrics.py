@@ -17,8 +17,10 @@ from gptlab.eval.metrics import (
     centred_accuracy,
     classification_report,
     confusion_matrix,
+    paired_gain,
     precision_recall_f1,
     roc_auc,
+    sign_test,
 )
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
@@ -305,3 +307,36 @@ def test_bpb_equals_pretrain_validation(tmp_path):
     assert ours["tokens"] == 4 * T
     assert ours["nats_per_token"] == pytest.approx(ref["val_loss"], rel=1e-6)
     assert ours["bpb"] == pytest.approx(ref["val_bpb"], rel=1e-6)
+
+
+@pytest.mark.parametrize("wins,losses", [(9, 1), (0, 7), (12, 12), (30, 18), (1, 0)])
+def test_sign_test_matches_scipy_binomtest(wins, losses):
+    from scipy.stats import binomtest
+
+    expected = binomtest(wins, wins + losses, 0.5).pvalue
+    assert sign_test(wins, losses) == pytest.approx(expected, rel=1e-9)
+
+
+def test_paired_gain_separates_a_real_gain_from_a_reshuffle():
+    rng = np.random.default_rng(0)
+    before = (rng.random(400) < 0.1).astype(float)
+    # 30 problems fixed, 5 broken: a real gain of 25/400
+    after = before.copy()
+    zeros, ones = np.flatnonzero(before == 0), np.flatnonzero(before == 1)
+    after[zeros[:30]], after[ones[:5]] = 1.0, 0.0
+    g = paired_gain(before, after)
+    assert (g["fixed"], g["broken"], g["n"]) == (30, 5, 400)
+    assert g["gain"] == pytest.approx(25 / 400)
+    assert g["ci95"][0] > 0 and g["sign_test_p"] < 1e-3
+    # the same number right, but different problems: no gain, interval around 0
+    swapped = before.copy()
+    swapped[zeros[:10]], swapped[ones[:10]] = 1.0, 0.0
+    g = paired_gain(before, swapped)
+    assert g["gain"] == 0 and g["ci95"][0] < 0 < g["ci95"][1] and g["sign_test_p"] == 1.0
+
+
+def test_paired_gain_on_graded_scores_has_no_counts_and_checks_shapes():
+    g = paired_gain([0.1, 0.5, 0.2], [0.6, 0.5, 0.2])
+    assert "fixed" not in g and g["gain"] == pytest.approx(0.5 / 3)
+    with pytest.raises(ValueError, match="equal"):
+        paired_gain([1.0, 0.0], [1.0])

@@ -66,6 +66,28 @@ def test_checks_follow_the_numbers(tmp_path):
     assert {c.stage: c.mark for c in checks(collect(run2))}["rm"] == PASS
 
 
+def test_rl_checks_need_the_paired_interval_above_zero_when_there_is_one(tmp_path):
+    run = make_run(tmp_path / "x")
+    gain = {"n": 500, "gain": 0.02, "ci95": [-0.004, 0.044], "fixed": 20, "broken": 10, "sign_test_p": 0.099}
+    ev = {"before": {"heldout_reward": -2.0, "heldout_len": 20.7}, "after": {"heldout_reward": -1.0, "heldout_len": 14.3},
+          "paired": {"reward": dict(gain, ci95=[-0.2, 2.1])}}
+    atomic_write_json(run / "rl" / "eval.json", ev)
+    got = {c.stage: c for c in checks(collect(run))}["rl"]
+    assert got.mark == FAIL and "95% CI -0.200 to +2.100, 500 prompts" in got.detail  # point gain, but noise
+    assert "reply length 20.7 -> 14.3 tokens" in got.detail
+    atomic_write_json(run / "rl" / "eval.json", dict(ev, paired={"reward": dict(gain, ci95=[0.1, 2.1])}))
+    assert {c.stage: c.mark for c in checks(collect(run))}["rl"] == PASS
+    # GRPO is judged on replies sampled as in its rollouts; the greedy ones are reported beside them
+    (run / "grpo").mkdir()
+    atomic_write_json(run / "grpo" / "eval.json", {
+        "before": {"heldout_accuracy": 0.12, "heldout_sampled_accuracy": 0.026},
+        "after": {"heldout_accuracy": 0.11, "heldout_sampled_accuracy": 0.048},
+        "paired": {"accuracy": gain, "sampled_accuracy": {"n": 500, "gain": 0.022, "ci95": [0.011, 0.033]}}})
+    got = {c.stage: c for c in checks(collect(run))}["grpo"]
+    assert got.mark == PASS and got.claim.startswith("held-out accuracy of sampled replies")
+    assert "greedy accuracy 0.110 vs 0.120" in got.detail
+
+
 def test_report_cli_writes_markdown_and_plots(tmp_path, capsys):
     run = make_run(tmp_path / "x")
     assert report_cli.main([str(run)]) == 0

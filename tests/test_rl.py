@@ -191,7 +191,8 @@ def test_grpo_step_moves_probability_toward_above_average_replies(run):
 
 def test_ppo_with_zero_lr_leaves_policy_unchanged_and_kl_zero(run, tmp_path):
     out = tmp_path / "rl"
-    argv = ["--algo", "ppo", "--run", str(run), "--out", str(out), "--iterations", "2", "--lr", "0", *FAST]
+    argv = ["--algo", "ppo", "--run", str(run), "--out", str(out), "--iterations", "2", "--lr", "0", "--eval-samples", "2",
+            *FAST]
     assert rl.main(argv) == 0
     before, after = load_file(run / "sft" / "model.safetensors"), load_file(out / "model.safetensors")
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
@@ -203,6 +204,13 @@ def test_ppo_with_zero_lr_leaves_policy_unchanged_and_kl_zero(run, tmp_path):
             assert math.isfinite(r[key])
     report = json.loads((out / "eval.json").read_text())
     assert report["before"]["heldout_reward"] == pytest.approx(report["after"]["heldout_reward"], abs=1e-5)
+    # the same prompts before and after, scored one by one: unchanged replies, a paired gain of 0
+    lines = (out / "heldout_items.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and len(json.loads(lines[0])["reward"]) == report["paired"]["len"]["n"]
+    assert report["paired"]["len"]["gain"] == 0 and report["paired"]["len"]["ci95"] == [0.0, 0.0]
+    assert report["paired"]["reward"]["gain"] == pytest.approx(0, abs=1e-5)
+    # sampled replies draw the same random numbers at every evaluation: same policy, same samples
+    assert report["paired"]["sampled_reward"]["gain"] == pytest.approx(0, abs=1e-5)
     assert report["gen_tok_per_s_median"] > 0
     assert (out / "rl.png").stat().st_size > 1000 and (out / "checkpoint" / "optimizer.pt").exists()
 
@@ -234,6 +242,13 @@ def test_grpo_cli_writes_records_and_the_saved_policy_loads(run, tmp_path):
         assert key in rec
     report = json.loads((out / "eval.json").read_text())
     assert set(report["before"]) >= {"heldout_accuracy", "heldout_len"} and "heldout_reward" not in report["before"]
+    acc = report["paired"]["accuracy"]  # 0/1 per problem: problems fixed and broken, and their sign test
+    assert acc["gain"] == pytest.approx(report["delta"]["heldout_accuracy"])
+    assert acc["fixed"] - acc["broken"] == round(acc["gain"] * acc["n"]) and 0 < acc["sign_test_p"] <= 1
+    sampled = report["paired"]["sampled_accuracy"]  # 2 sampled replies per problem by default
+    assert sampled["n"] == acc["n"]
+    assert report["after"]["heldout_sampled_accuracy"] == pytest.approx(report["before"]["heldout_sampled_accuracy"]
+                                                                        + sampled["gain"])
     model, _ = load_for_inference(out, device="cpu", tokenizer=run / "tokenizer")
     assert model.config.dropout == 0.0
 

@@ -326,3 +326,18 @@ def test_bad_data_file_names_file_and_line(setup, tmp_path):
     ]
     with pytest.raises(InputError, match=r"bad\.jsonl:3"):
         main(argv)
+
+
+def test_mix_sets_one_tasks_count_and_rejects_what_it_cannot_read():
+    from gptlab.data.sft_batches import gather_conversations
+    from gptlab.eval.tasks.mixture import DEFAULT_SIZES
+    from gptlab.stages.sft import parse_mix
+
+    sizes = {name: 0 for name in DEFAULT_SIZES} | parse_mix(["arithmetic=7", "identity=3"])
+    convs = gather_conversations("default", [], sizes=sizes)
+    users = [c[0]["content"] for c in convs]
+    assert len(convs) == 10 and len(set(users)) >= 7  # seven distinct arithmetic problems, identity repeats
+    with pytest.raises(InputError, match="unknown task; the mixture has chitchat"):
+        parse_mix(["arith=5"])
+    with pytest.raises(InputError, match="whole number"):
+        parse_mix(["arithmetic=many"])

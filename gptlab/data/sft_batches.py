@@ -43,18 +43,20 @@ def gather_conversations(
     fmt: str = "auto",
     lenient: bool = False,
     seed: int = 0,
+    sizes: dict[str, int] | None = None,
 ) -> list[list[dict]]:
-    """The embedded SFT mixture (mixture='default'; 'none' for none) followed by every file's
-    conversations (OpenAI messages / ShareGPT / Alpaca; bad records raise InputError file:line)."""
+    """The embedded SFT mixture (mixture='default'; 'none' for none; `sizes` overrides some of its
+    tasks' counts) followed by every file's conversations (OpenAI messages / ShareGPT / Alpaca;
+    bad records raise InputError file:line)."""
     from gptlab.common import print0
     from gptlab.data.conversations import load_conversations
     from gptlab.errors import InputError
 
     convs: list[list[dict]] = []
     if mixture == "default":
-        from gptlab.eval.tasks.mixture import sft_mixture
+        from gptlab.eval.tasks.mixture import DEFAULT_SIZES, sft_mixture
 
-        convs += sft_mixture("train", None, seed)
+        convs += sft_mixture("train", {**DEFAULT_SIZES, **(sizes or {})}, seed)
         print0(f"data: embedded mixture, {len(convs):,} conversations")
     for path in files:
         got, counts = load_conversations(path, fmt=fmt, lenient=lenient)

@@ -8,7 +8,11 @@ previous one on the metric it exists for, or the report shows a cross.
     rm    held-out pairwise accuracy above the random (0.5) and the prefer-the-longer-reply baselines,
           by more than noise: the 95% bootstrap interval of the margin (over rankings) is above 0
     rl    (PPO) held-out reward-model score above the SFT model's (the policy before its first update)
-    grpo  held-out task reward (the verifiable reward it maximises) above the SFT model's
+    grpo  held-out accuracy of replies sampled as in its rollouts above the SFT model's (older runs:
+          the greedy replies' task reward, the verifiable reward it maximises)
+
+RL's checks compare the same held-out prompts before and after; where eval.json has their paired
+gains, the tick needs the whole 95% interval above 0.
 
 A stage or a result that is missing reads "not run"; the report is whatever exists.
 """
@@ -97,8 +101,12 @@ def checks(stages: dict[str, dict]) -> list[Check]:
     out.append(_rm_check(rm, stages["rm"]["summary"]))
     out.append(_before_after(stages["rl"]["summary"], "rl", "held-out reward-model score above sft",
                              "heldout_reward", sft, rl, "reward"))
-    out.append(_before_after(stages["grpo"]["summary"], "grpo", "held-out task reward above sft",
-                             "heldout_task_reward", sft, stages["grpo"]["eval"], "reward"))
+    grpo = stages["grpo"]["summary"]
+    if grpo.get("after", {}).get("heldout_sampled_accuracy") is not None:
+        claim, key = "held-out accuracy of sampled replies above sft", "heldout_sampled_accuracy"
+    else:  # an older eval.json, or --eval-samples 0: greedy replies' graded reward
+        claim, key = "held-out task reward above sft", "heldout_task_reward"
+    out.append(_before_after(grpo, "grpo", claim, key, sft, stages["grpo"]["eval"], "reward"))
     return out
 
 
@@ -124,15 +132,31 @@ def _rm_check(rm: dict, summary: dict) -> Check:
 
 
 def _before_after(summary: dict, stage: str, claim: str, key: str, sft: dict, ev: dict, metric: str) -> Check:
-    """RL's own held-out score after training vs before (= the SFT model), else eval results vs sft."""
+    """RL's own held-out score after training vs before (= the SFT model), else eval results vs sft.
+
+    With per-prompt scores (eval.json's "paired", the same held-out prompts before and after) the
+    tick needs the whole 95% interval of the paired gain above 0, as the reward model's does.
+    """
     before, after = summary.get("before", {}).get(key), summary.get("after", {}).get(key)
     if before is not None and after is not None:
-        acc = ""
-        if key != "heldout_accuracy" and summary.get("after", {}).get("heldout_accuracy") is not None:
-            acc = f"; accuracy {summary['after']['heldout_accuracy']:.3f} vs {summary['before']['heldout_accuracy']:.3f}"
-        return Check(stage, claim, after > before,
-                     f"{after:.3f} vs {before:.3f} ({key}, step {summary.get('after_step')} vs {summary.get('before_step')})" + acc
-                     + (f"; KL median {summary['kl_median']:.3f}" if summary.get("kl_median") is not None else ""))
+        paired = summary.get("paired", {})
+        gain = paired.get(key.removeprefix("heldout_"))
+        detail = f"{after:.3f} vs {before:.3f} ({key}, step {summary.get('after_step')} vs {summary.get('before_step')})"
+        if gain is not None:
+            lo, hi = gain["ci95"]
+            detail += f", paired gain {gain['gain']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, {gain['n']} prompts)"
+            if "fixed" in gain:
+                detail += f": {gain['fixed']} fixed, {gain['broken']} broken, sign test p {gain['sign_test_p']:.2g}"
+        for other, name in (("heldout_accuracy", "greedy accuracy"), ("heldout_task_reward", "greedy task reward"),
+                            ("heldout_sampled_task_reward", "sampled task reward")):
+            if other != key and summary.get("after", {}).get(other) is not None:
+                detail += f"; {name} {summary['after'][other]:.3f} vs {summary['before'][other]:.3f}"
+        if summary.get("after", {}).get("heldout_len") is not None:
+            detail += f"; reply length {summary['before']['heldout_len']:.1f} -> {summary['after']['heldout_len']:.1f} tokens"
+        if summary.get("kl_median") is not None:
+            detail += f"; KL median {summary['kl_median']:.3f}"
+        ok = gain["ci95"][0] > 0 if gain is not None else after > before
+        return Check(stage, claim + (" (paired 95% CI above 0)" if gain is not None else ""), ok, detail)
     keys = _shared(sft, ev, metric, ("gen", "cot", "sc"))
     if not keys:
         return Check(stage, claim, None, f"no held-out {key} and no generative task evaluated on both sft and {stage}")

@@ -15,7 +15,8 @@ The policy starts from --from (default runs/<run>/sft) and the reference is a fr
 --ref). Dropout is switched off in both: PPO's ratio must be exactly 1 on its first pass.
 Outputs in --out (default runs/<run>/rl): model.safetensors + config.json (the policy, a plain
 GPT like SFT's), metrics.jsonl, rl.png (reward / KL / entropy / clip fraction / length curves),
-loss.png, eval.json (held-out reward and task accuracy before and after, rollout tokens/s).
+loss.png, eval.json (held-out reward and task accuracy before and after, their paired gains with 95%
+intervals, rollout tokens/s), heldout_items.jsonl (each held-out evaluation, prompt by prompt).
 PPO's resumable checkpoint (policy + critic + optimizer) lives in <out>/checkpoint/.
 """
 
@@ -30,6 +31,7 @@ from typing import Any
 from torch import nn
 
 from gptlab.errors import InputError
+from gptlab.stages.heldout import ITEMS, make_heldout_eval, paired_summary
 from gptlab.train.cli_args import HelpFormatter as _HelpFormatter
 
 ALGOS = ("ppo", "dpo", "grpo")
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="DPO: rankings files (repeatable; default: runs/<run>/rankings/*.jsonl but candidates.jsonl)")
     io.add_argument("--train-prompts", type=int, default=2000, help="at most this many train prompts per task")
     io.add_argument("--eval-prompts", type=int, default=32, help="held-out prompts (per task) or DPO pairs for eval.json")
+    io.add_argument("--eval-samples", type=int, help="PPO/GRPO: also score K replies per held-out prompt sampled as in "
+                    "the rollouts, besides the greedy one (default grpo 2, ppo 0)")
     io.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
 
     t = p.add_argument_group("training")
@@ -154,28 +158,6 @@ def prompt_pools(args: argparse.Namespace, tok: Any, max_prompt: int) -> tuple[l
     return train, held
 
 
-def make_heldout_eval(engine: Any, tok: Any, held: list, max_new: int, reward_fn: Any = None):
-    """Hook: greedy replies to the held-out prompts -> mean RM reward (PPO) and task accuracy."""
-    from gptlab.stages.rollout import generate, reply_messages
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        if not held:
-            return {}
-        ro = generate(engine, [p.ids for p in held], max_new, temperature=0.0)
-        out = {"heldout_len": ro.tokens / len(held)}
-        if reward_fn is not None:
-            out["heldout_reward"] = statistics.fmean(reward_fn(held, ro.replies))
-        scored = [(p, r) for p, r in zip(held, ro.replies) if p.task is not None]
-        if scored:
-            texts = [(p, reply_messages(tok, r)[0]) for p, r in scored]
-            out["heldout_accuracy"] = statistics.fmean(float(p.task.evaluate(p.item, t)) for p, t in texts)
-            # the task's verifiable reward (graded for some tasks): what GRPO maximises
-            out["heldout_task_reward"] = statistics.fmean(float(p.task.reward(p.item, t)) for p, t in texts)
-        return out
-
-    return evaluate
-
-
 def _rankings(args: argparse.Namespace) -> list:
     from gptlab.common import run_dir
     from gptlab.data.preferences import load_preferences
@@ -247,6 +229,9 @@ def write_eval(out: Path, algo: str, metrics_path: Path, extra: dict[str, Any]) 
         report["before"], report["after"] = strip(evals[0]), strip(evals[-1])
         report["before_step"], report["after_step"] = evals[0]["step"], evals[-1]["step"]
         report["delta"] = {k: report["after"][k] - report["before"][k] for k in report["after"] if k in report["before"]}
+    paired = paired_summary(out / ITEMS)
+    if paired:  # the same held-out prompts before and after: gains with 95% intervals
+        report["paired"] = paired
     for key in ("gen_tok_per_s", "kl", "reward", "entropy", "clipfrac", "response_len"):
         vals = [r[key] for r in train if r.get(key) is not None]
         if vals:
@@ -280,6 +265,10 @@ def _defaults(args: argparse.Namespace) -> None:
         args.epochs = 2 if ppo else 1
     if args.kl_coef is None:
         args.kl_coef = 0.05  # PPO: in the reward; GRPO: a k3 term in the loss (keeps KL bounded)
+    if args.eval_samples is None:
+        args.eval_samples = 2 if grpo else 0
+    if args.eval_samples < 0:
+        raise InputError(None, "--eval-samples must be 0 or more")
     for name in ("prompts_per_iter", "minibatch", "epochs", "group_size", "max_new_tokens", "batch_size", "max_batch"):
         if getattr(args, name) < 1:
             raise InputError(None, f"--{name.replace('_', '-')} must be at least 1")
@@ -394,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
                 return grpo.grpo_loss(m, mb, args.clip, args.kl_coef)
 
             ckpt_dir = out
-        evaluate = make_heldout_eval(engine, tok, held, args.max_new_tokens, reward_fn)
+        evaluate = make_heldout_eval(engine, tok, held, args.max_new_tokens, reward_fn, out / ITEMS,
+                                     args.eval_samples, args.temperature, args.top_k, args.seed)
         steps_per_iter = batches.steps_per_iteration
         iters = args.iterations if args.iterations is not None else (None if args.time_budget else 30)
         max_steps = iters * steps_per_iter if iters is not None else None
@@ -411,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     resuming = args.resume and ckpt.has_checkpoint(ckpt_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not resuming:
-        for name in ("metrics.jsonl", "eval.json", "rl.png", "loss.png"):
+        for name in ("metrics.jsonl", "eval.json", "rl.png", "loss.png", ITEMS):
             (out / name).unlink(missing_ok=True)
     tracker = build_tracker(args.tracker, out, run_name=f"{args.run}-rl-{args.algo}", config=tracker_cfg)
     meta = run_metadata(device)

@@ -94,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         "identity) added to --data; 'none' trains on --data alone",
     )
     io.add_argument(
+        "--mix",
+        metavar="TASK=N",
+        action="append",
+        default=[],
+        help="conversations of one task in the embedded mixture, e.g. --mix arithmetic=6000 "
+        "--mix chitchat=0 (repeatable; the others keep their defaults)",
+    )
+    io.add_argument(
         "--val-frac",
         type=float,
         default=0.03,
@@ -283,10 +291,31 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(None, "--val-frac must be in [0, 1)")
     if args.lora_rank is not None and args.lora_rank < 1:
         raise InputError(None, "--lora-rank must be at least 1")
+    parse_mix(args.mix)  # fail on a bad --mix before loading anything
     if args.merge and args.lora_rank is None:
         raise InputError(
             None, "--merge needs --lora-rank (full finetuning already saves full weights)"
         )
+
+
+def parse_mix(items: list[str]) -> dict[str, int]:
+    """['arithmetic=6000', 'chitchat=0'] -> {'arithmetic': 6000, 'chitchat': 0}, checked against
+    the embedded mixture's tasks.
+
+    >>> parse_mix(["arithmetic=6000"])
+    {'arithmetic': 6000}
+    """
+    from gptlab.eval.tasks.mixture import DEFAULT_SIZES
+
+    sizes: dict[str, int] = {}
+    for item in items:
+        name, _, count = item.partition("=")
+        if name not in DEFAULT_SIZES:
+            raise InputError(None, f"--mix {item!r}: unknown task; the mixture has {', '.join(DEFAULT_SIZES)}")
+        if not count.isdigit():
+            raise InputError(None, f"--mix {item!r}: give TASK=N with N a whole number of conversations")
+        sizes[name] = int(count)
+    return sizes
 
 
 def _clear_stale(out: Path, lora: bool, merge: bool) -> None:
@@ -385,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"--seq-len {seq_len} exceeds the base model's max_seq_len={model.config.max_seq_len}",
             )
 
-        convs = gather_conversations(args.mixture, args.data, args.fmt, args.lenient, args.seed)
+        convs = gather_conversations(
+            args.mixture, args.data, args.fmt, args.lenient, args.seed, parse_mix(args.mix)
+        )
         train_convs, val_convs = split_val(convs, args.val_frac, args.max_val, args.seed)
         train_ex = render_examples(tok, train_convs, seq_len + 1)
         val_ex = render_examples(tok, val_convs, seq_len + 1)
