@@ -56,7 +56,8 @@ gptlab reward eval --run "$RUN"
 # per-token KL price to the SFT model; GRPO on the arithmetic checker's graded reward
 # (group-relative advantages, no critic). Both score the same held-out prompts before and after
 # (GRPO: 400 problems, the greedy reply and 2 sampled as in its rollouts), so eval.json gives
-# paired gains with 95% intervals, and the report ticks only gains whose interval is above 0.
+# paired gains with 95% intervals, and the report ticks only gains whose interval is above 0
+# (PPO's also with each pair of replies cut to one length: saying less must not be what pays).
 gptlab rl --algo ppo --run "$RUN" --tasks chitchat,continue_speech --time-budget "$PPO_BUDGET" \
   --max-new-tokens 32 --lr 1e-4 --eval-prompts 64 --out "$R/rl"
 gptlab rl --algo grpo --run "$RUN" --tasks arithmetic --time-budget "$GRPO_BUDGET" --lr 1e-4 \

@@ -68,7 +68,7 @@ def test_engine_greedy_equals_full_forward_generate() -> None:
 def test_batched_equals_unbatched_when_sampling_with_a_seed() -> None:
     model = tiny_gpt()
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8], [10]]
-    kw = dict(temperature=1.0, top_k=20, top_p=0.9, seed=123)
+    kw = {"temperature": 1.0, "top_k": 20, "top_p": 0.9, "seed": 123}
     batched = Engine(model, eos_ids=set(), max_batch=3).generate_all(prompts, 12, **kw)
     engine = Engine(model, eos_ids=set(), max_batch=1)
     alone = [engine.generate_all([p], 12, **{**kw, "seed": 123 + j})[0] for j, p in enumerate(prompts)]

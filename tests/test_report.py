@@ -70,12 +70,21 @@ def test_rl_checks_need_the_paired_interval_above_zero_when_there_is_one(tmp_pat
     run = make_run(tmp_path / "x")
     gain = {"n": 500, "gain": 0.02, "ci95": [-0.004, 0.044], "fixed": 20, "broken": 10, "sign_test_p": 0.099}
     ev = {"before": {"heldout_reward": -2.0, "heldout_len": 20.7}, "after": {"heldout_reward": -1.0, "heldout_len": 14.3},
-          "paired": {"reward": dict(gain, ci95=[-0.2, 2.1])}}
+          "paired": {"reward": dict(gain, ci95=[-0.2, 2.1]),
+                     "length_matched_reward": {"n": 500, "gain": 0.1, "ci95": [-0.3, 0.5]}}}
     atomic_write_json(run / "rl" / "eval.json", ev)
     got = {c.stage: c for c in checks(collect(run))}["rl"]
     assert got.mark == FAIL and "95% CI -0.200 to +2.100, 500 prompts" in got.detail  # point gain, but noise
-    assert "reply length 20.7 -> 14.3 tokens" in got.detail
+    assert "reply length 20.7 -> 14.3 tokens" in got.detail and "at matched length +0.100 (95% CI -0.300" in got.detail
     atomic_write_json(run / "rl" / "eval.json", dict(ev, paired={"reward": dict(gain, ci95=[0.1, 2.1])}))
+    assert {c.stage: c.mark for c in checks(collect(run))}["rl"] == PASS
+    # a gain that vanishes when both replies are cut to one length is brevity, not a better reply
+    brevity = {"reward": dict(gain, ci95=[0.1, 2.1]), "length_matched_reward": {"n": 500, "gain": 0.0, "ci95": [-0.2, 0.2]}}
+    atomic_write_json(run / "rl" / "eval.json", dict(ev, paired=brevity))
+    got = {c.stage: c for c in checks(collect(run))}["rl"]
+    assert got.mark == FAIL and "also at matched length" in got.claim
+    brevity["length_matched_reward"]["ci95"] = [0.05, 0.3]
+    atomic_write_json(run / "rl" / "eval.json", dict(ev, paired=brevity))
     assert {c.stage: c.mark for c in checks(collect(run))}["rl"] == PASS
     # GRPO is judged on replies sampled as in its rollouts; the greedy ones are reported beside them
     (run / "grpo").mkdir()

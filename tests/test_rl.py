@@ -211,6 +211,7 @@ def test_ppo_with_zero_lr_leaves_policy_unchanged_and_kl_zero(run, tmp_path):
     assert report["paired"]["reward"]["gain"] == pytest.approx(0, abs=1e-5)
     # sampled replies draw the same random numbers at every evaluation: same policy, same samples
     assert report["paired"]["sampled_reward"]["gain"] == pytest.approx(0, abs=1e-5)
+    assert report["paired"]["length_matched_reward"]["gain"] == pytest.approx(0, abs=1e-5)
     assert report["gen_tok_per_s_median"] > 0
     assert (out / "rl.png").stat().st_size > 1000 and (out / "checkpoint" / "optimizer.pt").exists()
 

@@ -7,7 +7,8 @@ previous one on the metric it exists for, or the report shows a cross.
     sft   task accuracy above base's, on the tasks both were evaluated on
     rm    held-out pairwise accuracy above the random (0.5) and the prefer-the-longer-reply baselines,
           by more than noise: the 95% bootstrap interval of the margin (over rankings) is above 0
-    rl    (PPO) held-out reward-model score above the SFT model's (the policy before its first update)
+    rl    (PPO) held-out reward-model score above the SFT model's (the policy before its first update),
+          also with each pair of replies cut to the same length (so saying less cannot pass it)
     grpo  held-out accuracy of replies sampled as in its rollouts above the SFT model's (older runs:
           the greedy replies' task reward, the verifiable reward it maximises)
 
@@ -147,15 +148,23 @@ def _before_after(summary: dict, stage: str, claim: str, key: str, sft: dict, ev
             detail += f", paired gain {gain['gain']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, {gain['n']} prompts)"
             if "fixed" in gain:
                 detail += f": {gain['fixed']} fixed, {gain['broken']} broken, sign test p {gain['sign_test_p']:.2g}"
-        for other, name in (("heldout_accuracy", "greedy accuracy"), ("heldout_task_reward", "greedy task reward"),
-                            ("heldout_sampled_task_reward", "sampled task reward")):
+        others = (("heldout_accuracy", "greedy accuracy"), ("heldout_task_reward", "greedy task reward"),
+                  ("heldout_sampled_task_reward", "sampled task reward"))
+        for other, name in others if key != "heldout_reward" else ():  # PPO's prompts: the RM is the judge
             if other != key and summary.get("after", {}).get(other) is not None:
                 detail += f"; {name} {summary['after'][other]:.3f} vs {summary['before'][other]:.3f}"
+        matched = paired.get("length_matched_reward") if key == "heldout_reward" else None
+        if matched is not None:
+            lo, hi = matched["ci95"]
+            detail += f"; at matched length {matched['gain']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f})"
         if summary.get("after", {}).get("heldout_len") is not None:
             detail += f"; reply length {summary['before']['heldout_len']:.1f} -> {summary['after']['heldout_len']:.1f} tokens"
         if summary.get("kl_median") is not None:
             detail += f"; KL median {summary['kl_median']:.3f}"
         ok = gain["ci95"][0] > 0 if gain is not None else after > before
+        if matched is not None:  # a reward model can be pleased by saying less: the gain must survive equal lengths
+            ok = ok and matched["ci95"][0] > 0
+            claim += ", also at matched length"
         return Check(stage, claim + (" (paired 95% CI above 0)" if gain is not None else ""), ok, detail)
     keys = _shared(sft, ev, metric, ("gen", "cot", "sc"))
     if not keys:

@@ -6,6 +6,11 @@ score list to `heldout_items.jsonl`:
     {"len": [31, 12, ...], "accuracy": [0.0, 1.0, ...], "task_reward": [...], "reward": [...]}
 
 so the first and last lines compare the SFT model and the trained policy on the *same* prompts.
+Each line also keeps the greedy replies' token ids (`replies`). With a reward model (PPO), every
+evaluation after the first also scores each reply and the first evaluation's reply to the same
+prompt *cut to the same number of tokens* (`matched_reward`, `matched_reward_before`): a reward
+model that reads more machine-made text in a longer reply pays a policy for saying less, and
+the length-matched gain is what is left when length cannot help.
 That pairing is what lets a gain of a handful of problems out of hundreds be told from noise:
 `paired_summary` gives each score's mean gain with a 95% bootstrap interval, and for accuracy the
 problems fixed and broken with the sign test's p-value (gptlab.eval.metrics.paired_gain).
@@ -53,32 +58,72 @@ def make_heldout_eval(engine: Any, tok: Any, held: list, max_new: int, reward_fn
             out[prefix + key] = per_prompt if key == "reward" else [per_prompt[i] for i in scored]
         return out
 
+    first: list[list[int]] = []  # the SFT model's greedy replies: this run's first evaluation's
+    state = {"read": False}
+
     def evaluate(model: nn.Module) -> dict[str, float]:
         if not held:
             return {}
+        if not state["read"]:  # at the first call, so a fresh run's cleared folder is what is read
+            first.extend(_first_replies(items_path))  # a resumed run's first evaluation, on disk
+            state["read"] = True
         ro = generate(engine, [p.ids for p in held], max_new, temperature=0.0)
-        items = {"len": [float(len(r)) for r in ro.replies], **score(ro.replies, held, 1, "")}
+        items: dict[str, Any] = {"len": [float(len(r)) for r in ro.replies], **score(ro.replies, held, 1, "")}
+        if reward_fn is not None and len(first) == len(held):
+            now, then = zip(*(same_length(a, b, engine.eos_ids) for a, b in zip(ro.replies, first)))
+            items["matched_reward"] = [float(x) for x in reward_fn(held, list(now))]
+            items["matched_reward_before"] = [float(x) for x in reward_fn(held, list(then))]
+        elif not first:
+            first.extend(ro.replies)
         if samples > 0:
             many = [p for p in held for _ in range(samples)]
             ro = generate(engine, [p.ids for p in many], max_new, temperature, top_k, seed=seed)
             items.update(score(ro.replies, many, samples, "sampled_"))
+        means = {f"heldout_{k}": statistics.fmean(v) for k, v in items.items() if v}
         if items_path is not None:
             with open(items_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(items) + "\n")
-        return {f"heldout_{k}": statistics.fmean(v) for k, v in items.items() if v}
+                f.write(json.dumps({**items, "replies": ro.replies}) + "\n")
+        return means
 
     return evaluate
 
 
+def same_length(a: list[int], b: list[int], stop_ids: Any = ()) -> tuple[list[int], list[int]]:
+    """Two replies cut to the shorter one's length, end-of-turn ids dropped first.
+
+    >>> same_length([5, 6, 7, 0], [8, 9, 0], stop_ids={0})
+    ([5, 6], [8, 9])
+    """
+    a = a[:-1] if a and a[-1] in stop_ids else a
+    b = b[:-1] if b and b[-1] in stop_ids else b
+    n = min(len(a), len(b))
+    return a[:n], b[:n]
+
+
+def _lines(items_path: Path | None) -> list[dict[str, Any]]:
+    if items_path is None or not Path(items_path).exists():
+        return []
+    return [json.loads(s) for s in Path(items_path).read_text(encoding="utf-8").splitlines() if s.strip()]
+
+
+def _first_replies(items_path: Path | None) -> list[list[int]]:
+    lines = _lines(items_path)
+    return list(lines[0].get("replies", [])) if lines else []
+
+
 def paired_summary(items_path: Path) -> dict[str, dict[str, Any]]:
-    """First vs last evaluation in `items_path`: {score: paired_gain(before, after)}; {} if fewer than two."""
+    """First vs last evaluation in `items_path`: {score: paired_gain(before, after)}, plus
+    `length_matched_reward` (the last evaluation's replies against the first's, each pair cut to
+    one length); {} if there are fewer than two evaluations."""
     from gptlab.eval.metrics import paired_gain
 
-    if not Path(items_path).exists():
-        return {}
-    lines = [json.loads(s) for s in Path(items_path).read_text(encoding="utf-8").splitlines() if s.strip()]
+    lines = _lines(items_path)
     if len(lines) < 2:
         return {}
     first, last = lines[0], lines[-1]
-    return {k: paired_gain(first[k], last[k]) for k in last
-            if k in first and len(first[k]) == len(last[k]) and first[k]}
+    skip = {"replies", "matched_reward", "matched_reward_before"}
+    out = {k: paired_gain(first[k], last[k]) for k in last
+           if k not in skip and k in first and len(first[k]) == len(last[k]) and first[k]}
+    if last.get("matched_reward"):
+        out["length_matched_reward"] = paired_gain(last["matched_reward_before"], last["matched_reward"])
+    return out
