@@ -7,9 +7,9 @@ set -euo pipefail
 RUN="${RUN:-tiny}"
 PRETRAIN_BUDGET="${PRETRAIN_BUDGET:-240}"
 SFT_BUDGET="${SFT_BUDGET:-180}"
-RM_BUDGET="${RM_BUDGET:-75}"
+RM_BUDGET="${RM_BUDGET:-65}"
 PPO_BUDGET="${PPO_BUDGET:-60}"
-GRPO_BUDGET="${GRPO_BUDGET:-110}"
+GRPO_BUDGET="${GRPO_BUDGET:-100}"
 R="runs/$RUN"
 export PYTHONUNBUFFERED=1
 start=$(date +%s)
@@ -55,13 +55,13 @@ gptlab reward eval --run "$RUN"
 # --- Stage 4: RL. PPO against the reward model, on the prompts it knows (chats, speeches), with a --
 # per-token KL price to the SFT model; GRPO on the arithmetic checker's graded reward
 # (group-relative advantages, no critic). Both score the same held-out prompts before and after
-# (GRPO: 400 problems, the greedy reply and 2 sampled as in its rollouts), so eval.json gives
+# (GRPO: 350 problems, the greedy reply and 2 sampled as in its rollouts), so eval.json gives
 # paired gains with 95% intervals, and the report ticks only gains whose interval is above 0
 # (PPO's also with each pair of replies cut to one length: saying less must not be what pays).
 gptlab rl --algo ppo --run "$RUN" --tasks chitchat,continue_speech --time-budget "$PPO_BUDGET" \
   --max-new-tokens 32 --lr 1e-4 --eval-prompts 64 --out "$R/rl"
 gptlab rl --algo grpo --run "$RUN" --tasks arithmetic --time-budget "$GRPO_BUDGET" --lr 1e-4 \
-  --prompts-per-iter 8 --group-size 8 --max-new-tokens 40 --eval-prompts 400 --out "$R/grpo"
+  --prompts-per-iter 8 --group-size 8 --max-new-tokens 40 --eval-prompts 350 --out "$R/grpo"
 
 # --- Stage 5: evaluation on held-out splits, then the report card. ----------------------------
 gptlab eval --from "$R/base" --tasks bpb play_speaker arithmetic --limit 40 --bpb-tokens 8192 --max-new-tokens 40
