@@ -62,3 +62,15 @@ def test_a_better_reply_shows_in_the_length_matched_reward_and_a_resume_keeps_th
     paired = paired_summary(path)
     assert paired["length_matched_reward"]["gain"] == pytest.approx(6)  # [7, 9, 9] vs [9, 9, 9]: 3 vs -3
     assert paired["length_matched_reward"]["ci95"][0] > 0
+
+
+def test_sampled_replies_are_scored_per_prompt_and_the_greedy_ones_are_kept(tmp_path):
+    held = [PromptItem([{"role": "user", "content": f"q{i}"}], [1, 2, i]) for i in range(4)]
+    greedy = [[9, END] for _ in held]
+    sampled = [[7, END], [9, END]] * 4  # two samples per prompt: one good, one bad
+    path = tmp_path / "heldout_items.jsonl"
+    evaluate = make_heldout_eval(ScriptedEngine([greedy, sampled]), None, held, 32, _words_reward, path, samples=2)
+    got = evaluate(None)
+    assert got["heldout_reward"] == -1 and got["heldout_sampled_reward"] == pytest.approx(2.0)  # (5 - 1) / 2
+    line = json.loads(path.read_text())
+    assert line["replies"] == greedy and line["sampled_reward"] == [2.0] * 4

@@ -6,14 +6,15 @@ score list to `heldout_items.jsonl`:
     {"len": [31, 12, ...], "accuracy": [0.0, 1.0, ...], "task_reward": [...], "reward": [...]}
 
 so the first and last lines compare the SFT model and the trained policy on the *same* prompts.
+That pairing is what lets a gain of a handful of problems out of hundreds be told from noise:
+`paired_summary` gives each score's mean gain with a 95% bootstrap interval, and for accuracy the
+problems fixed and broken with the sign test's p-value (gptlab.eval.metrics.paired_gain).
+
 Each line also keeps the greedy replies' token ids (`replies`). With a reward model (PPO), every
 evaluation after the first also scores each reply and the first evaluation's reply to the same
 prompt *cut to the same number of tokens* (`matched_reward`, `matched_reward_before`): a reward
 model that reads more machine-made text in a longer reply pays a policy for saying less, and
 the length-matched gain is what is left when length cannot help.
-That pairing is what lets a gain of a handful of problems out of hundreds be told from noise:
-`paired_summary` gives each score's mean gain with a 95% bootstrap interval, and for accuracy the
-problems fixed and broken with the sign test's p-value (gptlab.eval.metrics.paired_gain).
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def make_heldout_eval(engine: Any, tok: Any, held: list, max_new: int, reward_fn
             first.extend(ro.replies)
         if samples > 0:
             many = [p for p in held for _ in range(samples)]
-            ro = generate(engine, [p.ids for p in many], max_new, temperature, top_k, seed=seed)
-            items.update(score(ro.replies, many, samples, "sampled_"))
+            sampled = generate(engine, [p.ids for p in many], max_new, temperature, top_k, seed=seed)
+            items.update(score(sampled.replies, many, samples, "sampled_"))
         means = {f"heldout_{k}": statistics.fmean(v) for k, v in items.items() if v}
         if items_path is not None:
             with open(items_path, "a", encoding="utf-8") as f:
