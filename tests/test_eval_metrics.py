@@ -17,6 +17,7 @@ from gptlab.eval.metrics import (
     centred_accuracy,
     classification_report,
     confusion_matrix,
+    grouped_bootstrap_ci,
     paired_gain,
     precision_recall_f1,
     roc_auc,
@@ -340,3 +341,21 @@ def test_paired_gain_on_graded_scores_has_no_counts_and_checks_shapes():
     assert "fixed" not in g and g["gain"] == pytest.approx(0.5 / 3)
     with pytest.raises(ValueError, match="equal"):
         paired_gain([1.0, 0.0], [1.0])
+
+
+def test_grouped_bootstrap_ci_separates_a_real_gain_from_noise():
+    import random
+
+    rng = random.Random(0)
+    groups = [i // 3 for i in range(600)]  # 200 rankings of 3 pairs
+    clear = [1.0 - 0.5 if rng.random() < 0.7 else 0.0 - 0.5 for _ in groups]  # 70% right vs random 0.5
+    lo, hi = grouped_bootstrap_ci(clear, groups)
+    assert 0.1 < lo < 0.2 < hi < 0.3
+    coin = [rng.choice([0.5, -0.5]) for _ in groups]  # a coin flip against the same baseline
+    lo, hi = grouped_bootstrap_ci(coin, groups)
+    assert lo < 0 < hi
+    # whole rankings are resampled: 3 identical pairs per ranking widen the interval vs 3 free pairs
+    tied = [x for x in coin[:200] for _ in range(3)]
+    lo_t, hi_t = grouped_bootstrap_ci(tied, groups)
+    lo_f, hi_f = grouped_bootstrap_ci(tied, list(range(600)))
+    assert hi_t - lo_t > 1.4 * (hi_f - lo_f)

@@ -60,14 +60,12 @@ def make_heldout_eval(engine: Any, tok: Any, held: list, max_new: int, reward_fn
         return out
 
     first: list[list[int]] = []  # the SFT model's greedy replies: this run's first evaluation's
-    state = {"read": False}
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         if not held:
             return {}
-        if not state["read"]:  # at the first call, so a fresh run's cleared folder is what is read
+        if not first:  # read at call time, so a fresh run's cleared folder is what is read
             first.extend(_first_replies(items_path))  # a resumed run's first evaluation, on disk
-            state["read"] = True
         ro = generate(engine, [p.ids for p in held], max_new, temperature=0.0)
         items: dict[str, Any] = {"len": [float(len(r)) for r in ro.replies], **score(ro.replies, held, 1, "")}
         if reward_fn is not None and len(first) == len(held):

@@ -212,7 +212,7 @@ def pair_report(rankings: list[Ranking], scores: list[list[float]]) -> dict[str,
     AUC: each pair is scored twice, (chosen, rejected) labelled 1 and (rejected, chosen) labelled
     0, with the score difference as the classifier's score. Ties count one half in accuracies.
     """
-    from gptlab.eval.metrics import roc_auc
+    from gptlab.eval.metrics import grouped_bootstrap_ci, roc_auc
 
     def summary(idx: list[int]) -> dict[str, Any]:
         diffs, longer, owner = [], [], []
@@ -229,7 +229,8 @@ def pair_report(rankings: list[Ranking], scores: list[list[float]]) -> dict[str,
         acc, length = sum(right) / len(right), sum(longer) / len(longer)
         auc = roc_auc([1] * len(diffs) + [0] * len(diffs), diffs + [-d for d in diffs])
         best = longer if length > 0.5 else [0.5] * len(right)
-        lo, hi = margin_interval([a - b for a, b in zip(right, best)], owner)
+        # the K(K-1)/2 pairs of one ranking share answers: resample rankings, not pairs
+        lo, hi = grouped_bootstrap_ci([a - b for a, b in zip(right, best)], owner)
         return {"pairs": len(diffs), "rankings": len(idx), "accuracy": acc, "roc_auc": auc,
                 "random_baseline": 0.5, "longer_wins_baseline": length,
                 "margin_over_best_baseline": acc - max(0.5, length), "margin_ci95": [lo, hi],
@@ -246,25 +247,6 @@ def pair_report(rankings: list[Ranking], scores: list[list[float]]) -> dict[str,
         report["beats_baselines"] = report["accuracy"] > max(0.5, report["longer_wins_baseline"])
         report["clearly_beats_baselines"] = report["margin_ci95"][0] > 0
     return report
-
-
-def margin_interval(gains: list[float], groups: list[int], reps: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of the mean per-pair gain over a baseline, resampling whole rankings.
-
-    The K(K-1)/2 pairs of one ranking share answers, so they are not independent draws; resampling
-    rankings (not pairs) keeps the interval honest.
-    """
-    import numpy as np
-
-    keys = sorted(set(groups))
-    pos = {k: n for n, k in enumerate(keys)}
-    sums, counts = np.zeros(len(keys)), np.zeros(len(keys))
-    for g, x in zip(groups, gains):
-        sums[pos[g]] += x
-        counts[pos[g]] += 1
-    pick = np.random.default_rng(seed).integers(0, len(keys), size=(reps, len(keys)))
-    means = sums[pick].sum(1) / counts[pick].sum(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def load_reward_model(folder: str | Path, device: str = "cpu") -> ScalarHeadModel:
