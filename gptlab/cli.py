@@ -1,16 +1,21 @@
-"""`gptlab <command>`: a dispatch table from command name to each stage's `main(argv)`.
+"""`gptlab <command>`: a dispatch table from command name to each command's `main(argv)`.
 
 Modules are imported only when their command runs, so `gptlab --help` and the data commands
-start fast and never import torch.
+start fast and never import torch. A command's options come from its config dataclass
+(`gptlab.commandline`); groups (`gptlab data ...`, `gptlab rl ...`) keep their own tables.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
+from collections.abc import Sequence
+
+from gptlab import __version__
+from gptlab.commandline import Table, dispatch, group_usage
+from gptlab.errors import InputError
 
 # command -> (module with main(argv), one-line help). Order is the pipeline's order.
-COMMANDS: dict[str, tuple[str, str]] = {
+COMMANDS: Table = {
     "data": ("gptlab.data.cli", "get corpora, prepare (clean, dedup, mix) text, tokenize to shards"),
     "tokenizer": ("gptlab.tokenizer.cli", "train, show and evaluate the byte-level BPE tokenizer"),
     "pretrain": ("gptlab.stages.pretrain", "pretrain a decoder-only transformer on token shards"),
@@ -29,41 +34,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _usage() -> str:
-    from gptlab import __version__
-
-    width = max(len(c) for c in COMMANDS)
-    lines = [
-        f"gptlab {__version__}: raw text to a chat assistant, every stage in one package.",
-        "",
-        "usage: gptlab <command> [options]      (gptlab <command> --help for its options)",
-        "",
-        "commands:",
-    ]
-    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
-    lines += ["", "Start with: bash runs/tiny_cpu.sh   (the whole default pipeline on CPU)"]
-    return "\n".join(lines)
+def usage() -> str:
+    head = f"gptlab {__version__}: raw text to a chat assistant, every stage in one package.\n\n"
+    tail = "\n\nStart with: bash runs/tiny_cpu.sh   (the whole default pipeline on CPU)"
+    return head + group_usage(COMMANDS, "gptlab") + tail
 
 
-def main(argv: list[str] | None = None) -> int:
-    from gptlab.errors import InputError
-
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(_usage())
+        print(usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from gptlab import __version__
-
         print(__version__)
         return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"gptlab: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(COMMANDS[name][0])
     try:
-        return int(module.main(rest) or 0)
+        return dispatch(COMMANDS, argv, "gptlab")
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
