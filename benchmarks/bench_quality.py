@@ -64,7 +64,7 @@ RECIPES: dict[str, dict] = {
         "flags": ["--depth", "4", "--n-embd", "128", "--n-head", "4", "--seq-len", "64",
                   "--batch-size", "12", "--optimizer", "adamw", "--lr", "1e-3",
                   "--schedule", "cosine", "--warmup", "100", "--min-lr-ratio", "0.1",
-                  "--weight-decay", "0.1", "--dtype", "fp32", "--max-steps", "2000"],
+                  "--weight-decay", "0.1", "--dtype", "fp32", "--steps", "2000"],
     },
     # The same recipe given the time budget instead of 2000 steps (the schedule follows time).
     "nanogpt-cpu-5min": {
@@ -119,7 +119,7 @@ def run_recipe(name: str, args: argparse.Namespace, train: str, val: str, work: 
                   f"--nproc_per_node={args.nproc}", "-m", "gptlab"]
     cmd = [*launch, "pretrain", "--shards", str(folder / "shards"),
            "--tokenizer", str(folder / "tokenizer"), "--out", str(folder / "base"),
-           "--eval-every", "0", "--sample-every", "0", "--save-every", "0", "--log-every", "25", *flags]
+           "--eval-every", "None", "--sample-every", "None", "--save-every", "None", "--log-every", "25", *flags]
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, args.threads // args.nproc)))
     print(f"[{name}] vocab {tok.vocab_size}, tokenizer {tok_secs:.1f}s | " + " ".join(cmd[2:]), flush=True)
     load0 = os.getloadavg()

@@ -17,9 +17,9 @@ config files are a few lines here on top of it (tyro takes the file's values as 
 from __future__ import annotations
 
 import dataclasses
-import json
 import importlib
 import inspect
+import json
 import sys
 import types
 import typing
@@ -58,9 +58,26 @@ def parse(cls: type[T], argv: Sequence[str] | None, prog: str, description: str 
         i = next(i for i, a in enumerate(args) if a.startswith("--config="))
         path = Path(args.pop(i).split("=", 1)[1])
         default = from_dict(cls, load_file(path), path)
+    refuse_repeated_lists(cls, args)
     desc = inspect.cleandoc(description or cls.__doc__ or "")
     desc += "\n\n--config FILE (YAML/JSON/TOML) sets any option below; flags after it override it."
     return tyro.cli(cls, args=args, prog=prog, description=desc, default=default, config=_MARKERS)
+
+
+def refuse_repeated_lists(cls: type, args: Sequence[str]) -> None:
+    """A list option given twice (`--data a --data b`) would keep only the last list: refuse it
+    with the spelling that works (`--data a b`) instead of silently dropping values."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        hint = hints[f.name]
+        while typing.get_origin(hint) in (typing.Annotated, typing.Union, types.UnionType):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if typing.get_origin(hint) not in (tuple, list, dict):
+            continue
+        flag = "--" + key_of(f).replace("_", "-")
+        n = sum(a == flag or a.startswith(flag + "=") for a in args)
+        if n > 1:
+            raise InputError(None, f"{flag} is given {n} times: give every value after one {flag} ({flag} A B)")
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -187,8 +204,8 @@ def _coerce(value: Any, hint: Any) -> Any:
             raise TypeError(f"expected one of {', '.join(map(repr, args))}, got {value!r}")
         return value
     if origin in (tuple, list):
-        if isinstance(value, str) and value:
-            value = [v for v in value.replace(",", " ").split()]
+        if isinstance(value, str):
+            value = [value]  # one item (no splitting: a spec like `x.jsonl@field=a,weight=2` has commas)
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"expected a list, got {value!r}")
         item = args[0] if args else Any

@@ -1,17 +1,26 @@
 """Small shared helpers: device and dtype choice, seeding, rank-0 printing, folders, run metadata.
 
 Nothing here holds global mutable state: every function takes what it needs as arguments.
+
+torch and numpy are imported inside the functions that use them, on purpose: the data and
+tokenizer commands (and `gptlab --help`) import this module and must start without torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from gptlab import __version__
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_RUNS_DIR = Path("runs")
 
@@ -46,7 +55,7 @@ def print0(*args: Any, **kwargs: Any) -> None:
 
 
 def seed_everything(seed: int) -> None:
-    import numpy as np
+    import numpy as np  # lazy: see the module docstring
     import torch
 
     random.seed(seed)
@@ -56,7 +65,7 @@ def seed_everything(seed: int) -> None:
 
 def pick_device(name: str = "auto") -> str:
     """'auto' -> cuda (this rank's GPU) if available, else mps, else cpu."""
-    import torch
+    import torch  # lazy: see the module docstring
 
     if name != "auto":
         return name
@@ -73,7 +82,7 @@ def cpu_has_bf16_matmul() -> bool:
     Measured on this project's 2-core CI machine: a 5M-parameter model trains at ~7.7k tokens/s
     per thread under bf16 autocast against ~3.8k in fp32. Without AMX, bf16 is emulated and slower.
     """
-    import torch
+    import torch  # lazy: see the module docstring
 
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     try:
@@ -82,13 +91,13 @@ def cpu_has_bf16_matmul() -> bool:
         return False
 
 
-def pick_autocast_dtype(device: str, name: str = "auto"):
+def pick_autocast_dtype(device: str, name: str = "auto") -> torch.dtype | None:
     """The autocast dtype for `--dtype`: 'auto' is bf16 where the hardware does bf16 matmuls
     natively (GPUs that support it; CPUs with AMX), else fp32 (None).
 
     fp16 is not offered: it needs a loss scaler, and every GPU worth training on has bf16.
     """
-    import torch
+    import torch  # lazy: see the module docstring
 
     if name in ("fp32", "float32"):
         return None
@@ -101,6 +110,17 @@ def pick_autocast_dtype(device: str, name: str = "auto"):
     if device == "cpu" and cpu_has_bf16_matmul():
         return torch.bfloat16
     return None
+
+
+def autocast_context(
+    device: str | torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager:
+    """bf16 autocast on `device` for dtype=torch.bfloat16; nothing (fp32) for None."""
+    import torch  # lazy: see the module docstring
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def git_commit() -> str | None:
@@ -117,10 +137,8 @@ def git_commit() -> str | None:
 
 def run_metadata(device: str | None = None) -> dict[str, Any]:
     """What ran: code version, library versions, hardware. Saved into every stage's state."""
-    import numpy as np
+    import numpy as np  # lazy: see the module docstring
     import torch
-
-    from gptlab import __version__
 
     meta: dict[str, Any] = {
         "gptlab": __version__,

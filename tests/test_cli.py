@@ -1,77 +1,94 @@
-"""The `gptlab` dispatch: every command and subcommand answers --help, explaining every flag;
+"""The `gptlab` dispatch: every command and subcommand answers --help, explaining every option;
 unknown commands exit 2; an InputError becomes one `error: ...` line and exit status 2.
 
-Cases are read from the dispatch tables, so a new command is covered without editing this file.
+Cases are read from the dispatch tables (a group's module has its own `COMMANDS` table), so a new
+command is covered without editing this file.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import importlib
 
 import pytest
+import tyro
+from tyro import _docstrings
 
 from gptlab import cli
 
-GROUPS = ("data", "tokenizer", "rag", "rank", "reward")  # commands whose module dispatches to subcommands (SUBCOMMANDS)
-
 
 def _run(argv: list[str]) -> int:
-    """cli.main, with argparse's SystemExit (from --help or a bad flag) turned into its code."""
+    """cli.main, with tyro's SystemExit (from --help or a bad flag) turned into its code."""
     try:
         return cli.main(argv)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 
 
-def _help_cases() -> list:
-    cases: list[tuple[str, ...]] = [(name,) for name in cli.COMMANDS if name not in GROUPS]
-    for group in GROUPS:
-        try:
-            subs = importlib.import_module(cli.COMMANDS[group][0]).SUBCOMMANDS
-        except ImportError:
-            cases.append((group, "<dispatch table>"))  # fails below with the import error
-            continue
-        cases += [(group, sub) for sub in subs]
-    cases += [("eval", "judge"), ("eval", "diversity")]  # eval's own sub-entries beside its flags
-    return [pytest.param(argv, id=" ".join(argv)) for argv in cases]
+def _table(target: str) -> dict | None:
+    module = importlib.import_module(target.partition(":")[0])
+    return getattr(module, "COMMANDS", None) if ":" not in target else None
 
 
-@pytest.mark.parametrize("argv", _help_cases())
-def test_help_explains_every_flag(argv, capsys, monkeypatch):
-    if argv[-1] == "<dispatch table>":
-        importlib.import_module(cli.COMMANDS[argv[0]][0])  # raises: the group's module is missing
-    parsers: list[argparse.ArgumentParser] = []
-    original = argparse.ArgumentParser.parse_known_args
+def _leaves(table: dict, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for name, (target, _) in table.items():
+        path = prefix + ((name,) if name else ())
+        sub = _table(target) if isinstance(target, str) else None
+        out += _leaves(sub, path) if sub else [path]
+    return out
 
-    def recording(self, *args, **kwargs):  # records which parser ran, then parses as usual
-        parsers.append(self)
-        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", recording)
+def _groups(table: dict, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for name, (target, _) in table.items():
+        sub = _table(target) if isinstance(target, str) and name else None
+        if sub:
+            out += [prefix + (name,), *_groups(sub, prefix + (name,))]
+    return out
+
+
+@pytest.mark.parametrize("argv", [pytest.param(a, id=" ".join(a)) for a in _leaves(cli.COMMANDS)])
+def test_help_explains_every_option(argv, capsys, monkeypatch):
+    seen: list[type] = []
+    original = tyro.cli
+
+    def recording(cls, *args, **kwargs):  # records which config class the command parses
+        seen.append(cls)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(tyro, "cli", recording)
     code = _run([*argv, "--help"])
     out = capsys.readouterr().out
     assert code == 0
-    assert out.startswith("usage:")
-    assert parsers, "the command did not parse its arguments with argparse"
-    parser = parsers[-1]  # the innermost parser is the one that printed the help
-    assert (parser.description or "").strip(), "the parser has no description"
-    for action in parser._actions:
-        if action.help == argparse.SUPPRESS:
-            continue
-        names = action.option_strings or [
-            action.metavar if isinstance(action.metavar, str) else action.dest
-        ]
-        assert any(n in out for n in names), f"{names} is not in the usage text"
-        assert (action.help or "").strip(), f"{names} has no help text"
+    assert "usage:" in out
+    assert seen, "the command did not derive its options from a config dataclass"
+    cls = seen[-1]
+    assert (cls.__doc__ or "").strip(), f"{cls.__name__} has no docstring (the command's description)"
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.rstrip("_").replace("_", "-")
+        assert flag in out or f.name.upper() in out, f"{flag} is not in the usage text"
+        doc = _docstrings.get_field_docstring(cls, f.name, ())
+        assert (doc or "").strip(), f"{cls.__name__}.{f.name} has no help comment"
 
 
-@pytest.mark.parametrize("group", GROUPS)
+@pytest.mark.parametrize("group", [pytest.param(g, id=" ".join(g)) for g in _groups(cli.COMMANDS)])
 def test_groups_list_their_subcommands(group, capsys):
-    subs = importlib.import_module(cli.COMMANDS[group][0]).SUBCOMMANDS
-    assert _run([group, "--help"]) == 0
+    table = cli.COMMANDS
+    for name in group:
+        table = _table(table[name][0])
+    assert _run([*group, "--help"]) == 0
     out = capsys.readouterr().out
-    assert "usage:" in out and all(sub in out for sub in subs)
+    assert "usage:" in out and all(sub in out for sub in table if sub)
+
+
+def test_no_command_writes_its_own_parser():
+    """Options come from config dataclasses; no module builds an argparse parser by hand."""
+    import pathlib
+
+    root = pathlib.Path(cli.__file__).parent
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if "ArgumentParser(" in p.read_text()]
+    assert offenders == []
 
 
 def test_top_level_help_lists_every_command(capsys):

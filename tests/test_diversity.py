@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from gptlab.errors import InputError
-from gptlab.eval.diversity import distinct_n, diversity_main
+from gptlab.eval.diversity import distinct_n
+from gptlab.eval.diversity_cli import main as diversity_main
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.io import save_model

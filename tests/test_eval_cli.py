@@ -17,10 +17,10 @@ from gptlab.data.shards import write_token_shards
 from gptlab.errors import InputError
 from gptlab.eval import cli as eval_cli
 from gptlab.eval.generative import mc_item, shot_messages, text_prompt
-from gptlab.eval.tasks import get_task
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.io import save_model
+from gptlab.tasks import get_task
 from gptlab.tokenizer.bpe import Tokenizer
 from gptlab.tokenizer.chat import render_conversation
 
@@ -113,7 +113,7 @@ def _eval(*argv: str) -> int:
 
 
 def test_bpb_mc_and_gen_merge_into_eval_json(run):
-    assert _eval("--from", str(run / "sft"), "--tasks", "bpb,play_speaker", "--limit", "6") == 0
+    assert _eval("--from", str(run / "sft"), "--tasks", "bpb", "play_speaker", "--limit", "6") == 0
     assert _eval("--from", str(run / "sft"), "--tasks", "arithmetic", "--limit", "4", "--max-new-tokens", "40") == 0
     data = json.loads((run / "sft" / "eval.json").read_text())
     res = data["results"]

@@ -7,7 +7,8 @@ import json
 
 import pytest
 import torch
-from transformers import LlamaForCausalLM
+from safetensors import safe_open
+from transformers import AutoTokenizer, LlamaForCausalLM
 
 from gptlab import cli
 from gptlab.errors import InputError
@@ -15,6 +16,7 @@ from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.hf import export_hf, load_hf_folder
 from gptlab.model.io import save_model
+from gptlab.tokenizer.bpe import Tokenizer
 
 VOCAB = 300  # fits a tokenizer of 256 bytes + a few merges + 11 specials
 
@@ -93,8 +95,6 @@ def test_folder_layout_and_config(tmp_path):
     )
     assert cfg["rms_norm_eps"] == 1e-5 and cfg["torch_dtype"] == "float32"
     assert cfg["hidden_act"] == "silu" and not cfg["attention_bias"] and not cfg["mlp_bias"]
-    from safetensors import safe_open
-
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         keys = set(f.keys())
         assert f.metadata() == {"format": "pt"}
@@ -111,7 +111,9 @@ def test_bfloat16_export_halves_the_file_and_imports_exactly(tmp_path):
         cli.main(
             [
                 "export",
+                "--from",
                 str(tmp_path / "base"),
+                "--out",
                 str(tmp_path / "bf16"),
                 "--no-tokenizer",
                 "--dtype",
@@ -129,8 +131,6 @@ def test_bfloat16_export_halves_the_file_and_imports_exactly(tmp_path):
 
 
 def _train_tokenizer(folder):
-    from gptlab.tokenizer.bpe import Tokenizer
-
     text = "To be, or not to be, that is the question. " * 20
     tok = Tokenizer.train([text], vocab_size=290)
     tok.save(folder, hf=True)
@@ -139,12 +139,10 @@ def _train_tokenizer(folder):
 
 def test_export_with_tokenizer_end_to_end(tmp_path):
     """The CLI copies the tokenizer beside the weights; AutoTokenizer + the model work from it."""
-    from transformers import AutoTokenizer
-
     tok = _train_tokenizer(tmp_path / "run" / "tokenizer")
     save_model(tmp_path / "run" / "base", tiny_model(tie_embeddings=True))
     out = tmp_path / "hf"
-    assert cli.main(["export", str(tmp_path / "run" / "base"), str(out)]) == 0
+    assert cli.main(["export", "--from", str(tmp_path / "run" / "base"), "--out", str(out)]) == 0
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         assert (out / name).exists(), name
     cfg = json.loads((out / "config.json").read_text())
@@ -164,7 +162,7 @@ def test_export_with_tokenizer_end_to_end(tmp_path):
 
 def test_missing_tokenizer_is_a_clear_error(tmp_path, capsys):
     save_model(tmp_path / "run" / "base", tiny_model())
-    code = cli.main(["export", str(tmp_path / "run" / "base"), str(tmp_path / "hf")])
+    code = cli.main(["export", "--from", str(tmp_path / "run" / "base"), "--out", str(tmp_path / "hf")])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and "tokenizer.json" in err and "--no-tokenizer" in err
@@ -212,3 +210,13 @@ def test_import_refuses_what_it_cannot_represent(tmp_path):
     legacy = {k: v for k, v in cfg.items() if k != "rope_parameters"}
     (out / "config.json").write_text(json.dumps(legacy))
     assert load_hf_folder(out).config.rope_theta == 500.0
+
+
+def test_export_dtype_choices_are_the_exporters_dtypes():
+    """`--dtype` lists its choices without asking gptlab.model.hf; they must stay the same names."""
+    from typing import get_args
+
+    from gptlab.model.export_cli import DType
+    from gptlab.model.hf import DTYPES
+
+    assert set(get_args(DType)) == set(DTYPES)

@@ -7,8 +7,8 @@ from test_eval_cli import PLAYS
 
 from gptlab.data.chats import Chat, Turn
 from gptlab.eval.generative import shot_messages
-from gptlab.eval.tasks import get_task, mixture
-from gptlab.eval.tasks.base import normalise, reply_text
+from gptlab.tasks import get_task, mixture
+from gptlab.tasks.base import normalise, reply_text
 
 SCORABLE = ["play_speaker", "play_title", "arithmetic", "identity"]  # synthetic plays: one-line speeches
 

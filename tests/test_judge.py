@@ -9,12 +9,12 @@ import pytest
 import torch
 from test_eval_cli import make_run
 
-from gptlab.eval import arena_cli, judge
+from gptlab.eval import arena_cli, judge, judge_cli
 from gptlab.eval.judge import RewardScorer, both_orders, judge_all, rm_accuracy, task_pairs
-from gptlab.eval.tasks import get_task
 from gptlab.infer.loading import load_for_inference
 from gptlab.model.heads import ScalarHeadModel
 from gptlab.model.io import save_model
+from gptlab.tasks import get_task
 
 Q = [{"role": "user", "content": "What is 2 + 3?"}]
 
@@ -82,8 +82,8 @@ def test_judge_cli_writes_votes_arena_reads(run, capsys):
     out = run / "judge" / "votes.jsonl"
     argv = ["--a", str(run / "base"), "--b", str(run / "sft"), "--task", "arithmetic", "--limit", "3",
             "--max-new-tokens", "40", "--device", "cpu", "--out", str(out)]
-    assert judge.main(argv) == 0
-    assert judge.main([*argv, "--judge", "rm", "--rm", str(run / "rm"), "--append"]) == 0
+    assert judge_cli.main(argv) == 0
+    assert judge_cli.main([*argv, "--judge", "rm", "--rm", str(run / "rm"), "--append"]) == 0
     votes = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(votes) == 6 and {v["judge"] for v in votes} == {"rule", "rm"}
     assert all(v["model_a"] == "base" and v["model_b"] == "sft" for v in votes)
@@ -97,8 +97,8 @@ def test_judge_cli_bad_input(run):
     from gptlab.errors import InputError
 
     with pytest.raises(InputError, match="judge-model"):
-        judge.main(["--a", str(run / "base"), "--b", str(run / "sft"), "--judge", "model", "--limit", "1",
+        judge_cli.main(["--a", str(run / "base"), "--b", str(run / "sft"), "--judge", "model", "--limit", "1",
                     "--max-new-tokens", "2", "--device", "cpu", "--out", str(run / "v.jsonl")])
     with pytest.raises(InputError, match="both models are named"):
-        judge.main(["--a", str(run / "sft"), "--b", str(run / "sft"), "--limit", "1", "--max-new-tokens", "2",
+        judge_cli.main(["--a", str(run / "sft"), "--b", str(run / "sft"), "--limit", "1", "--max-new-tokens", "2",
                     "--device", "cpu", "--out", str(run / "v.jsonl")])

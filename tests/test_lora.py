@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from gptlab.errors import InputError
 from gptlab.model import lora
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
-from gptlab.model.io import save_model
+from gptlab.model.io import load_model, save_model
 
 
 def tiny_model(seed: int = 0, tie: bool = False) -> GPT:
@@ -112,8 +113,6 @@ def test_adapter_round_trip(tmp_path):
         model,
         {"base": "../base", "rank": 3, "alpha": 6.0, "targets": ["q_proj", "k_proj", "up_proj"]},
     )
-    from safetensors.torch import load_file
-
     stored = load_file(str(out / lora.ADAPTER_WEIGHTS))
     assert set(stored) == set(lora.lora_state_dict(model))  # the adapter alone, no base weights
     loaded = lora.load_model_with_adapter(out)
@@ -125,6 +124,28 @@ def test_adapter_round_trip(tmp_path):
     lora.apply_lora(other, "q_proj,k_proj,up_proj", r=2, alpha=6)
     with pytest.raises(InputError, match="shape"):
         lora.load_adapter(other, out)
+
+
+def test_a_lora_folder_loads_through_load_model_and_as_another_adapter_base(tmp_path):
+    """io.load_model merges a LoRA folder; an adapter trained on a LoRA folder loads too (the
+    base is itself merged first), with io and lora apart (no import cycle)."""
+    model = tiny_model()
+    save_model(tmp_path / "base", model)
+    lora.apply_lora(model, "q_proj", r=2, alpha=4)
+    randomize_adapters(model)
+    first = tmp_path / "sft1"
+    lora.save_adapter(first, model, {"base": "../base", "rank": 2, "alpha": 4.0, "targets": ["q_proj"]})
+    assert lora.is_adapter_folder(first) and not lora.is_adapter_folder(tmp_path / "base")
+    merged = load_model(first)
+    assert merged.training and all(p.requires_grad for p in merged.parameters())
+    torch.testing.assert_close(merged.eval()(IDX), model(IDX), rtol=1e-5, atol=1e-5)
+
+    lora.apply_lora(merged, "v_proj", r=2, alpha=4)
+    randomize_adapters(merged, seed=2)
+    expected = merged(IDX)
+    second = tmp_path / "sft2"
+    lora.save_adapter(second, merged, {"base": "../sft1", "rank": 2, "alpha": 4.0, "targets": ["v_proj"]})
+    torch.testing.assert_close(lora.load_model_with_adapter(second)(IDX), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_adapter_only_view_state_dict():

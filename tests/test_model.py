@@ -3,9 +3,13 @@ validation, preset sizes, FLOPs and the save/load round trip."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from safetensors import safe_open
 
+from gptlab.errors import InputError
 from gptlab.model.config import ModelConfig, config_from_depth, preset
 from gptlab.model.gpt import GPT
 from gptlab.model.io import WEIGHTS, load_model, save_model
@@ -183,8 +187,6 @@ def test_save_load_round_trip(tmp_path, tie):
     x = torch.randint(0, 61, (2, 16))
     with torch.no_grad():
         assert torch.equal(loaded(x), m(x))
-    from safetensors import safe_open
-
     with safe_open(str(tmp_path / "base" / WEIGHTS), "pt") as f:
         keys = set(f.keys())
     assert ("lm_head.weight" in keys) is not tie  # a tied head is stored once
@@ -193,15 +195,11 @@ def test_save_load_round_trip(tmp_path, tie):
 
 
 def test_load_model_errors_name_the_folder(tmp_path):
-    from gptlab.errors import InputError
-
     with pytest.raises(InputError, match="no model.safetensors"):
         load_model(tmp_path / "missing")
     save_model(tmp_path / "a", make(n_layer=2))
     # a config.json that disagrees with the weights
     bigger = tiny_cfg(n_layer=3).to_dict()
-    import json
-
     (tmp_path / "a" / "config.json").write_text(json.dumps(bigger))
     with pytest.raises(InputError, match="do not match"):
         load_model(tmp_path / "a")

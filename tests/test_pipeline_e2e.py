@@ -55,7 +55,7 @@ def test_pipeline_from_text_folder_to_exported_model(tmp_path, corpus, capsys, m
 
     run([
         "pretrain", "--run", "e2e", "--preset", "nano", "--n-embd", "64", "--n-head", "2",
-        "--n-kv-head", "1", "--seq-len", "32", "--batch-size", "8", "--max-steps", "30",
+        "--n-kv-head", "1", "--seq-len", "32", "--batch-size", "8", "--steps", "30",
         "--eval-every", "15", "--sample-every", "15", "--save-every", "15", "--lr", "3e-3",
     ])
     base = Path("runs/e2e/base")
@@ -70,7 +70,7 @@ def test_pipeline_from_text_folder_to_exported_model(tmp_path, corpus, capsys, m
     run(["sample", "--from", str(base), "--prompt", "ROMEO:", "--max-new-tokens", "10", "--seed", "1"])
     assert "ROMEO:" in capsys.readouterr().out
 
-    run(["export", str(base), "runs/e2e/hf"])
+    run(["export", "--from", str(base), "--out", "runs/e2e/hf"])
     assert json.loads(Path("runs/e2e/hf/config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     assert Path("runs/e2e/hf/tokenizer.json").is_file()
 
@@ -78,30 +78,30 @@ def test_pipeline_from_text_folder_to_exported_model(tmp_path, corpus, capsys, m
 def test_pipeline_from_sft_to_report(tmp_path, corpus, monkeypatch):
     """The runbook's alignment half on a nano model, each command reading what the last one wrote:
     sft -> rank -> reward train/eval -> PPO -> GRPO -> eval -> report (arithmetic: no corpus needed)."""
-    from gptlab.eval.tasks import get_task
+    from gptlab.tasks import get_task
 
     monkeypatch.chdir(tmp_path)
     run(["data", "prepare", "--run", "e2e", "--source", str(corpus), "--val-fraction", "0.1"])
     run(["tokenizer", "train", "--run", "e2e", "--vocab-size", "320"])
     run(["data", "tokenize", "--run", "e2e"])
     run(["pretrain", "--run", "e2e", "--preset", "nano", "--n-embd", "64", "--n-head", "2", "--n-kv-head", "1",
-         "--seq-len", "128", "--batch-size", "4", "--max-steps", "6", "--eval-every", "0", "--sample-every", "0",
-         "--save-every", "0", "--dtype", "fp32"])
+         "--seq-len", "128", "--batch-size", "4", "--steps", "6", "--eval-every", "None",
+         "--sample-every", "None", "--save-every", "None", "--dtype", "fp32"])
     chats = tmp_path / "sums.jsonl"
     task = get_task("arithmetic", "train", size=48)
     chats.write_text("".join(json.dumps({"messages": it.messages}) + "\n" for it in task), encoding="utf-8")
     cpu = ["--device", "cpu", "--dtype", "fp32"]
     run(["sft", "--run", "e2e", "--data", str(chats), "--mixture", "none", "--steps", "6", "--batch-size", "4",
-         "--seq-len", "128", "--eval-every", "0", "--sample-every", "0", "--save-every", "0", *cpu])
+         "--seq-len", "128", "--eval-every", "None", "--sample-every", "None", "--save-every", "None", *cpu])
     run(["rank", "rule", "--run", "e2e", "--tasks", "arithmetic", "--n", "12", "--k", "3", "--reference",
          "--max-new-tokens", "16", "--device", "cpu"])
     run(["reward", "train", "--run", "e2e", "--steps", "4", "--max-tokens", "96", "--split-by", "ranking",
          "--val-frac", "0.3", *cpu])
     run(["reward", "eval", "--run", "e2e", "--device", "cpu"])
-    small = ["--tasks", "arithmetic", "--iterations", "2", "--max-new-tokens", "12", "--train-prompts", "16",
+    small = ["--tasks", "arithmetic", "--steps", "2", "--max-new-tokens", "12", "--train-prompts", "16",
              "--eval-prompts", "4", *cpu]
-    run(["rl", "--algo", "ppo", "--run", "e2e", "--prompts-per-iter", "4", "--out", "runs/e2e/rl", *small])
-    run(["rl", "--algo", "grpo", "--run", "e2e", "--prompts-per-iter", "2", "--group-size", "4",
+    run(["rl", "ppo", "--run", "e2e", "--prompts-per-iter", "4", "--out", "runs/e2e/rl", *small])
+    run(["rl", "grpo", "--run", "e2e", "--prompts-per-iter", "2", "--group-size", "4",
          "--out", "runs/e2e/grpo", *small])
     for stage in ("base", "sft", "rl", "grpo"):
         bpb = ["bpb"] if stage in ("base", "sft") else []

@@ -83,7 +83,7 @@ def test_help_lists_every_flag(capsys):
         "--seq-len",
         "--batch-size",
         "--grad-accum",
-        "--max-steps",
+        "--steps",
         "--time-budget",
         "--lr",
         "--optimizer",
@@ -116,7 +116,7 @@ def test_a_short_run_learns_and_writes_the_stage_folder(corpus, tmp_path, capsys
             "--out",
             str(out),
             *SMALL,
-            "--max-steps",
+            "--steps",
             "40",
             "--eval-every",
             "20",
@@ -158,12 +158,29 @@ def test_a_short_run_learns_and_writes_the_stage_folder(corpus, tmp_path, capsys
     assert (
         state["step"] == 40 and state["train_config"]["lr"] == 3e-3 and state["metadata"]["torch"]
     )
+    assert (out / "run.yaml").exists()  # the resolved config (tested to re-run below)
     lines = capsys.readouterr().out.splitlines()
     assert any(
         line.startswith("step 00010/00040 | loss ") and "| tok/s " in line and "| eta " in line
         for line in lines
     )
     assert lines[-1].startswith("done: 40 steps")
+
+
+def test_the_resolved_config_reruns_the_same_model(corpus, tmp_path):
+    """`--config <out>/run.yaml` is the same run: bit-identical weights, whatever the flags were."""
+    from gptlab.stages.pretrain import main
+
+    first = tmp_path / "first"
+    flags = ["--shards", str(corpus / "shards"), "--tokenizer", str(corpus / "tokenizer"), *SMALL,
+             "--steps", "6", "--sample-every", "None", "--eval-every", "3", "--seed", "7"]
+    assert main([*flags, "--out", str(first)]) == 0
+    again = tmp_path / "again"
+    assert main(["--config", str(first / "run.yaml"), "--out", str(again)]) == 0
+    a, b = load_file(first / "model.safetensors"), load_file(again / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    losses = [[r["loss"] for r in read_metrics(d / "metrics.jsonl") if "loss" in r] for d in (first, again)]
+    assert len(losses[0]) == 6 and losses[0] == losses[1]
 
 
 def _cmd(corpus: Path, out: Path, *extra: str) -> list[str]:
@@ -177,14 +194,14 @@ def _cmd(corpus: Path, out: Path, *extra: str) -> list[str]:
         "--out",
         str(out),
         *SMALL,
-        "--max-steps",
+        "--steps",
         "12",
         "--save-every",
         "3",
         "--eval-every",
         "6",
         "--sample-every",
-        "0",
+        "None",
         *extra,
     ]
 

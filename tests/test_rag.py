@@ -333,5 +333,11 @@ def test_cli_index_and_query(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("[1] sub/b.md:")
     assert cli.main(["query", str(tmp_path / "idx"), "the of and", "--json"]) == 0  # stopwords only
     assert json.loads(capsys.readouterr().out)["passages"] == []
-    with pytest.raises(SystemExit):
-        cli.main(["--help"])
+    with pytest.raises(InputError, match="--json or --messages, not both"):
+        cli.main(["query", str(tmp_path / "idx"), "brass astrolabe", "--json", "--messages"])
+    assert cli.main(["--help"]) == 0  # the group lists its commands
+    assert "index" in capsys.readouterr().out
+    for sub in ("index", "query"):
+        with pytest.raises(SystemExit) as e:
+            cli.main([sub, "--help"])
+        assert e.value.code == 0 and f"usage: gptlab rag {sub}" in capsys.readouterr().out

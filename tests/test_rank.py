@@ -8,26 +8,23 @@ import pytest
 import torch
 
 from gptlab.align import rank_cli
-from gptlab.align.labeler import Labeler, parse_order
-from gptlab.align.rankers import (
+from gptlab.align.candidates import (
     Candidates,
-    chat_score,
-    cut_words,
-    demo_rankings,
-    judge_scores,
     load_candidates,
     rankings_from_scores,
-    ratings_rankings,
-    rule_rankings,
     save_candidates,
 )
+from gptlab.align.demos import cut_words, demo_rankings
+from gptlab.align.labeler import Labeler, parse_order
+from gptlab.align.rankers import judge_scores, rule_rankings
+from gptlab.align.ratings import chat_score, ratings_rankings
 from gptlab.data.chats import Chat, Turn
 from gptlab.data.preferences import load_rankings
 from gptlab.errors import InputError
-from gptlab.eval.tasks.base import Item, Task
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.io import save_model
+from gptlab.tasks.base import Item, Task
 from gptlab.tokenizer.bpe import Tokenizer
 from gptlab.tokenizer.evaluate import builtin_samples
 
@@ -211,7 +208,7 @@ def test_rank_generate_judge_and_candidate_errors(tmp_path, model_dir):
     assert got[0].prompt == [{"role": "user", "content": "What is 2+2?"}]
 
     judged = tmp_path / "judge.jsonl"
-    assert rank_cli.main(["judge", "--judge", str(model_dir), "--candidates", str(out), "--out", str(judged),
+    assert rank_cli.main(["judge", "--from", str(model_dir), "--candidates", str(out), "--out", str(judged),
                           "--device", "cpu"]) == 0
     assert all(r.meta["source"] == "judge" for r in load_rankings(judged))
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from gptlab.eval import report_cli
-from gptlab.eval.cli import merge_results
 from gptlab.eval.report import FAIL, PASS, SKIP, checks, collect
+from gptlab.eval.results import merge_results
 from gptlab.fileio import atomic_write_json
 
 

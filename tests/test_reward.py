@@ -8,7 +8,9 @@ import random
 import pytest
 import torch
 
+from gptlab.algos import reward_model
 from gptlab.data.preferences import Ranking, load_rankings, save_rankings
+from gptlab.eval import reward_pairs
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.io import save_model
@@ -53,17 +55,17 @@ def planted(n: int, seed: int = 0) -> list[Ranking]:
 
 def test_collate_runs_each_sequence_once_and_indexes_pairs():
     groups = [([[1, 2, 3], [1, 4]], [(0, 1)]), ([[1, 4], [5]], [(1, 0)])]  # [1, 4] appears twice
-    idx, last, chosen, rejected = reward.collate(groups, pad_id=0)
+    idx, last, chosen, rejected = reward_model.collate(groups, pad_id=0)
     assert idx.tolist() == [[1, 2, 3], [1, 4, 0], [5, 0, 0]]
     assert last.tolist() == [2, 1, 0]
     assert chosen.tolist() == [0, 2] and rejected.tolist() == [1, 1]
 
 
 def test_bt_loss_is_log2_at_zero_init_and_pairs_get_the_gradient(tok):
-    model = reward.RewardModel(tiny_gpt(tok.vocab_size))
-    enc = [(reward.prompt_key(r), reward.encode(tok, r, 64), r.pairs()) for r in planted(4)]
-    batch = next(reward.PairBatches(enc, batch_pairs=6, pad_id=tok.token_id("<|pad|>")))
-    loss, _ = reward.bt_loss(model, batch)
+    model = reward_model.RewardModel(tiny_gpt(tok.vocab_size))
+    enc = [(reward_model.prompt_key(r), reward_model.encode(tok, r, 64), r.pairs()) for r in planted(4)]
+    batch = next(reward_model.PairBatches(enc, batch_pairs=6, pad_id=tok.token_id("<|pad|>")))
+    loss, _ = reward_model.bt_loss(model, batch)
     assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)  # sigmoid(0) = 1/2
     assert batch[2].numel() == 6  # two whole prompts: 2 x 3 pairs
     loss.backward()
@@ -71,11 +73,11 @@ def test_bt_loss_is_log2_at_zero_init_and_pairs_get_the_gradient(tok):
 
 
 def test_pair_batches_resume_at_the_same_batch(tok):
-    enc = [(reward.prompt_key(r), reward.encode(tok, r, 64), r.pairs()) for r in planted(7)]
-    a = reward.PairBatches(enc, 5, 0, seed=3)
+    enc = [(reward_model.prompt_key(r), reward_model.encode(tok, r, 64), r.pairs()) for r in planted(7)]
+    a = reward_model.PairBatches(enc, 5, 0, seed=3)
     for _ in range(4):
         next(a)
-    b = reward.PairBatches(enc, 5, 0, seed=3)
+    b = reward_model.PairBatches(enc, 5, 0, seed=3)
     b.load_state_dict(a.state_dict())
     for _ in range(5):  # crosses an epoch boundary
         assert all(torch.equal(x, y) for x, y in zip(next(a), next(b)))
@@ -84,19 +86,19 @@ def test_pair_batches_resume_at_the_same_batch(tok):
 def test_heldout_split_keeps_a_prompt_on_one_side():
     rs = planted(40)
     rs += [Ranking(r.prompt, ["a", "b"], [0, 1]) for r in rs[:10]]  # a second ranking per prompt
-    train, held = reward.split_heldout(rs, 0.3, seed=1)
+    train, held = reward_model.split_heldout(rs, 0.3, seed=1)
     assert len(train) + len(held) == len(rs) and 0 < len(held) < len(rs)
-    assert not {reward.prompt_key(r) for r in train} & {reward.prompt_key(r) for r in held}
+    assert not {reward_model.prompt_key(r) for r in train} & {reward_model.prompt_key(r) for r in held}
 
 
 def test_heldout_split_by_ranking_spreads_one_prompts_rankings_over_both_sides():
     p = [{"role": "user", "content": "one topic"}]
     rs = [Ranking(p, [f"answer {i}a", f"answer {i}b"], [0, 1]) for i in range(60)]
-    assert reward.split_heldout(rs, 0.3, seed=1)[1] in ([], rs)  # by prompt: all on one side
-    train, held = reward.split_heldout(rs, 0.3, seed=1, by="ranking")
+    assert reward_model.split_heldout(rs, 0.3, seed=1)[1] in ([], rs)  # by prompt: all on one side
+    train, held = reward_model.split_heldout(rs, 0.3, seed=1, by="ranking")
     assert len(train) + len(held) == 60 and 5 <= len(held) <= 30
-    assert {reward.ranking_key(r) for r in train}.isdisjoint(reward.ranking_key(r) for r in held)
-    assert reward.split_heldout(rs, 0.3, seed=1, by="ranking") == (train, held)  # stable
+    assert {reward_model.ranking_key(r) for r in train}.isdisjoint(reward_model.ranking_key(r) for r in held)
+    assert reward_model.split_heldout(rs, 0.3, seed=1, by="ranking") == (train, held)  # stable
 
 
 def test_pair_report_accuracy_auc_and_length_baseline():
@@ -104,7 +106,7 @@ def test_pair_report_accuracy_auc_and_length_baseline():
     rs = [Ranking(p, ["long answer", "short"], [0, 1], {"source": "a"}),
           Ranking(p, ["x", "yy", "zzz"], [0, 1, 2], {"source": "b"})]
     scores = [[1.0, 0.0], [3.0, 2.0, 2.5]]  # pairs: +1 | +1, +0.5, -0.5
-    rep = reward.pair_report(rs, scores)
+    rep = reward_pairs.pair_report(rs, scores)
     assert rep["pairs"] == 4 and rep["accuracy"] == pytest.approx(0.75)
     assert rep["longer_wins_baseline"] == pytest.approx(0.25)  # only the first pair's longer answer won
     assert rep["roc_auc"] == pytest.approx(0.875)  # +-diffs: 14 of 16 (pos, neg) pairs ordered, ties 1/2
@@ -114,10 +116,10 @@ def test_pair_report_accuracy_auc_and_length_baseline():
 def test_pair_report_says_whether_the_margin_is_clear():
     p = [{"role": "user", "content": "?"}]
     rs = [Ranking(p, ["a" * (1 + i % 2), "b" * (2 - i % 2)], [0, 1], {"source": "s"}) for i in range(200)]
-    perfect = reward.pair_report(rs, [[1.0, 0.0]] * 200)  # longer-wins 0.5 here: half the winners are longer
+    perfect = reward_pairs.pair_report(rs, [[1.0, 0.0]] * 200)  # longer-wins 0.5 here: half the winners are longer
     assert perfect["longer_wins_baseline"] == pytest.approx(0.5) and perfect["clearly_beats_baselines"]
     assert perfect["margin_over_best_baseline"] == pytest.approx(0.5)
-    longer = reward.pair_report(rs, [[float(len(r.responses[0])), float(len(r.responses[1]))] for r in rs])
+    longer = reward_pairs.pair_report(rs, [[float(len(r.responses[0])), float(len(r.responses[1]))] for r in rs])
     assert longer["accuracy"] == pytest.approx(0.5) and not longer["beats_baselines"]
     assert not longer["clearly_beats_baselines"] and longer["margin_ci95"][0] <= 0
 
@@ -125,11 +127,11 @@ def test_pair_report_says_whether_the_margin_is_clear():
 def test_checkpoint_with_tied_embeddings_round_trips(tmp_path, tok):
     from gptlab.train import checkpoint as ckpt
 
-    model = reward.RewardModel(tiny_gpt(tok.vocab_size, tie=True))
+    model = reward_model.RewardModel(tiny_gpt(tok.vocab_size, tie=True))
     torch.nn.init.normal_(model.head.weight)
     opt = torch.optim.AdamW(model.parameters())
     ckpt.save_checkpoint(tmp_path, model, opt, {"step": 0})
-    other = reward.RewardModel(tiny_gpt(tok.vocab_size, tie=True))
+    other = reward_model.RewardModel(tiny_gpt(tok.vocab_size, tie=True))
     ckpt.load_checkpoint(tmp_path, other, torch.optim.AdamW(other.parameters()))
     assert torch.equal(other.head.weight, model.head.weight)
     assert other.trunk.lm_head.weight is other.trunk.embed_tokens.weight  # still tied
@@ -161,13 +163,13 @@ def test_planted_better_answer_is_learned_and_evaluated(tmp_path, tok):
     # `reward eval` on fresh planted rankings (new prompts), from the saved files alone
     fresh = tmp_path / "fresh.jsonl"
     save_rankings(fresh, planted(30, seed=99))
-    assert reward.main(["eval", "--rm", str(rm), "--data", str(fresh), "--out", str(tmp_path / "e.json"),
+    assert reward.main(["eval", "--from", str(rm), "--data", str(fresh), "--out", str(tmp_path / "e.json"),
                         "--device", "cpu"]) == 0
     rep2 = json.loads((tmp_path / "e.json").read_text())
     assert rep2["pairs"] == 90 and rep2["accuracy"] >= 0.9
-    model = reward.load_reward_model(rm)
+    model = reward_model.load_reward_model(rm)
     r = load_rankings(fresh)[0]
-    s = reward.score_all(model, [reward.encode(tok, r, 64)], tok.token_id("<|pad|>"))[0]
+    s = reward_model.score_all(model, [reward_model.encode(tok, r, 64)], tok.token_id("<|pad|>"))[0]
     assert s[1] > s[2] > s[0] or s[1] > s[0]  # two marks beat none
 
 
@@ -189,10 +191,10 @@ def test_score_all_keeps_duplicates_in_place():
     """Two equal answers in a ranking (e.g. a sample equal to the reference) each get a score."""
     import torch
 
+    from gptlab.algos.reward_model import score_all
     from gptlab.model.config import ModelConfig
     from gptlab.model.gpt import GPT
     from gptlab.model.heads import ScalarHeadModel
-    from gptlab.stages.reward import score_all
 
     torch.manual_seed(0)
     model = ScalarHeadModel(GPT(ModelConfig(vocab_size=32, n_layer=1, n_head=2, n_kv_head=2, n_embd=16, max_seq_len=16)))
@@ -221,14 +223,14 @@ def test_head_lr_gives_the_scalar_head_its_own_group(tok, name):
 
 
 def test_a_short_window_reward_model_is_read_with_the_window_it_learned(tmp_path, tok):
+    from gptlab.algos.ppo import rm_scores
     from gptlab.eval.judge import RewardScorer
     from gptlab.model.heads import keep_end
-    from gptlab.stages.ppo import rm_scores
     from gptlab.tokenizer.chat import render_for_reward
 
     rm = train_planted(tmp_path, tok, 40, "--steps", "3", "--max-tokens", "24")
     assert json.loads((rm / "reward_config.json").read_text())["max_tokens"] == 24
-    model = reward.load_reward_model(rm)
+    model = reward_model.load_reward_model(rm)
     assert model.max_tokens == 24 and model.config.max_seq_len == 64  # the trunk keeps its context
     conv = [{"role": "user", "content": "tell me a long story " * 3}, {"role": "assistant", "content": "once upon a time"}]
     ids = render_for_reward(tok, conv)
@@ -239,3 +241,47 @@ def test_a_short_window_reward_model_is_read_with_the_window_it_learned(tmp_path
     assert RewardScorer.load(rm, device="cpu").score([conv])[0] == pytest.approx(want, abs=1e-5)
     full = model.score_at(torch.tensor([ids]), torch.tensor([len(ids) - 1])).item()
     assert full != pytest.approx(want, abs=1e-6)  # the window is what changed the score
+
+
+def test_resume_equals_uninterrupted(tmp_path, tok, monkeypatch):
+    """Killed after step 4's checkpoint and resumed: the same weights, head, metrics and report."""
+    from safetensors.torch import load_file
+
+    from gptlab.train.tracker import read_metrics
+
+    save_model(tmp_path / "sft", tiny_gpt(tok.vocab_size))
+    tok.save(tmp_path / "tokenizer")
+    save_rankings(tmp_path / "p.jsonl", planted(40))
+
+    def train(out: str, *extra: str) -> int:
+        return reward.main(["train", "--from", str(tmp_path / "sft"), "--data", str(tmp_path / "p.jsonl"),
+                            "--out", str(tmp_path / out), "--val-frac", "0.2", "--device", "cpu", "--dtype", "fp32",
+                            "--steps", "8", "--save-every", "4", "--eval-every", "3", "--log-every", "1",
+                            "--batch-pairs", "6", *extra])
+
+    assert train("ref") == 0
+    calls = {"n": 0}
+    real_next = reward_model.PairBatches.__next__
+
+    def dying_next(self):  # the 6th batch never comes: step 4's checkpoint is the last
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real_next(self)
+
+    monkeypatch.setattr(reward_model.PairBatches, "__next__", dying_next)
+    with pytest.raises(KeyboardInterrupt):
+        train("run")
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "run" / "checkpoint" / "train_state.json").read_text())["step"] == 4
+    assert train("run", "--resume") == 0
+    for name in ("model.safetensors", "head.safetensors"):
+        a, b = load_file(str(tmp_path / "ref" / name)), load_file(str(tmp_path / "run" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+    def records(out: str) -> list:
+        return [(r["step"], r.get("loss"), r.get("val_pair_acc")) for r in read_metrics(tmp_path / out / "metrics.jsonl")]
+
+    assert records("ref") == records("run")
+    report = [json.loads((tmp_path / out / "eval.json").read_text()) for out in ("ref", "run")]
+    assert report[0]["mean_margin"] == report[1]["mean_margin"] and report[0]["pairs"] > 0

@@ -18,14 +18,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from gptlab.algos import dpo, grpo, ppo, rollout
+from gptlab.algos.reward_model import conversation
 from gptlab.errors import InputError
-from gptlab.eval.tasks.base import Item, Task
 from gptlab.infer.loading import load_for_inference, make_engine
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.heads import ScalarHeadModel
 from gptlab.model.io import save_model
-from gptlab.stages import dpo, grpo, ppo, rl, rollout
+from gptlab.stages import rl
+from gptlab.stages.rl import dpo as dpo_cmd
+from gptlab.tasks.base import Item, Task
 from gptlab.tokenizer.bpe import Tokenizer
 from gptlab.tokenizer.chat import render_prompt
 from gptlab.tokenizer.special import PAD
@@ -71,8 +74,8 @@ def _records(out: Path) -> list[dict]:
 def test_dpo_loss_is_log2_when_policy_equals_reference(run):
     model, tok = load_for_inference(run / "sft", device="cpu")
     model.requires_grad_(True)  # loaded frozen, for inference; this test trains it
-    rankings = rl._rankings(rl.build_parser().parse_args(["--algo", "dpo", "--data", str(run / "rankings/rule.jsonl")]))
-    pairs, dropped = dpo.ranking_pairs(tok, rankings, 96)
+    rankings = dpo_cmd.rankings(dpo_cmd.DPOArgs(data=(run / "rankings/rule.jsonl",)))
+    pairs, dropped = dpo.ranking_pairs(tok, rankings, 96, conversation)
     assert len(pairs) == 30 * 3 and dropped == 0  # K = 3 -> 3 pairs per ranking
     batch = dpo.collate(pairs[:6], tok.token_id(PAD))
     loss, metrics = dpo.make_dpo_loss(copy.deepcopy(model), beta=0.1)(model, batch)
@@ -191,7 +194,7 @@ def test_grpo_step_moves_probability_toward_above_average_replies(run):
 
 def test_ppo_with_zero_lr_leaves_policy_unchanged_and_kl_zero(run, tmp_path):
     out = tmp_path / "rl"
-    argv = ["--algo", "ppo", "--run", str(run), "--out", str(out), "--iterations", "2", "--lr", "0", "--eval-samples", "2",
+    argv = ["ppo", "--run", str(run), "--out", str(out), "--steps", "2", "--lr", "0", "--eval-samples", "2",
             *FAST]
     assert rl.main(argv) == 0
     before, after = load_file(run / "sft" / "model.safetensors"), load_file(out / "model.safetensors")
@@ -214,14 +217,19 @@ def test_ppo_with_zero_lr_leaves_policy_unchanged_and_kl_zero(run, tmp_path):
     assert report["paired"]["length_matched_reward"]["gain"] == pytest.approx(0, abs=1e-5)
     assert report["gen_tok_per_s_median"] > 0
     assert (out / "rl.png").stat().st_size > 1000 and (out / "checkpoint" / "optimizer.pt").exists()
+    # run.yaml holds the whole resolved config: `gptlab rl ppo --config <out>/run.yaml` runs it again
+    from gptlab.commandline import parse
+    from gptlab.stages.rl.ppo import PPOArgs
+
+    assert parse(PPOArgs, ["--config", str(out / "run.yaml")], "t") == parse(PPOArgs, argv[1:], "t")
 
 
 def test_ppo_trains_and_resume_equals_uninterrupted(run, tmp_path):
-    common = ["--algo", "ppo", "--run", str(run), "--lr", "3e-3", "--kl-target", "0.5", "--save-every", "1", *FAST]
+    common = ["ppo", "--run", str(run), "--lr", "3e-3", "--kl-target", "0.5", "--save-every", "1", *FAST]
     full, part = tmp_path / "full", tmp_path / "part"
-    assert rl.main([*common, "--out", str(full), "--iterations", "2"]) == 0
-    assert rl.main([*common, "--out", str(part), "--iterations", "1"]) == 0
-    assert rl.main([*common, "--out", str(part), "--iterations", "2", "--resume"]) == 0
+    assert rl.main([*common, "--out", str(full), "--steps", "2"]) == 0
+    assert rl.main([*common, "--out", str(part), "--steps", "1"]) == 0
+    assert rl.main([*common, "--out", str(part), "--steps", "2", "--resume"]) == 0
     a, b = load_file(full / "model.safetensors"), load_file(part / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     sft = load_file(run / "sft" / "model.safetensors")
@@ -235,7 +243,7 @@ def test_ppo_trains_and_resume_equals_uninterrupted(run, tmp_path):
 
 def test_grpo_cli_writes_records_and_the_saved_policy_loads(run, tmp_path):
     out = tmp_path / "grpo"
-    argv = ["--algo", "grpo", "--run", str(run), "--out", str(out), "--iterations", "1", "--group-size", "3",
+    argv = ["grpo", "--run", str(run), "--out", str(out), "--steps", "1", "--group-size", "3",
             "--kl-coef", "0.1", *FAST]
     assert rl.main(argv) == 0
     (rec,) = [r for r in _records(out) if "loss" in r]
@@ -256,7 +264,7 @@ def test_grpo_cli_writes_records_and_the_saved_policy_loads(run, tmp_path):
 
 def test_dpo_cli_lowers_the_loss_from_log2(run, tmp_path):
     out = tmp_path / "dpo"
-    argv = ["--algo", "dpo", "--run", str(run), "--out", str(out), "--iterations", "8", "--lr", "2e-3",
+    argv = ["dpo", "--run", str(run), "--out", str(out), "--steps", "8", "--lr", "2e-3",
             "--batch-size", "4", "--device", "cpu", "--dtype", "fp32", "--eval-prompts", "8"]
     assert rl.main(argv) == 0
     train = [r for r in _records(out) if "loss" in r]
@@ -269,9 +277,9 @@ def test_dpo_cli_lowers_the_loss_from_log2(run, tmp_path):
 
 
 def test_ppo_prompts_may_come_from_a_task_without_a_verifier(run, monkeypatch):
+    from gptlab.algos.rollout import task_prompts
     from gptlab.data import corpora
     from gptlab.data.chats import Chat, Turn
-    from gptlab.stages.rollout import task_prompts
     from gptlab.tokenizer.bpe import Tokenizer
 
     chats = [Chat(f"c{i}", "topic", None, [Turn("A", f"hi {i}"), Turn("B", "hello"), Turn("A", "how are you?"),
@@ -286,15 +294,51 @@ def test_ppo_prompts_may_come_from_a_task_without_a_verifier(run, monkeypatch):
     assert all(p.task is not None and p.task.name == "arithmetic" for p in sums)
 
 
-def test_bad_inputs_are_clear_errors(run, tmp_path):
+def test_bad_inputs_are_clear_errors(run, tmp_path, capsys):
     prompts = tmp_path / "p.txt"
     prompts.write_text("hello\n")
-    with pytest.raises(InputError, match="verifier"):
-        rl.main(["--algo", "grpo", "--run", str(run), "--prompts", str(prompts), "--device", "cpu"])
+    # GRPO needs a verifier: its command has no --prompts, and its batches refuse prompts without a task
+    with pytest.raises(SystemExit):
+        rl.main(["grpo", "--run", str(run), "--prompts", str(prompts), "--device", "cpu"])
+    assert "--prompts" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="verifier"):
+        grpo.GRPOBatches(None, None, None, None, [rollout.PromptItem([], [1])], grpo.GRPOConfig(), 0, None)
+    with pytest.raises(InputError, match="group-size"):
+        rl.main(["grpo", "--run", str(run), "--group-size", "1", "--device", "cpu"])
+    with pytest.raises(InputError, match="at least 1"):
+        rl.main(["ppo", "--run", str(run), "--minibatch", "0", "--device", "cpu"])
     with pytest.raises(InputError, match="head.safetensors"):
-        rl.main(["--algo", "ppo", "--run", str(run), "--rm", str(run / "sft"), *FAST])
+        rl.main(["ppo", "--run", str(run), "--rm", str(run / "sft"), *FAST])
     with pytest.raises(InputError, match="not a scorable task"):
-        rl.main(["--algo", "grpo", "--run", str(run), "--tasks", "chitchat", "--device", "cpu"])
+        rl.main(["grpo", "--run", str(run), "--tasks", "chitchat", "--device", "cpu"])
     with pytest.raises(InputError, match="no rankings"):
-        rl.main(["--algo", "dpo", "--run", str(tmp_path / "nothing"), "--from", str(run / "sft"),
+        rl.main(["dpo", "--run", str(tmp_path / "nothing"), "--from", str(run / "sft"),
                  "--tokenizer", str(run / "tokenizer"), "--device", "cpu"])
+
+
+def test_each_command_keeps_its_defaults_and_its_help(capsys):
+    from gptlab.stages.rl.grpo import GRPOArgs
+    from gptlab.stages.rl.grpo import algo_config as grpo_config
+    from gptlab.stages.rl.ppo import PPOArgs
+    from gptlab.stages.rl.ppo import algo_config as ppo_config
+
+    p, g, d = PPOArgs(), GRPOArgs(), dpo_cmd.DPOArgs()
+    assert (p.prompts_per_iter, p.minibatch, p.epochs, p.kl_coef, p.eval_samples) == (16, 8, 2, 0.05, 0)
+    assert p.tasks == ("arithmetic", "play_speaker") and g.tasks == ("arithmetic",)
+    assert (g.prompts_per_iter, g.group_size, g.minibatch, g.epochs, g.kl_coef, g.eval_samples) == (8, 8, 32, 1, 0.05, 2)
+    assert (d.beta, d.batch_size, d.eval_prompts) == (0.1, 8, 32)
+    for c in (p, g, d):  # RL's loop defaults: a constant small LR, no decay, held-out eval before and after
+        assert (c.lr, c.min_lr_ratio, c.weight_decay, c.warmup, c.grad_clip, c.eval_every, c.save_every) == (
+            1e-5, 1.0, 0.0, 0, 1.0, None, 5)
+    # the algorithms' configs, filled by name from the commands' defaults, are the algorithms' own defaults
+    assert ppo_config(p) == ppo.PPOConfig(kl_coef=0.05)
+    assert grpo_config(g) == grpo.GRPOConfig(kl_coef=0.05)
+    for cmd in ("ppo", "dpo", "grpo"):
+        with pytest.raises(SystemExit) as e:
+            rl.main([cmd, "--help"])
+        assert e.value.code == 0 and "--steps" in capsys.readouterr().out
+    assert rl.main([]) == 0
+    usage = capsys.readouterr().out
+    assert all(f"  {c} " in usage for c in ("ppo", "dpo", "grpo"))
+    with pytest.raises(InputError, match="grad-accum"):
+        PPOArgs(grad_accum=2).check()

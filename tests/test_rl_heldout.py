@@ -8,8 +8,8 @@ from typing import ClassVar
 
 import pytest
 
-from gptlab.stages.heldout import make_heldout_eval, paired_summary
-from gptlab.stages.rollout import PromptItem
+from gptlab.algos.rollout import PromptItem
+from gptlab.eval.heldout import make_heldout_eval, paired_summary
 
 END = 0
 

@@ -15,12 +15,14 @@ import httpx
 import pytest
 import torch
 
+from gptlab.errors import InputError
 from gptlab.infer.engine import Engine, SamplingParams
 from gptlab.infer.loading import load_for_inference, make_engine
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.io import save_model
-from gptlab.serve.api import ReplyDecoder, StopMatcher, create_app
+from gptlab.serve.api import create_app
+from gptlab.serve.reply import ReplyDecoder, StopMatcher
 from gptlab.serve.schemas import Limits
 from gptlab.serve.worker import EngineWorker
 from gptlab.tokenizer.bpe import Tokenizer
@@ -415,6 +417,25 @@ def test_cli_help(capsys) -> None:
     out = capsys.readouterr().out
     for flag in ("--from", "--max-batch", "--api-key", "--rag", "--host", "GPTLAB_API_KEY"):
         assert flag in out
+
+
+def test_cli_config_keeps_the_defaults_and_picks_the_most_aligned_stage(tmp_path) -> None:
+    """`gptlab serve` options: the argparse version's defaults; --from else runs/<run>/{chat,grpo,rl,sft}."""
+    import os
+
+    from gptlab.commandline import parse
+    from gptlab.serve.cli import ServeConfig, check, limits_of, stage_of
+
+    cfg = parse(ServeConfig, ["--run", str(tmp_path / "r")], "gptlab serve")
+    assert (cfg.host, cfg.port, cfg.max_batch, cfg.rag_k, cfg.device) == ("127.0.0.1", 8000, 16, 4, "auto")
+    assert cfg.threads == max(1, (os.cpu_count() or 2) - 1) and cfg.log_level == "info"
+    assert limits_of(cfg) == Limits()
+    assert stage_of(cfg) == tmp_path / "r" / "chat"  # none exists: the first
+    (tmp_path / "r" / "rl").mkdir(parents=True)
+    assert stage_of(cfg) == tmp_path / "r" / "rl"
+    cfg.max_batch = 0
+    with pytest.raises(InputError, match="--max-batch must be at least 1"):
+        check(cfg)
 
 
 def test_cli_serves_a_run_folder_with_env_api_key(run) -> None:

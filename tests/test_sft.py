@@ -124,7 +124,7 @@ def common(setup: dict, out: Path, steps: int, *extra: str) -> list[str]:
         "cpu",
         "--dtype",
         "fp32",
-        "--warmup-steps",
+        "--warmup",
         "2",
         *extra,
     ]
@@ -151,7 +151,9 @@ def test_help_lists_the_flags(capsys):
         "--lora-dropout",
         "--merge",
         "--resume",
-        "--warmup-steps",
+        "--warmup",
+        "--mix",
+        "--config",
     ):
         assert flag in text
 
@@ -328,16 +330,60 @@ def test_bad_data_file_names_file_and_line(setup, tmp_path):
         main(argv)
 
 
-def test_mix_sets_one_tasks_count_and_rejects_what_it_cannot_read():
-    from gptlab.data.sft_batches import gather_conversations
-    from gptlab.eval.tasks.mixture import DEFAULT_SIZES
-    from gptlab.stages.sft import parse_mix
+def test_mix_sets_one_tasks_count_and_rejects_what_it_cannot_read(setup, tmp_path):
+    from gptlab.stages.sft import check_mix, gather_conversations, main
+    from gptlab.tasks.mixture import DEFAULT_SIZES
 
-    sizes = {name: 0 for name in DEFAULT_SIZES} | parse_mix(["arithmetic=7", "identity=3"])
+    sizes = {name: 0 for name in DEFAULT_SIZES} | check_mix({"arithmetic": 7, "identity": 3})
     convs = gather_conversations("default", [], sizes=sizes)
     users = [c[0]["content"] for c in convs]
     assert len(convs) == 10 and len(set(users)) >= 7  # seven distinct arithmetic problems, identity repeats
     with pytest.raises(InputError, match="unknown task; the mixture has chitchat"):
-        parse_mix(["arith=5"])
+        check_mix({"arith": 5})
     with pytest.raises(InputError, match="whole number"):
-        parse_mix(["arithmetic=many"])
+        check_mix({"arithmetic": -5})
+    base = ["--from", str(setup["root"] / "base"), "--out", str(tmp_path / "o"), "--steps", "1"]
+    # On the command line: TASK N pairs; an unknown task fails before anything loads.
+    with pytest.raises(InputError, match="unknown task; the mixture has chitchat"):
+        main([*base, "--mix", "arith", "5"])
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--mix", "arithmetic", "many"])
+    assert e.value.code == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_file_sets_the_run_a_flag_overrides_it_and_run_yaml_reruns_it(setup, tmp_path):
+    """`gptlab sft --config file.yaml --lr X`: the file's values, the flag's override; the run
+    writes <out>/run.yaml, and `--config <out>/run.yaml` is the same run, bit for bit."""
+    import yaml
+
+    from gptlab.stages.sft import main
+
+    cfg = {
+        "from": str(setup["root"] / "base"), "data": [str(setup["data"])], "mixture": "none",
+        "steps": 6, "batch_size": 4, "seq_len": 48, "val_frac": 0.1, "lr": 5e-3, "warmup": 2,
+        "eval_every": 3, "sample_every": None, "save_every": None, "seed": 7,
+        "lora_rank": 2, "device": "cpu", "dtype": "fp32",
+    }
+    path = tmp_path / "sft.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    first = tmp_path / "first"
+    assert main(["--config", str(path), "--lr", "3e-3", "--out", str(first)]) == 0
+    state = json.loads((first / "checkpoint" / "train_state.json").read_text())
+    train = state["train_config"]
+    assert train["lr"] == 3e-3 and train["max_steps"] == 6 and train["warmup_steps"] == 2
+    assert train["seed"] == 7 and train["sample_every"] is None and train["eval_every"] == 3
+    assert (first / "adapter.safetensors").exists() and not (first / "samples.md").exists()
+    resolved = yaml.safe_load((first / "run.yaml").read_text())
+    assert resolved["lr"] == 3e-3 and resolved["batch_size"] == 4 and resolved["seq_len"] == 48
+    assert resolved["from"] == str(setup["root"] / "base") and resolved["lora_rank"] == 2
+
+    again = tmp_path / "again"
+    assert main(["--config", str(first / "run.yaml"), "--out", str(again)]) == 0
+    a, b = load_file(str(first / "adapter.safetensors")), load_file(str(again / "adapter.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def losses(p: Path) -> list:
+        return [(r["step"], r.get("loss"), r.get("val_loss")) for r in read_metrics(p / "metrics.jsonl")]
+
+    assert losses(first) == losses(again) and len(losses(first)) == 9  # 6 train + 3 val records

@@ -9,10 +9,10 @@ import random
 
 import pytest
 
+from gptlab import tasks
 from gptlab.data.chats import Chat, Turn
 from gptlab.data.plays import parse_play
-from gptlab.eval import tasks
-from gptlab.eval.tasks import (
+from gptlab.tasks import (
     TASKS,
     arithmetic,
     base,
@@ -22,8 +22,8 @@ from gptlab.eval.tasks import (
     mixture,
     reference_completion,
 )
-from gptlab.eval.tasks import plays as play_tasks
-from gptlab.eval.tasks.base import in_test, normalise
+from gptlab.tasks import plays as play_tasks
+from gptlab.tasks.base import in_test, normalise
 
 TEST_FRAC = 0.3
 PLAY_TASKS = ["play_speaker", "play_title", "continue_speech"]

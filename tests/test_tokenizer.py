@@ -350,7 +350,8 @@ def test_cli_train_show_eval(tmp_path, corpus, capsys):
 
 
 def test_cli_train_from_input_files_with_max_chars(tmp_path, corpus):
-    from gptlab.tokenizer.cli import limit_chars, main
+    from gptlab.tokenizer.cli import main
+    from gptlab.tokenizer.train_cli import limit_chars
 
     assert list(limit_chars(["abcd", "efgh", "ij"], 6)) == ["abcd", "ef"]
     folder = tmp_path / "texts"
@@ -384,7 +385,13 @@ def test_cli_errors(tmp_path):
 def test_cli_help(sub, capsys):
     from gptlab.tokenizer.cli import main
 
-    with pytest.raises(SystemExit) as e:
-        main([*sub, "--help"])
-    assert e.value.code == 0
-    assert "usage: gptlab tokenizer" in capsys.readouterr().out
+    if not sub:  # the group lists its commands and returns
+        assert main(["--help"]) == 0
+    else:  # a command's parser prints its options and exits
+        with pytest.raises(SystemExit) as e:
+            main([*sub, "--help"])
+        assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: gptlab tokenizer" in out
+    if not sub:
+        assert all(name in out for name in ("train", "show", "eval"))

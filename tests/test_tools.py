@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 
 import pytest
 
+from gptlab.tokenizer.bpe import Tokenizer
 from gptlab.tools.calculator import MAX_CHARS, CalcError, calculate, evaluate, format_number
 from gptlab.tools.registry import ToolRegistry, ToolResult, make_tool_hook
 from gptlab.tools.sandbox import SandboxLimits, isolation, run_python
@@ -211,8 +213,6 @@ def test_registry_python_tool():
 
 # ---------------------------------------------------------------- engine hook
 def test_make_tool_hook_forces_result_tokens():
-    from gptlab.tokenizer.bpe import Tokenizer
-
     text = ("To be, or not to be, that is the question. 12*7 = 84; calculator: 2+3 = 5. " * 40)
     tok = Tokenizer.train([text], vocab_size=300)
     hook = make_tool_hook(tok, ToolRegistry())
@@ -227,10 +227,6 @@ def test_make_tool_hook_forces_result_tokens():
 
 def test_calculator_refuses_model_typos_without_warnings():
     """'3x+1' (a model's typo) is an error result, and Python's SyntaxWarning stays out of the chat."""
-    import warnings
-
-    from gptlab.tools.calculator import CalcError, calculate
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(CalcError, match="not an arithmetic expression"):

@@ -15,10 +15,11 @@ import string
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gptlab.align.rankers import Candidates
+from gptlab.align.candidates import Candidates
 from gptlab.data.preferences import Ranking, save_rankings
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_write_json, read_json
+from gptlab.tasks.base import reply_text
 
 HELP = "order best first (e.g. 'bac'), s = skip, u = undo, q = quit"
 
@@ -89,8 +90,6 @@ class Labeler:
         atomic_write_json(self.progress_path, {"items": len(self.cands), "answers": self.answers})
 
     def _render(self, i: int) -> str:
-        from gptlab.eval.tasks.base import reply_text
-
         c = self.cands[i]
         lines = [f"--- prompt {i + 1}/{len(self.cands)} ({len(self.answers)} answered) ---"]
         lines += [f"[{m['role']}] {reply_text(m['content'])}" for m in c.prompt]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from gptlab.data.sources import Document
+from gptlab.data.document import Document
 from gptlab.errors import InputError
 
 

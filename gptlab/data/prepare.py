@@ -1,8 +1,8 @@
 """`gptlab data prepare`: sources -> quality filters -> dedup -> mixture -> train.jsonl / val.jsonl.
 
     gptlab data prepare                                   # Shakespeare into runs/tiny/data/
-    gptlab data prepare --source shakespeare --source notes/ \\
-        --source data.jsonl@field=content,weight=2 --target-chars 20M --run mine
+    gptlab data prepare --source shakespeare notes/ data.jsonl@field=content,weight=2 \\
+        --target-chars 20M --run mine
 
 Writes into `runs/<run>/data/` (or `--out`): `train.jsonl` and `val.jsonl`, one
 `{"text", "source", "id"}` per line, and `report.json` with, per source and overall, the
@@ -16,138 +16,69 @@ Deduplication runs across sources in the order given: the first copy seen is kep
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
+from tqdm import tqdm
+
+from gptlab.commandline import parse
 from gptlab.common import format_duration, git_commit, human_bytes, run_dir
 from gptlab.data.clean import Filters, load_blocklist
 from gptlab.data.dedup import Deduplicator
+from gptlab.data.document import Document
 from gptlab.data.mixture import mix
-from gptlab.data.sources import Document, Skips, SourceSpec, load_config, parse_spec, read_source
+from gptlab.data.sources import Skips, SourceSpec, load_config, parse_spec, read_source
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_open, atomic_write_json
+from gptlab.options import RunArgs
 
 
-def _off_or(kind: type):
-    """argparse type: a number, or 'off' -> None (filter switched off)."""
+@dataclass
+class PrepareConfig(RunArgs):
+    """Read text sources, drop low-quality and duplicate documents, mix the sources by weight or
+    epochs, and write train.jsonl, val.jsonl and report.json.
 
-    def parse(text: str):
-        return None if text.lower() in ("off", "none") else kind(text)
+    A source is LOCATION[@key=value,...]: LOCATION is shakespeare, chitchat, a folder of
+    .txt/.md, a .txt/.md file, a .jsonl, a .parquet or hf:<dataset>[:<config>]; keys: name,
+    field (JSONL key / column, default text), split (hf, default train), config, data_files (hf),
+    limit, weight, epochs. Example: --source shakespeare data.jsonl@field=content,weight=2"""
 
-    parse.__name__ = kind.__name__
-    return parse
+    source: tuple[str, ...] = ()  # sources to read, all after one --source (default: shakespeare)
+    sources_file: Path | None = None  # JSON list of source objects (e.g. [{"location": "shakespeare", "epochs": 2}]); read before --source
+    out: Path | None = None  # output folder (overrides --run)
+    lenient: bool = False  # skip bad records and files (counted per reason in the report) instead of stopping at the first with an error
+    # quality filters (None switches one off)
+    min_chars: int | None = 50  # drop shorter documents
+    max_chars: int | None = 1_000_000  # drop longer documents
+    max_symbol_ratio: float | None = 0.1  # drop documents with more symbols (not letters, digits, spaces, prose punctuation) per letter
+    max_duplicate_line_fraction: float | None = 0.3  # drop documents whose repeated lines hold more of their characters
+    blocklist: Path | None = None  # drop documents containing any word of this file (one word or phrase a line; whole words, any case)
+    # deduplication
+    dedup: Literal["near", "exact"] | None = "near"  # near: exact then MinHash near duplicates; exact: hash only; None: off
+    near_threshold: float = 0.8  # estimated Jaccard similarity of word 5-grams at which a document counts as a near duplicate of an earlier one
+    # mixture and split
+    val_fraction: float = 0.05  # share of each source's documents held out for validation
+    target_chars: int | str | None = None  # total training characters to reach, shared by the sources' weights (e.g. 20M, 1.5G); sources with epochs= keep them
+    seed: int = 1337  # seed of the split, subsampling and shuffle
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str | int) -> int:
     """'20M' -> 20_000_000, '1.5G' -> 1_500_000_000, '50000' -> 50000 (characters)."""
-    m = re.fullmatch(r"\s*([\d.]+(?:e\d+)?)\s*([kKmMgG]?)\s*", text)
+    m = re.fullmatch(r"\s*([\d.]+(?:e\d+)?)\s*([kKmMgG]?)\s*", str(text))
     if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 5000000, 20M, 1.5G)")
-    return int(float(m.group(1)) * {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[m.group(2).lower()])
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gptlab data prepare",
-        description="Read text sources, drop low-quality and duplicate documents, mix the sources "
-        "by weight or epochs, and write train.jsonl, val.jsonl and report.json.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="source specs: LOCATION[@key=value,...] where LOCATION is shakespeare, chitchat, a "
-        "folder of .txt/.md, a .txt/.md file, a .jsonl, a .parquet or hf:<dataset>[:<config>]; "
-        "keys: name, field (JSONL key / column, default text), split (hf, default train), config, "
-        "data_files (hf), limit, weight, epochs.\n"
-        "example: --source shakespeare --source data.jsonl@field=content,weight=2",
-    )
-    p.add_argument(
-        "--source",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help="a source to read (repeatable); default: shakespeare",
-    )
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        help="JSON list of source objects "
-        '(e.g. [{"location": "shakespeare", "epochs": 2}]); read before any --source',
-    )
-    p.add_argument(
-        "--run", default="tiny", help="run name: output goes to runs/<run>/data/ (default tiny)"
-    )
-    p.add_argument("--out", metavar="DIR", help="output folder (overrides --run)")
-    p.add_argument(
-        "--lenient",
-        action="store_true",
-        help="skip bad records and files (counted per "
-        "reason in the report) instead of stopping at the first with an error",
-    )
-    g = p.add_argument_group("quality filters ('off' switches one off)")
-    g.add_argument(
-        "--min-chars", type=_off_or(int), default=50, help="drop shorter documents (default 50)"
-    )
-    g.add_argument(
-        "--max-chars",
-        type=_off_or(int),
-        default=1_000_000,
-        help="drop longer documents (default 1000000)",
-    )
-    g.add_argument(
-        "--max-symbol-ratio",
-        type=_off_or(float),
-        default=0.1,
-        help="drop documents with "
-        "more symbols (not letters, digits, spaces, prose punctuation) per letter (default 0.1)",
-    )
-    g.add_argument(
-        "--max-duplicate-line-fraction",
-        type=_off_or(float),
-        default=0.3,
-        help="drop documents whose repeated lines hold more of their characters (default 0.3)",
-    )
-    g.add_argument(
-        "--blocklist",
-        metavar="FILE",
-        help="drop documents containing any word of FILE "
-        "(one word or phrase a line; whole words, any case)",
-    )
-    g = p.add_argument_group("deduplication")
-    g.add_argument(
-        "--dedup",
-        choices=["near", "exact", "none"],
-        default="near",
-        help="near: exact then MinHash near duplicates (default); exact: hash only; none",
-    )
-    g.add_argument(
-        "--near-threshold",
-        type=float,
-        default=0.8,
-        help="estimated Jaccard similarity of word 5-grams at which a document counts as a "
-        "near duplicate of an earlier one (default 0.8)",
-    )
-    g = p.add_argument_group("mixture and split")
-    g.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.05,
-        help="share of each source's documents held out for validation (default 0.05)",
-    )
-    g.add_argument(
-        "--target-chars",
-        type=parse_size,
-        metavar="N",
-        help="total training characters "
-        "to reach, shared by the sources' weights (e.g. 20M); sources with epochs= keep them",
-    )
-    g.add_argument(
-        "--seed", type=int, default=1337, help="seed of the split, subsampling and shuffle"
-    )
-    return p
+        raise InputError("--target-chars", f"not a size: {text!r} (e.g. 5000000, 20M, 1.5G)")
+    try:
+        number = float(m.group(1))
+    except ValueError:  # "1.2.3"
+        raise InputError("--target-chars", f"not a size: {text!r} (e.g. 5000000, 20M, 1.5G)") from None
+    return int(number * {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[m.group(2).lower()])
 
 
 def _unique_names(specs: list[SourceSpec]) -> list[str]:
@@ -162,8 +93,6 @@ def _unique_names(specs: list[SourceSpec]) -> list[str]:
 
 
 def _progress(docs, desc: str):
-    from tqdm import tqdm
-
     # disable=None: a bar on a terminal, silence in logs and tests.
     return tqdm(docs, desc=desc, unit=" docs", file=sys.stderr, disable=None, leave=False)
 
@@ -288,41 +217,36 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    specs = load_config(args.config) if args.config else []
-    specs += [parse_spec(s) for s in args.source]
+def run(cfg: PrepareConfig) -> int:
+    specs = load_config(cfg.sources_file) if cfg.sources_file else []
+    specs += [parse_spec(s) for s in cfg.source]
     if not specs:
         specs = [parse_spec("shakespeare")]
-    if not 0.0 <= args.val_fraction < 1.0:
+    if not 0.0 <= cfg.val_fraction < 1.0:
         raise InputError("--val-fraction", "must be in [0, 1)")
-    if not 0.0 < args.near_threshold <= 1.0:
+    if not 0.0 < cfg.near_threshold <= 1.0:
         raise InputError("--near-threshold", "must be in (0, 1]")
     filters = Filters(
-        args.min_chars,
-        args.max_chars,
-        args.max_symbol_ratio,
-        args.max_duplicate_line_fraction,
-        load_blocklist(args.blocklist) if args.blocklist else None,
+        cfg.min_chars,
+        cfg.max_chars,
+        cfg.max_symbol_ratio,
+        cfg.max_duplicate_line_fraction,
+        load_blocklist(cfg.blocklist) if cfg.blocklist else None,
     )
-    dedup = (
-        None
-        if args.dedup == "none"
-        else Deduplicator(args.near_threshold if args.dedup == "near" else None)
-    )
-    out_dir = Path(args.out) if args.out else run_dir(args.run, "data")
+    dedup = None
+    if cfg.dedup is not None:
+        dedup = Deduplicator(cfg.near_threshold if cfg.dedup == "near" else None)
+    out_dir = cfg.out if cfg.out is not None else run_dir(cfg.run, "data")
+    target = parse_size(cfg.target_chars) if cfg.target_chars is not None else None
     report = prepare(
-        specs,
-        out_dir,
-        filters,
-        dedup,
-        args.lenient,
-        args.val_fraction,
-        args.seed,
-        args.target_chars,
+        specs, out_dir, filters, dedup, cfg.lenient, cfg.val_fraction, cfg.seed, target
     )
     print(summary(report))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse(PrepareConfig, argv, "gptlab data prepare"))
 
 
 if __name__ == "__main__":

@@ -34,37 +34,24 @@ from typing import Any
 import numpy as np
 import torch
 
+from gptlab.common import print0
+from gptlab.data.conversations import load_conversations
+from gptlab.tokenizer.chat import render_conversation
+
 Example = tuple[list[int], list[int]]  # (ids, loss mask), same length
 
 
-def gather_conversations(
-    mixture: str,
-    files: Sequence[str | Path],
-    fmt: str = "auto",
-    lenient: bool = False,
-    seed: int = 0,
-    sizes: dict[str, int] | None = None,
+def load_conversation_files(
+    files: Sequence[str | Path], fmt: str = "auto", lenient: bool = False
 ) -> list[list[dict]]:
-    """The embedded SFT mixture (mixture='default'; 'none' for none; `sizes` overrides some of its
-    tasks' counts) followed by every file's conversations (OpenAI messages / ShareGPT / Alpaca;
-    bad records raise InputError file:line)."""
-    from gptlab.common import print0
-    from gptlab.data.conversations import load_conversations
-    from gptlab.errors import InputError
-
+    """Every file's conversations in order (OpenAI messages / ShareGPT / Alpaca; JSONL, JSON,
+    parquet or hf:NAME specs); bad records raise InputError file:line unless `lenient`."""
     convs: list[list[dict]] = []
-    if mixture == "default":
-        from gptlab.eval.tasks.mixture import DEFAULT_SIZES, sft_mixture
-
-        convs += sft_mixture("train", {**DEFAULT_SIZES, **(sizes or {})}, seed)
-        print0(f"data: embedded mixture, {len(convs):,} conversations")
     for path in files:
         got, counts = load_conversations(path, fmt=fmt, lenient=lenient)
         skipped = f", skipped {counts['skipped']}" if counts["skipped"] else ""
         print0(f"data: {path}: {len(got):,} conversations ({counts['formats']}{skipped})")
         convs += got
-    if not convs:
-        raise InputError(None, "no conversations: give --data FILE or use the default mixture")
     return convs
 
 
@@ -88,8 +75,6 @@ def render_examples(
     tok: Any, conversations: Sequence[list[dict]], max_tokens: int
 ) -> list[Example]:
     """Render each conversation, cut to `max_tokens`; drop those left with nothing to learn."""
-    from gptlab.tokenizer.chat import render_conversation
-
     out = []
     for conv in conversations:
         ids, mask = render_conversation(tok, conv, max_tokens=max_tokens)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
 
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_open, atomic_write_json, read_json
@@ -245,8 +246,6 @@ def _write_split(
     split: str, docs: Iterable[str], tok: Tokenizer, out: Path, dtype: str,
     shard_tokens: int, num_threads: int, progress: bool,
 ) -> list[ShardInfo]:
-    from tqdm import tqdm
-
     total = len(docs) if hasattr(docs, "__len__") else None  # type: ignore[arg-type]
     bar = tqdm(total=total, desc=f"tokenize {split}", unit="doc", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)

@@ -29,23 +29,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gptlab.data import corpora
+from gptlab.data.document import Document
 from gptlab.errors import InputError
+from gptlab.fileio import read_json
 
 EMBEDDED = ("shakespeare", "chitchat")
 TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
-@dataclass(slots=True)
-class Document:
-    text: str
-    source: str  # the source's name, e.g. "shakespeare"
-    id: str  # stable within the source: "macbeth/1.1", "notes/a.txt", "data.jsonl:12"
-
-
 @dataclass
 class SourceSpec:
-    """One `--source` entry. Exactly the keys accepted after `@` (and in --config objects)."""
+    """One `--source` entry. Exactly the keys accepted after `@` (and in --sources-file objects)."""
 
     location: str
     name: str | None = None  # how the report and the output records call it
@@ -138,8 +134,6 @@ def parse_spec(text: str) -> SourceSpec:
 
 def load_config(path: str | Path) -> list[SourceSpec]:
     """A JSON list of source objects: `[{"location": "shakespeare", "epochs": 2}, ...]`."""
-    from gptlab.fileio import read_json
-
     obj = read_json(path)
     if not isinstance(obj, list) or not obj:
         raise InputError(path, "expected a non-empty JSON list of sources")
@@ -224,7 +218,7 @@ def read_jsonl(path: Path, source: str, text_field: str, skips: Skips) -> Iterat
 
 def read_parquet(path: Path, source: str, column: str, skips: Skips) -> Iterator[Document]:
     """One document per row of `column`, read in batches (the file need not fit in memory)."""
-    try:
+    try:  # optional dependency (the `hf` extra): imported only when a parquet file is read
         import pyarrow.parquet as pq
     except ImportError:
         raise InputError(path, "reading parquet needs pyarrow: pip install pyarrow") from None
@@ -257,7 +251,7 @@ def hf_rows(spec: SourceSpec) -> Iterator[dict]:
     Streaming, so a web-scale dataset is read as it downloads; a loader name like `json` or
     `parquet` with `data_files=` reads local files the same way (that is how it is tested).
     """
-    try:
+    try:  # optional dependency (the `hf` extra), slow to import: only for `hf:` sources
         import datasets
     except ImportError:
         raise InputError(
@@ -293,8 +287,6 @@ def read_hf(spec: SourceSpec, source: str, skips: Skips) -> Iterator[Document]:
 
 
 def read_embedded(name: str, source: str) -> Iterator[Document]:
-    from gptlab.data import corpora
-
     if name == "shakespeare":
         yield from corpora.play_documents(corpora.load_plays(), source)
     else:

@@ -10,12 +10,19 @@ Each line of the votes file is `{"model_a": ..., "model_b": ..., "winner": "a" |
 
 from __future__ import annotations
 
-import argparse
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
+import tyro
+from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
+
+from gptlab.commandline import parse
 from gptlab.errors import InputError
 from gptlab.eval.elo import Vote, leaderboard, normalise_winner
+from gptlab.fileio import atomic_open, atomic_write_json
 
 
 def read_votes(path: str | Path) -> list[Vote]:
@@ -70,10 +77,6 @@ def format_table(rows: list[dict]) -> str:
 
 def plot_ratings(rows: list[dict], path: str | Path, title: str) -> None:
     """Horizontal error-bar chart, best model on top; written atomically."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display backend
-
-    from gptlab.fileio import atomic_open
-
     path = Path(path)
     rows = rows[::-1]
     y = list(range(len(rows)))
@@ -93,82 +96,49 @@ def plot_ratings(rows: list[dict], path: str | Path, title: str) -> None:
         fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=120)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gptlab arena",
-        description="Rank models from pairwise votes (JSONL of model_a, model_b, winner) on the Elo scale.",
-    )
-    p.add_argument(
-        "votes", help="votes file: one JSON object per line with model_a, model_b, winner (a|b|tie)"
-    )
-    p.add_argument(
-        "--method",
-        choices=["bt", "online"],
-        default="bt",
-        help="bt: Bradley-Terry maximum likelihood, independent of vote order (Chatbot Arena's); "
-        "online: sequential Elo updates in file order (default: bt)",
-    )
-    p.add_argument(
-        "--bootstrap",
-        type=int,
-        default=1000,
-        metavar="N",
-        help="resample the votes N times for 95%% confidence intervals; 0: no intervals (default: 1000)",
-    )
-    p.add_argument(
-        "--anchor",
-        default=None,
-        metavar="MODEL",
-        help="give this model rating 1000 (default: the mean rating is 1000)",
-    )
-    p.add_argument(
-        "--k", type=float, default=4.0, help="online Elo step size (default: 4, as LMSYS)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default: 0)")
-    p.add_argument(
-        "--out", default=None, metavar="JSON", help="also write the leaderboard as JSON here"
-    )
-    p.add_argument(
-        "--plot",
-        default=None,
-        metavar="PNG",
-        help="also draw ratings with error bars here (png, svg, pdf)",
-    )
-    return p
+@dataclass
+class ArenaConfig:
+    """Rank models from pairwise votes (JSONL of model_a, model_b, winner) on the Elo scale."""
+
+    votes: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="VOTES")]  # votes file: one JSON object per line with model_a, model_b, winner (a|b|tie)
+    method: Literal["bt", "online"] = "bt"  # bt: Bradley-Terry maximum likelihood, independent of vote order (Chatbot Arena's); online: sequential Elo updates in file order
+    bootstrap: int = 1000  # resample the votes N times for 95% confidence intervals; 0: no intervals
+    anchor: str | None = None  # give this model rating 1000 (None: the mean rating is 1000)
+    k: float = 4.0  # online Elo step size (4, as LMSYS)
+    seed: int = 0  # bootstrap random seed
+    out: Path | None = None  # also write the leaderboard as JSON here
+    plot: Path | None = None  # also draw ratings with error bars here (png, svg, pdf)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.bootstrap < 0:
-        raise InputError(None, f"--bootstrap must be >= 0, got {args.bootstrap}")
-    votes = read_votes(args.votes)
+def run(cfg: ArenaConfig) -> int:
+    if cfg.bootstrap < 0:
+        raise InputError(None, f"--bootstrap must be >= 0, got {cfg.bootstrap}")
+    votes = read_votes(cfg.votes)
     try:
-        rows = leaderboard(votes, args.bootstrap, args.method, args.anchor, args.seed, args.k)
+        rows = leaderboard(votes, cfg.bootstrap, cfg.method, cfg.anchor, cfg.seed, cfg.k)
     except ValueError as e:  # e.g. an anchor that is not in the votes
-        raise InputError(args.votes, str(e)) from None
+        raise InputError(cfg.votes, str(e)) from None
     print(format_table(rows))
-    if args.out:
-        from gptlab.fileio import atomic_write_json
-
+    if cfg.out:
         atomic_write_json(
-            args.out,
+            cfg.out,
             {
                 "votes": len(votes),
-                "method": args.method,
-                "bootstrap": args.bootstrap,
-                "anchor": args.anchor,
-                "k": args.k if args.method == "online" else None,
+                "method": cfg.method,
+                "bootstrap": cfg.bootstrap,
+                "anchor": cfg.anchor,
+                "k": cfg.k if cfg.method == "online" else None,
                 "leaderboard": [{**r, "ci": list(r["ci"]) if r["ci"] else None} for r in rows],
             },
         )
-    if args.plot:
+    if cfg.plot:
         plot_ratings(
             rows,
-            args.plot,
-            f"{len(votes)} votes, {'Bradley-Terry' if args.method == 'bt' else 'online Elo'}",
+            cfg.plot,
+            f"{len(votes)} votes, {'Bradley-Terry' if cfg.method == 'bt' else 'online Elo'}",
         )
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse(ArenaConfig, argv, "gptlab arena"))

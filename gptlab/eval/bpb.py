@@ -25,8 +25,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
+from gptlab.data.shards import ShardIndex
+from gptlab.errors import InputError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gptlab.tokenizer.bpe import Tokenizer
 
 
@@ -96,8 +102,6 @@ def bits_per_byte(
     model.eval()
     batches = range(0, len(rows), batch_size)
     if progress:
-        from tqdm import tqdm
-
         batches = tqdm(batches, desc="bits per byte", unit="batch")
     try:
         for b in batches:
@@ -150,3 +154,18 @@ def unigram_bpb(
     nats = -logp[targets]
     nb = np.asarray(token_bytes, dtype=np.int64)[targets]
     return _summary(float(nats.sum()), int(targets.size), float(nats[nb > 0].sum()), int(nb.sum()))
+
+
+def eval_bpb(model: torch.nn.Module, tok: Tokenizer, shards: Path, n_tokens: int, batch_size: int) -> dict:
+    """bits_per_byte on the first `n_tokens` val tokens of a shard folder, next to the unigram
+    baseline counted on its train split (`gptlab eval --tasks bpb`)."""
+    index = ShardIndex.load(shards)
+    if index.vocab_size > model.config.vocab_size:
+        raise InputError(shards / "index.json", f"vocab_size {index.vocab_size} exceeds the model's")
+    val = np.concatenate(index.arrays("val"))[:n_tokens].astype(np.int64)
+    train = np.concatenate(index.arrays("train")).astype(np.int64)
+    lengths = tok.token_byte_lengths()
+    out = bits_per_byte(model, val, lengths, batch_size=batch_size, progress=True)
+    uni = unigram_bpb(train, val, lengths, model.config.vocab_size)
+    out.update(unigram_bpb=uni["bpb"], unigram_ppl=uni["ppl"], source=str(shards))
+    return out

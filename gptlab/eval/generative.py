@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from tqdm import tqdm
 
 from gptlab.eval.multiple_choice import MCItem
-from gptlab.eval.tasks.base import Item, Task, extract_number, normalise, reply_text
+from gptlab.tasks.base import Item, Task, extract_number, normalise, reply_text
+from gptlab.tokenizer.chat import parse_assistant, render_prompt
 
 if TYPE_CHECKING:
     from gptlab.infer.engine import Engine
@@ -86,8 +88,6 @@ def mc_item(tok: Tokenizer, task: Task, item: Item, shots: Sequence[dict] = (), 
     `<|end|>` (a complete reply, so "Romeo" does not win by being the prefix of "Romeo and Juliet").
     text: context = BOS + the plain-text prompt; each choice is " " + its text (lm-eval's way).
     """
-    from gptlab.tokenizer.chat import render_prompt
-
     if not item.choices or item.label is None:
         raise ValueError(f"task {task.name!r} has no multiple-choice items")
     if fmt == "chat":
@@ -159,8 +159,6 @@ def generate_scores(
     progress: bool = False,
 ) -> list[GenResult]:
     """Generate and score a reply per item (see the module docstring for the modes)."""
-    from gptlab.tokenizer.chat import parse_assistant, render_prompt
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     fewshot = shot_messages(task, shots)
@@ -174,8 +172,6 @@ def generate_scores(
     chunk = engine.cache.n_slots
     starts = range(0, len(rows), chunk)
     if progress:
-        from tqdm import tqdm
-
         starts = tqdm(starts, desc=f"{task.name} {mode}", unit="batch")
     for s in starts:
         kw = {"temperature": 0.0} if mode != "sc" else {"temperature": temperature, "seed": seed + s}

@@ -1,10 +1,6 @@
 """Model A vs model B on the same prompts, judged by a rule, a reward model or a judge model.
 
-    gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --task arithmetic --judge rule
-    gptlab eval judge --a runs/tiny/base --b runs/tiny/sft --task play_speaker --judge rm --rm runs/tiny/rm
-    gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --task play_title --judge model \\
-        --judge-model runs/tiny/sft --rubric rubric.txt
-    gptlab arena runs/tiny/judge/votes.jsonl                     # votes -> Elo leaderboard
+The command is `gptlab eval judge` (`gptlab.eval.judge_cli`); its votes feed `gptlab arena`.
 
 Every pair is judged in both orders (A shown first, then B shown first). A judge model prefers
 whichever answer it sees first or second more often than merit allows (position bias; Zheng et
@@ -21,20 +17,20 @@ it is reported with the random baseline (0.5) and a length baseline (prefer the 
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from gptlab.errors import InputError
-from gptlab.eval.tasks.base import Item, Task, reply_text
-
-if TYPE_CHECKING:
-    from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.eval.metrics import centred_accuracy, classification_report
+from gptlab.eval.multiple_choice import choice_logprobs
+from gptlab.infer.loading import load_for_inference
+from gptlab.model.heads import ScalarHeadModel, keep_end
+from gptlab.tasks.base import Item, Task, reply_text
+from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.chat import render_for_reward, render_prompt
 
 DEFAULT_RUBRIC = (
     "You are judging two answers to the same question. The better answer is correct, answers "
@@ -54,8 +50,6 @@ class RewardScorer:
     @classmethod
     def from_trunk(cls, trunk: torch.nn.Module, tok: Tokenizer, folder: str | Path) -> RewardScorer:
         """The trunk loaded from a reward-model folder, plus its `head.safetensors`."""
-        from gptlab.model.heads import ScalarHeadModel
-
         folder = Path(folder)
         if not (folder / "head.safetensors").exists():
             raise InputError(folder, "no head.safetensors here: not a reward-model folder")
@@ -65,17 +59,12 @@ class RewardScorer:
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "auto") -> RewardScorer:
-        from gptlab.infer.loading import load_for_inference
-
         trunk, tok = load_for_inference(folder, device)
         return cls.from_trunk(trunk, tok, folder)
 
     @torch.inference_mode()
     def score(self, conversations: Sequence[list[dict]]) -> list[float]:
         """The reward of each conversation (ending with an assistant turn), read at `<|reward|>`."""
-        from gptlab.model.heads import keep_end
-        from gptlab.tokenizer.chat import render_for_reward
-
         limit = getattr(self.rm, "max_tokens", self.rm.config.max_seq_len)
         rows = [keep_end(render_for_reward(self.tok, c), limit) for c in conversations]
         dev = next(self.rm.parameters()).device
@@ -113,8 +102,6 @@ def task_pairs(task: Task, items: Sequence[Item]) -> list[tuple[list[dict], str 
 
 def rm_accuracy(scorer: RewardScorer, pairs: Sequence[tuple[list[dict], str | list, str | list]]) -> dict:
     """Pairwise accuracy, baselines and classifier metrics of a reward model on ordered pairs."""
-    from gptlab.eval.metrics import centred_accuracy, classification_report
-
     convs = []
     for prompt, chosen, rejected in pairs:
         convs += [[*prompt, {"role": "assistant", "content": chosen}],
@@ -176,9 +163,6 @@ def judge_messages(prompt: list[dict], first: str, second: str, rubric: str) -> 
 
 def model_judge(model: torch.nn.Module, tok: Tokenizer, rubric: str = DEFAULT_RUBRIC) -> Prefer:
     """A chat model as judge: the verdict is whichever of "A" / "B" it finds more likely."""
-    from gptlab.eval.multiple_choice import choice_logprobs
-    from gptlab.tokenizer.chat import render_prompt
-
     end = tok.token_id("<|end|>")
     choices = [tok.encode("A") + [end], tok.encode("B") + [end]]
 
@@ -227,83 +211,3 @@ def judge_all(prefer: Prefer, prompts: Sequence[list[dict]], replies_a: Sequence
                       "orders": orders, "prompt": reply_text(prompt[-1]["content"]), "reply_a": a, "reply_b": b})
     count = {w: sum(v["winner"] == w for v in votes) for w in ("a", "b", "tie")}
     return votes, JudgeSummary(count["a"], count["b"], count["tie"], agree / max(len(votes), 1))
-
-
-# ---------------------------------------------------------------------------- CLI
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gptlab eval judge",
-        description="Model A vs model B on the same held-out prompts, judged in both orders by a rule "
-        "(the task's reward), a reward model or a judge model with a rubric; writes arena votes (JSONL).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--a", type=Path, required=True, help="stage folder of model A")
-    p.add_argument("--b", type=Path, required=True, help="stage folder of model B")
-    p.add_argument("--name-a", help="model A's name in the votes (default: its folder name)")
-    p.add_argument("--name-b", help="model B's name in the votes (default: its folder name)")
-    p.add_argument("--task", default="arithmetic", help="task whose test prompts both models answer")
-    p.add_argument("--judge", choices=("rule", "rm", "model"), default="rule",
-                   help="rule: the task's reward; rm: a reward model (--rm); model: a judge model (--judge-model)")
-    p.add_argument("--rm", type=Path, help="reward-model folder for --judge rm (default: runs/<run of A>/rm)")
-    p.add_argument("--judge-model", type=Path, help="chat model folder for --judge model")
-    p.add_argument("--rubric", type=Path, help="text file with the judge model's rubric (default: a built-in one)")
-    p.add_argument("--limit", type=int, default=50, help="number of test prompts")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="reply length limit")
-    p.add_argument("--seed", type=int, default=0, help="task order")
-    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
-    p.add_argument("--out", type=Path, help="votes JSONL (default: runs/<run of A>/judge/votes.jsonl)")
-    p.add_argument("--append", action="store_true", help="add to --out instead of replacing it")
-    return p
-
-
-def _replies(folder: Path, prompts: list[list[dict]], max_new: int, device: str) -> list[str]:
-    from gptlab.infer.loading import load_for_inference, make_engine
-    from gptlab.tokenizer.chat import parse_assistant, render_prompt
-
-    model, tok = load_for_inference(folder, device)
-    engine = make_engine(model, tok)
-    outs = engine.generate_all([render_prompt(tok, p) for p in prompts], max_new, temperature=0.0)
-    return [reply_text(parse_assistant(tok, ids)) for ids in outs]
-
-
-def main(argv: list[str] | None = None) -> int:
-    from gptlab.eval.cli import _build_task
-    from gptlab.fileio import atomic_write_text
-
-    args = build_parser().parse_args(argv)
-    if args.limit < 1:
-        raise InputError(None, f"--limit must be >= 1, got {args.limit}")
-    task = _build_task(args.task, args.seed)
-    items = [task.example(i) for i in range(min(args.limit, len(task)))]
-    prompts = [task.prompt(it) for it in items]
-    replies_a = _replies(args.a, prompts, args.max_new_tokens, args.device)
-    replies_b = _replies(args.b, prompts, args.max_new_tokens, args.device)
-    if args.judge == "rule":
-        by_prompt = {json.dumps(p): it for p, it in zip(prompts, items)}
-        prefer = rule_judge(task, lambda p: by_prompt[json.dumps(p)])
-    elif args.judge == "rm":
-        prefer = rm_judge(RewardScorer.load(args.rm or args.a.parent / "rm", args.device))
-    else:
-        if args.judge_model is None:
-            raise InputError(None, "--judge model needs --judge-model FOLDER")
-        from gptlab.infer.loading import load_for_inference
-
-        jm, jtok = load_for_inference(args.judge_model, args.device)
-        if args.rubric is not None and not args.rubric.is_file():
-            raise InputError(args.rubric, "file not found")
-        rubric = args.rubric.read_text(encoding="utf-8").strip() if args.rubric else DEFAULT_RUBRIC
-        prefer = model_judge(jm, jtok, rubric)
-    name_a, name_b = args.name_a or args.a.name, args.name_b or args.b.name
-    if name_a == name_b:
-        raise InputError(None, f"both models are named {name_a!r}: pass --name-a / --name-b")
-    votes, summary = judge_all(prefer, prompts, replies_a, replies_b, name_a, name_b, args.judge)
-    out = args.out or args.a.parent / "judge" / "votes.jsonl"
-    old = out.read_text(encoding="utf-8") if args.append and out.exists() else ""
-    atomic_write_text(out, old + "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in votes))
-    s = summary.as_dict()
-    print(f"{name_a} vs {name_b} on {task.name} ({args.judge} judge): {name_a} {s['wins_a']}, "
-          f"{name_b} {s['wins_b']}, ties {s['ties']} | {name_b} win rate {s['win_rate_b']:.1%} | "
-          f"orders agree {s['consistent']:.0%} -> {out}")
-    return 0

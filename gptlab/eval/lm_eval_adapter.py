@@ -25,14 +25,16 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from gptlab.eval.bpb import bits_per_byte
+from gptlab.infer.engine import Engine
+from gptlab.infer.loading import load_for_inference
+
 
 @register_model("gptlab")
 class GptlabLM(LM):
     def __init__(self, pretrained: str | Path, device: str = "cpu", batch_size: int | str = 16,
                  max_gen_toks: int = 64, tokenizer: str | Path | None = None, **_: object):
         super().__init__()
-        from gptlab.infer.loading import load_for_inference
-
         self.model, self.tok = load_for_inference(pretrained, device, tokenizer)
         self.max_len = self.model.config.max_seq_len
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 16
@@ -63,8 +65,6 @@ class GptlabLM(LM):
         return [self._score(*req.args) for req in requests]
 
     def loglikelihood_rolling(self, requests) -> list[float]:
-        from gptlab.eval.bpb import bits_per_byte
-
         out = []
         for req in requests:
             ids = [self.tok.eot_id] + self.tok.encode(req.args[0])
@@ -77,8 +77,6 @@ class GptlabLM(LM):
 
     # ------------------------------------------------------------------ generation
     def generate_until(self, requests) -> list[str]:
-        from gptlab.infer.engine import Engine
-
         engine = Engine(self.model, eos_ids={self.tok.eot_id}, max_batch=self.batch_size)
         out = []
         for req in requests:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from tqdm import tqdm
 
 from gptlab.eval.metrics import centred_accuracy
 
@@ -118,8 +119,6 @@ def score_multiple_choice(
     baseline = 0.0
     it = items
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(items, desc="multiple choice", unit="item")
     for item in it:
         if not 0 <= item.label < len(item.choices_ids):

@@ -25,6 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure  # no pyplot: no global state, no display
+
+from gptlab.errors import InputError
+from gptlab.fileio import atomic_open, atomic_write_text
+
 STAGES = ("base", "sft", "rm", "rl", "grpo")
 PASS, FAIL, SKIP = "✅", "❌", "➖ not run"
 
@@ -177,16 +182,12 @@ def _before_after(summary: dict, stage: str, claim: str, key: str, sft: dict, ev
 
 
 def _save(fig, path: Path) -> Path:
-    from gptlab.fileio import atomic_open
-
     with atomic_open(path, "wb", encoding=None) as f:
         fig.savefig(f, format="png", dpi=110)
     return path
 
 
 def plot_losses(stages: dict[str, dict], path: Path) -> Path | None:
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display
-
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
     drawn = False
@@ -206,8 +207,6 @@ def plot_losses(stages: dict[str, dict], path: Path) -> Path | None:
 
 def plot_rl(stages: dict[str, dict], path: Path) -> Path | None:
     """Reward and KL curves of the RL stages (PPO in rl/, GRPO in grpo/), one panel each."""
-    from matplotlib.figure import Figure
-
     panels = []
     for stage in ("rl", "grpo"):
         recs = stages[stage]["metrics"]
@@ -230,8 +229,6 @@ def plot_rl(stages: dict[str, dict], path: Path) -> Path | None:
 
 
 def _bars(stages: dict[str, dict], metric: str, path: Path, title: str, baseline: bool) -> Path | None:
-    from matplotlib.figure import Figure
-
     keys = sorted({k for d in stages.values() for k, v in d["eval"].items() if v.get(metric) is not None})
     names = [s for s in STAGES if any(stages[s]["eval"].get(k, {}).get(metric) is not None for k in keys)]
     if not keys or not names:
@@ -270,9 +267,6 @@ def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
 
 def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     """Write `<run>/report.md` (+ PNGs in `<run>/report/`); returns the markdown path."""
-    from gptlab.errors import InputError
-    from gptlab.fileio import atomic_write_text
-
     run = Path(run)
     if not run.is_dir():
         raise InputError(run, "run folder not found")

@@ -6,35 +6,37 @@
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from gptlab.commandline import parse
+from gptlab.common import run_dir
+from gptlab.eval.report import checks, collect, write_report
+from gptlab.options import RunArgs
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gptlab report",
-        description="Write report.md for a run folder: a summary of checks computed from the files "
-        "(each stage beats the previous one), every stage's metrics and evaluations, loss / reward / "
-        "KL / accuracy / entropy plots, the tokenizer table, config, code version and hardware.",
-    )
-    p.add_argument("run_folder", nargs="?", type=Path, help="run folder (default: runs/<--run>)")
-    p.add_argument("--run", default="tiny", help="run name, used when no folder is given (default: tiny)")
-    p.add_argument("--out", type=Path, help="markdown file to write (default: <run folder>/report.md)")
-    return p
+@dataclass
+class ReportConfig(RunArgs):
+    """Write report.md for a run folder: a summary of checks computed from the files (each stage
+    beats the previous one), every stage's metrics and evaluations, loss / reward / KL / accuracy /
+    entropy plots, the tokenizer table, config, code version and hardware."""
+
+    folder: Annotated[Path | None, tyro.conf.Positional, tyro.conf.arg(metavar="FOLDER")] = None  # run folder (default: runs/<--run>)
+    out: Path | None = None  # markdown file to write (default: <run folder>/report.md)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from gptlab.common import run_dir
-    from gptlab.eval.report import checks, collect, write_report
-
-    args = build_parser().parse_args(argv)
-    folder = args.run_folder or run_dir(args.run)
-    path = write_report(folder, args.out)
+def run(cfg: ReportConfig) -> int:
+    folder = cfg.folder or run_dir(cfg.run)
+    path = write_report(folder, cfg.out)
     for c in checks(collect(folder)):
         print(f"{c.mark} {c.stage}: {c.claim} ({c.detail})")
     print(f"wrote {path}")
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse(ReportConfig, argv, "gptlab report"))

@@ -12,16 +12,29 @@ stderr, so `-p` output on stdout is the answer alone.
 
 from __future__ import annotations
 
-import argparse
+import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Annotated, Literal
 
+import tyro
+
+from gptlab.commandline import parse
 from gptlab.errors import InputError
-
-if TYPE_CHECKING:
-    from gptlab.infer.chat_session import ChatSession
+from gptlab.infer.chat_session import ChatSession
+from gptlab.infer.cli_args import SamplingArgs, ToolArgs
+from gptlab.infer.loading import load_for_inference, make_engine
+from gptlab.infer.prompting import (
+    EXTRACTORS,
+    STEP_BY_STEP,
+    read_examples,
+    self_consistency,
+    step_by_step,
+    system_and_examples,
+)
+from gptlab.rag.retrieve import Retriever, build_rag_messages, citations
 
 HELP = """commands:
   /reset         forget the conversation (the system prompt stays)
@@ -30,194 +43,102 @@ HELP = """commands:
   /quit          leave (or Ctrl-D); Ctrl-C stops the current answer"""
 
 
-from gptlab.infer.cli_args import add_sampling_args, add_source_args
+@dataclass
+class ChatConfig(ToolArgs, SamplingArgs):
+    """Chat with a model: interactive, or one answer with -p. Tools (calculator) on by default.
+    --from defaults to runs/<run>/sft."""
+
+    prompt: Annotated[str | None, tyro.conf.arg(aliases=("-p",))] = None  # answer this one message, print only the answer and exit (None: interactive)
+    system: str | None = None  # system prompt (None: no system prompt)
+    top_p: float | None = 0.95  # nucleus sampling: the most likely tokens up to this probability mass; 1 or None turns it off
+    rag: Path | None = None  # answer from documents: retrieve passages from this index (gptlab rag index) for each question and print the numbered sources after the answer
+    rag_k: Annotated[int, tyro.conf.arg(aliases=("-k",))] = 4  # passages retrieved per question with --rag
+    few_shot: Path | None = None  # JSONL of solved examples ({"user": .., "assistant": ..} per line) put ahead of the chat
+    step_by_step: bool = False  # append "Let's think step by step." to each question (zero-shot chain of thought)
+    self_consistency: int | None = None  # with -p: sample N answers in one batch and print the majority final answer
+    extract: Literal["number", "text"] = "number"  # what --self-consistency votes on: the last number, or the whole reply
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gptlab chat",
-        description="Chat with a model: interactive, or one answer with -p. Tools (calculator) on by default.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=HELP,
-    )
-    add_source_args(p, "sft")
-    p.add_argument(
-        "-p",
-        "--prompt",
-        metavar="TEXT",
-        default=None,
-        help="answer this one message, print only the answer and exit (default: interactive)",
-    )
-    p.add_argument("--system", metavar="TEXT", default=None, help="system prompt (default: none)")
-    add_sampling_args(p, top_p=0.95)
-    p.add_argument(
-        "--max-new-tokens",
-        metavar="N",
-        type=int,
-        default=256,
-        help="most tokens per answer (default: 256)",
-    )
-    p.add_argument(
-        "--seed",
-        metavar="SEED",
-        type=int,
-        default=None,
-        help="seed for reproducible answers; answer i of a session uses seed+i (default: random)",
-    )
-    p.add_argument(
-        "--no-tools",
-        action="store_true",
-        help="do not run tool calls the model writes (default: the calculator runs)",
-    )
-    p.add_argument(
-        "--python",
-        action="store_true",
-        help="also run python tool calls in the sandbox (default: off)",
-    )
-    p.add_argument(
-        "--rag",
-        metavar="INDEX_DIR",
-        default=None,
-        help="answer from documents: retrieve passages from this index (gptlab rag index) "
-        "for each question and print the numbered sources after the answer",
-    )
-    p.add_argument(
-        "-k",
-        dest="k",
-        metavar="K",
-        type=int,
-        default=4,
-        help="passages retrieved per question with --rag (default: 4)",
-    )
-    p.add_argument(
-        "--few-shot",
-        metavar="FILE",
-        default=None,
-        help='JSONL of solved examples ({"user": .., "assistant": ..} per line) put ahead of the chat',
-    )
-    p.add_argument(
-        "--step-by-step",
-        action="store_true",
-        help='append "Let\'s think step by step." to each question (zero-shot chain of thought)',
-    )
-    p.add_argument(
-        "--self-consistency",
-        metavar="N",
-        type=int,
-        default=None,
-        help="with -p: sample N answers in one batch and print the majority final answer",
-    )
-    p.add_argument(
-        "--extract",
-        choices=("number", "text"),
-        default="number",
-        help="what --self-consistency votes on: the last number, or the whole reply (default: number)",
-    )
-    p.add_argument(
-        "--device",
-        metavar="NAME",
-        default="auto",
-        help="cpu, cuda, cuda:1, mps or auto (default: auto)",
-    )
-    return p
-
-
-def _check(args: argparse.Namespace) -> None:
-    if args.max_new_tokens < 1:
-        raise InputError(None, "--max-new-tokens must be >= 1")
-    if args.temperature < 0 or args.top_k < 1 or not 0 < args.top_p <= 1:
-        raise InputError(None, "--temperature must be >= 0, --top-k >= 1 and --top-p in (0, 1]")
-    if args.self_consistency is not None:
-        if args.prompt is None:
+def check(cfg: ChatConfig) -> None:
+    """InputError on options that do not combine, before any model loads."""
+    cfg.check_sampling(min_new_tokens=1)
+    if cfg.self_consistency is not None:
+        if cfg.prompt is None:
             raise InputError(None, "--self-consistency needs -p QUESTION")
-        if args.self_consistency < 1:
+        if cfg.self_consistency < 1:
             raise InputError(None, "--self-consistency must be >= 1")
-        if args.rag:
+        if cfg.rag:
             raise InputError(None, "--self-consistency and --rag do not combine (yet)")
-    if args.python and args.no_tools:
-        raise InputError(None, "--python needs tools: drop --no-tools")
-    if args.k < 1:
-        raise InputError(None, "-k must be >= 1")
+    cfg.check_tools()
+    if cfg.rag_k < 1:
+        raise InputError(None, "--rag-k (-k) must be >= 1")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _check(args)
-    from gptlab.common import run_dir
-    from gptlab.infer.chat_session import ChatSession
-    from gptlab.infer.loading import load_for_inference, make_engine
-    from gptlab.infer.prompting import read_examples, system_and_examples
+def run(cfg: ChatConfig) -> int:
+    check(cfg)
+    src = cfg.model_dir("sft")
+    few_shot = system_and_examples(read_examples(cfg.few_shot)) if cfg.few_shot else []
+    retriever = Retriever.load(cfg.rag) if cfg.rag else None
+    model, tok = load_for_inference(src, cfg.device, cfg.tokenizer)
+    batch = cfg.self_consistency or 1
+    engine = make_engine(model, tok, tools=not cfg.no_tools, python=cfg.python, max_batch=min(batch, 16))
+    top_p = None if cfg.top_p is None or cfg.top_p >= 1 else cfg.top_p
 
-    src = Path(args.src) if args.src else run_dir(args.run, "sft")
-    few_shot = system_and_examples(read_examples(args.few_shot)) if args.few_shot else []
-    retriever = None
-    if args.rag:
-        from gptlab.rag.retrieve import Retriever
-
-        retriever = Retriever.load(args.rag)
-    model, tok = load_for_inference(src, args.device, args.tokenizer)
-    batch = args.self_consistency or 1
-    engine = make_engine(
-        model, tok, tools=not args.no_tools, python=args.python, max_batch=min(batch, 16)
-    )
-    top_p = None if args.top_p >= 1 else args.top_p
-
-    if args.self_consistency:
-        return _self_consistency(args, engine, tok, few_shot, top_p)
+    if cfg.self_consistency:
+        return _self_consistency(cfg, engine, tok, few_shot, top_p)
 
     session = ChatSession(
         engine,
         tok,
-        system=args.system,
+        system=cfg.system,
         few_shot=few_shot,
-        temperature=args.temperature,
-        top_k=args.top_k,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
         top_p=top_p,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
         on_note=lambda s: print(s, file=sys.stderr, flush=True),
     )
-    if args.prompt is not None:
-        _answer(session, args.prompt, retriever, args)
+    if cfg.prompt is not None:
+        _answer(session, cfg.prompt, retriever, cfg)
         return 0
-    return _interactive(session, retriever, args)
+    return _interactive(session, retriever, cfg)
 
 
-def _self_consistency(args, engine, tok, few_shot: list[dict], top_p: float | None) -> int:
-    from gptlab.infer.prompting import EXTRACTORS, self_consistency, step_by_step
+def main(argv: Sequence[str] | None = None) -> int:
+    description = inspect.cleandoc(ChatConfig.__doc__ or "") + "\n\n" + HELP
+    return run(parse(ChatConfig, argv, "gptlab chat", description=description))
 
-    head = [{"role": "system", "content": args.system}] if args.system else []
-    messages = head + few_shot + [{"role": "user", "content": args.prompt}]
-    if args.step_by_step:
+
+def _self_consistency(cfg: ChatConfig, engine, tok, few_shot: list[dict], top_p: float | None) -> int:
+    head = [{"role": "system", "content": cfg.system}] if cfg.system else []
+    messages = head + few_shot + [{"role": "user", "content": cfg.prompt}]
+    if cfg.step_by_step:
         messages = step_by_step(messages)
     answer, votes = self_consistency(
         engine,
         tok,
         messages,
-        args.self_consistency,
-        EXTRACTORS[args.extract],
-        temperature=args.temperature,
-        top_k=args.top_k,
+        cfg.self_consistency,
+        EXTRACTORS[cfg.extract],
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
         top_p=top_p,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
     )
     tally = ", ".join(f"{a!r}: {c}" for a, c in votes.most_common()) or "none"
-    print(f"[votes over {args.self_consistency} samples: {tally}]", file=sys.stderr)
+    print(f"[votes over {cfg.self_consistency} samples: {tally}]", file=sys.stderr)
     print(answer if answer is not None else "")
     return 0
 
 
-def _answer(session: ChatSession, question: str, retriever, args: argparse.Namespace) -> None:
+def _answer(session: ChatSession, question: str, retriever, cfg: ChatConfig) -> None:
     """Stream one answer to stdout (then the sources, with --rag); Ctrl-C propagates to the caller."""
-    from gptlab.infer.prompting import STEP_BY_STEP
-
-    text = f"{question}\n\n{STEP_BY_STEP}" if args.step_by_step else question
+    text = f"{question}\n\n{STEP_BY_STEP}" if cfg.step_by_step else question
     frame, passages = None, []
     if retriever is not None:
-        from gptlab.rag.retrieve import build_rag_messages
-
-        passages = retriever.search(question, args.k)
+        passages = retriever.search(question, cfg.rag_k)
 
         def frame(history: list[dict], user_text: str) -> list[dict]:
             return build_rag_messages(user_text, passages, history)
@@ -236,8 +157,6 @@ def _answer(session: ChatSession, question: str, retriever, args: argparse.Names
 
 
 def _print_sources(passages: list) -> None:
-    from gptlab.rag.retrieve import citations
-
     if not passages:
         print("sources: none found in the index")
         return
@@ -258,7 +177,7 @@ def _read_line(prompt: str) -> str | None:
 def _interactive(
     session: ChatSession,
     retriever,
-    args: argparse.Namespace,
+    cfg: ChatConfig,
     read: Callable[[str], str | None] = _read_line,
 ) -> int:
     try:
@@ -300,7 +219,7 @@ def _interactive(
         if tty:
             sys.stdout.write("assistant> ")
         try:
-            _answer(session, line, retriever, args)
+            _answer(session, line, retriever, cfg)
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)
         except InputError as e:  # e.g. a message longer than the context: say so, keep chatting

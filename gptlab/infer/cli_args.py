@@ -1,25 +1,59 @@
-"""Flags shared by the commands that generate (`gptlab sample`, `gptlab chat`): which model, how to sample."""
+"""Options shared by the commands that load a model and generate (`gptlab sample`, `gptlab chat`,
+`gptlab serve`), declared once so `--from`, `--device`, `--temperature`... mean the same everywhere.
+
+A command's config extends these dataclasses (`ChatConfig(ToolArgs, SamplingArgs)`) and redeclares
+a field only to change its default (chat samples with `top_p=0.95`, sample without nucleus).
+"""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from gptlab.common import run_dir
+from gptlab.errors import InputError
+from gptlab.options import DeviceArgs, FromPath, RunArgs
 
 
-def add_sampling_args(p: argparse.ArgumentParser, top_p: float | None = None) -> None:
-    """--temperature, --top-k, --top-p (see gptlab.infer.sampling.sample_next)."""
-    p.add_argument("--temperature", metavar="T", type=float, default=0.8,
-                   help="softmax temperature; 0 is greedy (default: 0.8)")
-    p.add_argument("--top-k", metavar="K", type=int, default=50,
-                   help="sample among the k most likely tokens only; a k >= the vocabulary turns it off (default: 50)")
-    p.add_argument("--top-p", metavar="P", type=float, default=top_p,
-                   help="nucleus sampling: the most likely tokens up to this probability mass; 1 turns it off "
-                   f"(default: {top_p if top_p is not None else 'off'})")
+@dataclass
+class ModelArgs(RunArgs, DeviceArgs):
+    """Which model folder to load, its tokenizer, and where to run it."""
+
+    from_: FromPath = None  # model folder: full weights or a LoRA adapter folder (None: the run's stage named in the description)
+    tokenizer: Path | None = None  # tokenizer folder (None: the tokenizer/ folder beside the model folder)
+
+    def model_dir(self, stage: str) -> Path:
+        """--from, else runs/<run>/<stage>."""
+        return Path(self.from_) if self.from_ is not None else run_dir(self.run, stage)
 
 
-def add_source_args(p: argparse.ArgumentParser, default_stage: str) -> None:
-    """--run, --from (dest `src`), --tokenizer: the stage folder to load and its tokenizer."""
-    p.add_argument("--run", metavar="NAME", default="tiny", help="run name filling the default paths (default: tiny)")
-    p.add_argument("--from", dest="src", metavar="DIR", default=None,
-                   help=f"stage folder: full weights or a LoRA adapter folder (default: runs/<run>/{default_stage})")
-    p.add_argument("--tokenizer", metavar="DIR", default=None,
-                   help="tokenizer folder (default: the tokenizer/ folder beside the stage folder)")
+@dataclass
+class SamplingArgs(ModelArgs):
+    """How to sample (see gptlab.infer.sampling.sample_next)."""
+
+    max_new_tokens: int = 256  # most new tokens per answer or sample
+    temperature: float = 0.8  # softmax temperature; 0 is greedy
+    top_k: int | None = 50  # sample among the k most likely tokens only; a k >= the vocabulary (or None) turns it off
+    top_p: float | None = None  # nucleus sampling: the most likely tokens up to this probability mass; 1 or None turns it off
+    seed: int | None = None  # seed for reproducible output; output i uses seed+i (None: random)
+
+    def check_sampling(self, min_new_tokens: int = 1) -> None:
+        """InputError on a budget or sampling setting no sampler accepts."""
+        if self.max_new_tokens < min_new_tokens:
+            raise InputError(None, f"--max-new-tokens must be >= {min_new_tokens}")
+        if self.temperature < 0 or (self.top_k is not None and self.top_k < 1):
+            raise InputError(None, "--temperature must be >= 0 and --top-k >= 1")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise InputError(None, "--top-p must be in (0, 1]")
+
+
+@dataclass
+class ToolArgs:
+    """Which tools the engine runs when the model writes a tool call."""
+
+    no_tools: bool = False  # do not run tool calls the model writes (the calculator runs unless this is set)
+    python: bool = False  # also run python tool calls in the sandbox
+
+    def check_tools(self) -> None:
+        if self.python and self.no_tools:
+            raise InputError(None, "--python needs tools: drop --no-tools")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gptlab.common import autocast_context
 from gptlab.infer.decode_step import DecodeStep
 from gptlab.infer.kv_cache import KVCache
 from gptlab.infer.sampling import sample_next
@@ -82,9 +83,7 @@ class Engine:
         return self.cache.n_slots - len(self.slots)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return autocast_context(self.device, self.autocast_dtype)
 
     @torch.inference_mode()
     def _forward_last(self, rows: list[int], idx: torch.Tensor, last: list[int] | None = None) -> torch.Tensor:

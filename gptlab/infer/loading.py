@@ -12,17 +12,17 @@ both load from the same `--from` path. The tokenizer is the run's `tokenizer/` f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
+
+from gptlab.common import pick_device
 from gptlab.errors import InputError
+from gptlab.infer.engine import Engine
+from gptlab.model.io import load_model
+from gptlab.model.lora import ADAPTER_CONFIG, load_model_with_adapter
+from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tools.registry import ToolRegistry, make_tool_hook
 
-if TYPE_CHECKING:
-    import torch
-
-    from gptlab.infer.engine import Engine
-    from gptlab.tokenizer.bpe import Tokenizer
-
-ADAPTER_CONFIG = "adapter_config.json"
 # The chat tokens the engine and the chat renderer need; a tokenizer without them is not ours.
 _REQUIRED = ("<|end|>", "<|assistant|>", "<|tool_call|>", "<|tool_call_end|>")
 
@@ -36,10 +36,6 @@ def load_for_inference(
 
     `tokenizer` is a folder, an already loaded Tokenizer, or None for `stage_folder/../tokenizer`.
     """
-    from gptlab.common import pick_device
-    from gptlab.model.io import load_model
-    from gptlab.tokenizer.bpe import Tokenizer
-
     folder = Path(stage_folder)
     if not folder.is_dir():
         raise InputError(folder, "stage folder not found (expected e.g. runs/<name>/sft)")
@@ -55,8 +51,6 @@ def load_for_inference(
         raise InputError(tok.path, f"tokenizer lacks the chat tokens {', '.join(missing)}")
 
     if (folder / ADAPTER_CONFIG).exists():
-        from gptlab.model.lora import load_model_with_adapter
-
         # merged: a plain model again, as fast as the base (same logits as base + adapter)
         model = load_model_with_adapter(folder, device=device, merge=True)
     else:
@@ -87,12 +81,8 @@ def make_engine(
 ) -> Engine:
     """An Engine that stops at end-of-turn and, with `tools`, runs the calculator (and the python
     sandbox with `python`) on every `<|tool_call|>...<|tool_call_end|>` span the model writes."""
-    from gptlab.infer.engine import Engine
-
     hook = None
     if tools:
-        from gptlab.tools.registry import ToolRegistry, make_tool_hook
-
         hook = make_tool_hook(tok, ToolRegistry(python=python, timeout_s=tool_timeout_s))
     return Engine(
         model,

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gptlab.errors import InputError
+from gptlab.infer.chat_session import reply_text
+from gptlab.tokenizer.chat import parse_assistant, render_prompt
 
 if TYPE_CHECKING:
     from gptlab.infer.engine import Engine
@@ -67,8 +70,6 @@ def system_and_examples(examples: Iterable[Any], system: str | None = None) -> l
 def read_examples(path: str | Path) -> list[tuple[str, str]]:
     """Few-shot examples from a JSONL file: one {"user": .., "assistant": ..} (or question/answer,
     prompt/completion) object per line; blank lines and lines starting with # are skipped."""
-    import json
-
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
@@ -144,9 +145,6 @@ def self_consistency(
     to an answer, or None when it found none (no vote). Ties go to the answer seen first, so the
     result is deterministic for a fixed seed. No votes at all -> (None, Counter()).
     """
-    from gptlab.infer.chat_session import reply_text
-    from gptlab.tokenizer.chat import parse_assistant, render_prompt
-
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     prompt = render_prompt(tok, messages)

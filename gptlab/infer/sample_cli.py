@@ -9,90 +9,53 @@ token: the model then continues the prompt as the start of a fresh document. A s
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from gptlab.infer.cli_args import add_sampling_args, add_source_args
+from gptlab.commandline import parse
+from gptlab.common import pick_device
+from gptlab.errors import InputError
+from gptlab.infer.cli_args import SamplingArgs
+from gptlab.infer.sampling import generate
+from gptlab.model.io import load_model
+from gptlab.tokenizer.bpe import Tokenizer
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gptlab sample",
-        description="Print continuations of a prompt from a trained model (full forward per token).",
-    )
-    add_source_args(p, "base")
-    p.add_argument(
-        "--prompt",
-        metavar="TEXT",
-        default="",
-        help="text to continue (default: empty, a fresh document)",
-    )
-    p.add_argument(
-        "--max-new-tokens",
-        metavar="N",
-        type=int,
-        default=200,
-        help="tokens to sample per sample (default: 200)",
-    )
-    add_sampling_args(p)
-    p.add_argument(
-        "--num-samples",
-        metavar="N",
-        type=int,
-        default=1,
-        help="how many samples to print (default: 1)",
-    )
-    p.add_argument(
-        "--seed",
-        metavar="SEED",
-        type=int,
-        default=None,
-        help="seed for reproducible samples; sample i uses seed+i (default: random)",
-    )
-    p.add_argument(
-        "--device",
-        metavar="NAME",
-        default="auto",
-        help="cpu, cuda, cuda:1, mps or auto (default: auto)",
-    )
-    return p
+@dataclass
+class SampleConfig(SamplingArgs):
+    """Print continuations of a prompt from a trained model (full forward per token).
+    --from defaults to runs/<run>/base."""
+
+    prompt: str = ""  # text to continue (empty: a fresh document)
+    max_new_tokens: int = 200  # tokens to sample per sample
+    num_samples: int = 1  # how many samples to print
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from gptlab.common import pick_device, run_dir
-    from gptlab.errors import InputError
-    from gptlab.infer.sampling import generate
-    from gptlab.model.io import load_model
-    from gptlab.tokenizer.bpe import Tokenizer
-
-    if args.max_new_tokens < 0 or args.num_samples < 1:
-        raise InputError(None, "--max-new-tokens must be >= 0 and --num-samples >= 1")
-    if args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
-        raise InputError(None, "--temperature must be >= 0 and --top-k >= 1")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise InputError(None, "--top-p must be in (0, 1]")
-    src = Path(args.src) if args.src else run_dir(args.run, "base")
-    device = pick_device(args.device)
-    model = load_model(src, device=device)  # InputError when src is not a stage folder
-    tok = Tokenizer.load(Path(args.tokenizer) if args.tokenizer else src.parent / "tokenizer")
+def run(cfg: SampleConfig) -> int:
+    cfg.check_sampling(min_new_tokens=0)
+    if cfg.num_samples < 1:
+        raise InputError(None, "--num-samples must be >= 1")
+    src = cfg.model_dir("base")
+    model = load_model(src, device=pick_device(cfg.device))  # InputError when src is not a stage folder
+    tok = Tokenizer.load(Path(cfg.tokenizer) if cfg.tokenizer else src.parent / "tokenizer")
     if tok.vocab_size > model.config.vocab_size:
         raise InputError(
             src,
             f"model vocab_size {model.config.vocab_size} < tokenizer's {tok.vocab_size}: wrong tokenizer?",
         )
 
-    prompt_ids = [tok.eot_id] + tok.encode(args.prompt)
-    for i in range(args.num_samples):
+    prompt_ids = [tok.eot_id] + tok.encode(cfg.prompt)
+    for i in range(cfg.num_samples):
         new = generate(
             model,
             prompt_ids,
-            args.max_new_tokens,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            seed=None if args.seed is None else args.seed + i,
+            cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k,
+            top_p=cfg.top_p,
+            seed=None if cfg.seed is None else cfg.seed + i,
             stop_ids={tok.eot_id},
         )
         if new and new[-1] == tok.eot_id:
@@ -100,11 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         # A model whose vocab is padded past the tokenizer's can (untrained) sample ids the
         # tokenizer lacks: drop them rather than crash the decode.
         text = tok.decode([t for t in new if t < tok.vocab_size])
-        if args.num_samples > 1:
-            print(f"--- sample {i + 1}/{args.num_samples}")
-        print(args.prompt + text)
+        if cfg.num_samples > 1:
+            print(f"--- sample {i + 1}/{cfg.num_samples}")
+        print(cfg.prompt + text)
         sys.stdout.flush()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse(SampleConfig, argv, "gptlab sample"))
 
 
 if __name__ == "__main__":

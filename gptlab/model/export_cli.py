@@ -1,60 +1,56 @@
-"""`gptlab export SRC DST`: write a stage folder as a Hugging Face LlamaForCausalLM folder.
+"""`gptlab export --from SRC --out DST`: write a stage folder as a Hugging Face LlamaForCausalLM folder.
 
-gptlab export runs/tiny/base out/tiny-hf
-python -c "from transformers import AutoModelForCausalLM as M; M.from_pretrained('out/tiny-hf')"
+    gptlab export --from runs/tiny/base --out out/tiny-hf
+    python -c "from transformers import AutoModelForCausalLM as M; M.from_pretrained('out/tiny-hf')"
+
+The folders are `--from`/`--out` (not positional) so the input model is spelled as in every other
+command.
 """
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
 
-# The names of gptlab.model.hf.DTYPES, spelled out so `--help` does not import torch.
-DTYPE_NAMES = ("float32", "bfloat16", "float16")
+import tyro
 
+from gptlab.commandline import parse
+from gptlab.model.hf import export_hf
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gptlab export",
-        description="Write a trained stage folder (model.safetensors + config.json) as a Hugging Face "
-        "folder that transformers loads as LlamaForCausalLM and llama.cpp can convert.",
-    )
-    p.add_argument("src", help="stage folder to export, e.g. runs/tiny/base")
-    p.add_argument("dst", help="output folder; written to a temp folder beside it, then renamed")
-    p.add_argument(
-        "--tokenizer",
-        metavar="DIR",
-        default=None,
-        help="tokenizer folder whose tokenizer.json etc. are copied (default: SRC/../tokenizer)",
-    )
-    p.add_argument(
-        "--no-tokenizer",
-        action="store_true",
-        help="export the weights and config only (no tokenizer files, no bos/eos ids)",
-    )
-    p.add_argument(
-        "--dtype",
-        choices=DTYPE_NAMES,
-        default="float32",
-        help="precision of the written weights (default: float32, exact)",
-    )
-    p.add_argument("--force", action="store_true", help="replace DST if it exists and is not empty")
-    return p
+# The names of gptlab.model.hf.DTYPES, as a Literal so `--help` lists them (a test keeps them equal).
+DType = Literal["float32", "bfloat16", "float16"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from gptlab.model.hf import export_hf
+@dataclass
+class ExportConfig:
+    """Write a trained stage folder (model.safetensors + config.json) as a Hugging Face folder that
+    transformers loads as LlamaForCausalLM and llama.cpp can convert."""
 
+    from_: Annotated[Path, tyro.conf.arg(name="from")]  # stage folder to export, e.g. runs/tiny/base
+    out: Path  # output folder; written to a temp folder beside it, then renamed
+    tokenizer: Path | None = None  # tokenizer folder whose tokenizer.json etc. are copied (None: <from>/../tokenizer)
+    no_tokenizer: bool = False  # export the weights and config only (no tokenizer files, no bos/eos ids)
+    dtype: DType = "float32"  # precision of the written weights (float32 is exact)
+    force: bool = False  # replace --out if it exists and is not empty
+
+
+def run(cfg: ExportConfig) -> int:
     out = export_hf(
-        args.src,
-        args.dst,
-        tokenizer_dir=args.tokenizer,
-        dtype=args.dtype,
-        include_tokenizer=not args.no_tokenizer,
-        overwrite=args.force,
+        cfg.from_,
+        cfg.out,
+        tokenizer_dir=cfg.tokenizer,
+        dtype=cfg.dtype,
+        include_tokenizer=not cfg.no_tokenizer,
+        overwrite=cfg.force,
     )
-    print(f"wrote {out} (LlamaForCausalLM, {args.dtype})")
+    print(f"wrote {out} (LlamaForCausalLM, {cfg.dtype})")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse(ExportConfig, argv, "gptlab export"))
 
 
 if __name__ == "__main__":

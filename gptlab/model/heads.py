@@ -11,12 +11,14 @@ so the trunk stays a plain GPT checkpoint that every other tool loads.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from gptlab.fileio import atomic_write_bytes
 from gptlab.model.gpt import GPT
 
 
@@ -47,16 +49,12 @@ class ScalarHeadModel(nn.Module):
         return values.gather(1, index.view(-1, 1)).squeeze(1)
 
     def save_head(self, folder: str | Path) -> None:
-        from gptlab.fileio import atomic_write_bytes
-
         state = {"weight": self.head.weight.detach().cpu().contiguous(), "bias": self.head.bias.detach().cpu().contiguous()}
         atomic_write_bytes(Path(folder) / "head.safetensors", save(state))
 
     def load_head(self, folder: str | Path) -> None:
         """The head's weights and, where the folder records it (reward_config.json), the window it
         was trained on."""
-        import json
-
         path = Path(folder) / "head.safetensors"
         state = load_file(str(path))
         self.head.weight.data.copy_(state["weight"])

@@ -19,9 +19,7 @@ Folder written by `export_hf`:
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +27,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_write_json, read_json
+from gptlab.fileio import atomic_folder, atomic_write_json, read_json
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
-from gptlab.model.io import load_model, model_state_for_saving
+from gptlab.model.io import load_model
+from gptlab.model.weights import model_state_for_saving
+from gptlab.tokenizer.special import END, ENDOFTEXT, PAD
 
 HF_PREFIX = "model."
 WEIGHTS = "model.safetensors"
@@ -136,96 +136,70 @@ def export_hf(
     Everything is written into a temporary folder beside `dst` and renamed at the end, so `dst`
     is either absent, the old folder, or complete.
     """
-    from gptlab.tokenizer.special import END, ENDOFTEXT, PAD
-
     src, dst = Path(src), Path(dst)
     if dtype not in DTYPES:
         raise InputError(None, f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     if dst.exists() and not overwrite and (not dst.is_dir() or any(dst.iterdir())):
         raise InputError(dst, "already exists and is not empty; pass --force to replace it")
     model = load_model(src)  # raises InputError for a missing or mismatched stage folder
-
     ids: dict[str, int] = {}
     tok_files: list[Path] = []
     if include_tokenizer:
         tok_dir = Path(tokenizer_dir) if tokenizer_dir is not None else src.parent / "tokenizer"
-        tok_json = tok_dir / "tokenizer.json"
-        if not tok_json.exists():
-            raise InputError(
-                tok_json,
-                "file not found; write it with `gptlab tokenizer train`, pass --tokenizer DIR, "
-                "or --no-tokenizer to export the weights alone",
-            )
-        ids, n_tok = tokenizer_ids(tok_json)
-        if n_tok > model.config.vocab_size:
-            raise InputError(
-                tok_json,
-                f"tokenizer has {n_tok} ids but the model's vocab_size is {model.config.vocab_size}",
-            )
-        tok_files = [tok_dir / name for name in TOKENIZER_FILES if (tok_dir / name).exists()]
-
-    eot, pad, end = ids.get(ENDOFTEXT), ids.get(PAD), ids.get(END)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
-    try:
-        save_file(
-            to_hf_state_dict(model, DTYPES[dtype]),
-            str(tmp / WEIGHTS),
-            metadata={"format": "pt"},  # transformers refuses safetensors files without it
-        )
-        # Documents start and end with <|endoftext|>, so it is both BOS and EOS of a base model.
-        atomic_write_json(tmp / "config.json", hf_config(model.config, dtype, eot, eot, pad))
-        stops = [i for i in (eot, end) if i is not None]
-        gen = {
-            "bos_token_id": eot,
-            "eos_token_id": stops if len(stops) > 1 else (stops[0] if stops else None),
-            "pad_token_id": pad,
-            "do_sample": True,
-            "temperature": 0.8,
-            "top_k": 50,
-        }
-        atomic_write_json(tmp / "generation_config.json", gen)
-        for f in tok_files:
-            # The tokenizer's context length is the model's, not the tokenizer's default.
-            if f.name == "tokenizer_config.json":
-                tok_cfg = read_json(f)
-                tok_cfg["model_max_length"] = model.config.max_seq_len
-                atomic_write_json(tmp / f.name, tok_cfg)
-            else:
-                shutil.copyfile(f, tmp / f.name)
-        mask = _umask()
-        for f in tmp.iterdir():  # make the files durable before the rename publishes them
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.chmod(f, 0o666 & ~mask)  # temp files are created private (0600)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; the export is meant to be shared
-        _publish(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        ids, tok_files = _tokenizer_for(model, tok_dir)
+    with atomic_folder(dst) as tmp:
+        _write_hf_folder(tmp, model, dtype, ids, tok_files)
     return dst
 
 
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask can only set)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
+def _tokenizer_for(model: GPT, tok_dir: Path) -> tuple[dict[str, int], list[Path]]:
+    """The tokenizer's special ids and the files to copy, checked against the model's vocabulary."""
+    tok_json = tok_dir / "tokenizer.json"
+    if not tok_json.exists():
+        raise InputError(
+            tok_json,
+            "file not found; write it with `gptlab tokenizer train`, pass --tokenizer DIR, "
+            "or --no-tokenizer to export the weights alone",
+        )
+    ids, n_tok = tokenizer_ids(tok_json)
+    if n_tok > model.config.vocab_size:
+        raise InputError(
+            tok_json,
+            f"tokenizer has {n_tok} ids but the model's vocab_size is {model.config.vocab_size}",
+        )
+    return ids, [tok_dir / name for name in TOKENIZER_FILES if (tok_dir / name).exists()]
 
 
-def _publish(tmp: Path, dst: Path) -> None:
-    """Rename the finished `tmp` folder to `dst`, moving an old `dst` aside first."""
-    old = None
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
-        old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(tmp, dst)  # an empty directory at `dst` is replaced by the rename itself
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
+def _write_hf_folder(
+    tmp: Path, model: GPT, dtype: str, ids: dict[str, int], tok_files: list[Path]
+) -> None:
+    """Weights, config.json, generation_config.json and the tokenizer files into `tmp`."""
+    eot, pad, end = ids.get(ENDOFTEXT), ids.get(PAD), ids.get(END)
+    save_file(
+        to_hf_state_dict(model, DTYPES[dtype]),
+        str(tmp / WEIGHTS),
+        metadata={"format": "pt"},  # transformers refuses safetensors files without it
+    )
+    # Documents start and end with <|endoftext|>, so it is both BOS and EOS of a base model.
+    atomic_write_json(tmp / "config.json", hf_config(model.config, dtype, eot, eot, pad))
+    stops = [i for i in (eot, end) if i is not None]
+    gen = {
+        "bos_token_id": eot,
+        "eos_token_id": stops if len(stops) > 1 else (stops[0] if stops else None),
+        "pad_token_id": pad,
+        "do_sample": True,
+        "temperature": 0.8,
+        "top_k": 50,
+    }
+    atomic_write_json(tmp / "generation_config.json", gen)
+    for f in tok_files:
+        # The tokenizer's context length is the model's, not the tokenizer's default.
+        if f.name == "tokenizer_config.json":
+            tok_cfg = read_json(f)
+            tok_cfg["model_max_length"] = model.config.max_seq_len
+            atomic_write_json(tmp / f.name, tok_cfg)
+        else:
+            shutil.copyfile(f, tmp / f.name)
 
 
 def config_from_hf(hf: dict[str, Any], where: Path) -> ModelConfig:

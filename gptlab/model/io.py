@@ -1,81 +1,31 @@
-"""Save and load a model as `model.safetensors` + `config.json` (no pickle anywhere).
+"""Load any stage folder as a model: full weights, or a LoRA adapter merged into its base.
 
-Every stage folder that holds weights (base, sft, rm, ...) uses this pair, so any stage can be
-the input of any later one by path.
+Every stage folder that holds weights (base, sft, rm, ...) is `model.safetensors` + `config.json`
+(`gptlab.model.weights`) or, for a LoRA run, `adapter.safetensors` + `adapter_config.json`
+(`gptlab.model.lora`), so any stage can be the input of any later one by path.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from gptlab.errors import InputError
-from gptlab.fileio import atomic_write_json, public_mode, read_json
-from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
+from gptlab.model.lora import is_adapter_folder, load_merged
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-
-
-def tied_aliases(model: torch.nn.Module) -> dict[str, str]:
-    """{alias: first name} for state-dict entries that share storage (tied weights).
-
-    A GPT with tied embeddings gives {"lm_head.weight": "embed_tokens.weight"}; a module that
-    wraps one (reward model, value model) gives the same under its own prefix.
-    """
-    first: dict[tuple[int, int], str] = {}
-    aliases: dict[str, str] = {}
-    for name, t in model.state_dict(keep_vars=True).items():
-        key = (t.data_ptr(), t.numel())
-        if t.numel() and key in first:
-            aliases[name] = first[key]
-        else:
-            first.setdefault(key, name)
-    return aliases
-
-
-def fill_tied(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Add the tied entries that saving left out (see model_state_for_saving)."""
-    for alias, name in tied_aliases(model).items():
-        if alias not in weights and name in weights:
-            weights[alias] = weights[name]
-    return weights
-
-
-def model_state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Contiguous CPU tensors, with tied weights stored once (safetensors refuses shared storage)."""
-    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
-    model = getattr(model, "module", model)  # unwrap DDP
-    aliases = tied_aliases(model)
-    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if k not in aliases}
-
-
-def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, str] | None = None) -> None:
-    """Atomically write a safetensors file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # safetensors writes by file name: write to a temp name beside the target, fsync, rename.
-    tmp = path.with_name(f".{path.name}.writing")
-    save_file(model_state_for_saving(model), str(tmp), metadata=metadata or {"format": "pt"})
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.chmod(tmp, public_mode())
-    os.replace(tmp, path)
-
-
-def save_model(folder: str | Path, model: GPT) -> None:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / CONFIG, model.config.to_dict())
-    save_weights(folder / WEIGHTS, model)
-
-
-def load_config(folder: str | Path) -> ModelConfig:
-    return ModelConfig.from_dict(read_json(Path(folder) / CONFIG))
+# The file layer, re-exported: stages and tests import these names from here.
+from gptlab.model.weights import (  # noqa: F401
+    CONFIG,
+    WEIGHTS,
+    fill_tied,
+    load_config,
+    load_full_model,
+    model_state_for_saving,
+    save_model,
+    save_weights,
+    tied_aliases,
+)
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
@@ -84,21 +34,6 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
     A LoRA stage folder (only `adapter.safetensors` + `adapter_config.json`) loads as its base
     with the adapter merged in, so every stage and tool can take either kind of folder.
     """
-    folder = Path(folder)
-    weights = folder / WEIGHTS
-    if not weights.exists() and (folder / "adapter_config.json").exists():
-        from gptlab.model.lora import load_model_with_adapter
-
-        model = load_model_with_adapter(folder, device=device, merge=True)
-        for p in model.parameters():  # like any loaded model: trainable, in train mode
-            p.requires_grad_(True)
-        return model.train()
-    if not weights.exists():
-        raise InputError(folder, f"no {WEIGHTS} here; is this a stage folder (e.g. runs/x/base)?")
-    cfg = load_config(folder)
-    model = GPT(cfg)
-    state = fill_tied(model, load_file(str(weights), device="cpu"))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise InputError(weights, f"weights do not match config.json (missing={missing[:3]}, unexpected={unexpected[:3]})")
-    return model.to(device)
+    if is_adapter_folder(folder):
+        return load_merged(folder, device)
+    return load_full_model(folder, device)

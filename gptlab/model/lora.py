@@ -24,14 +24,16 @@ Files (an SFT folder trained with LoRA, unless merged):
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from gptlab.errors import InputError
+from gptlab.fileio import atomic_write_json, read_json
+from gptlab.model.weights import WEIGHTS, load_full_model, save_tensors
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -193,26 +195,15 @@ def load_lora_state_dict(
 
 def save_adapter(folder: str | Path, model: nn.Module, config: dict[str, Any]) -> None:
     """Write adapter.safetensors and adapter_config.json atomically (config: base, rank, alpha, ...)."""
-    from safetensors.torch import save_file
-
-    from gptlab.fileio import atomic_write_json, public_mode
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.to("cpu").contiguous() for k, v in lora_state_dict(model).items()}
-    tmp = folder / f".{ADAPTER_WEIGHTS}.writing"
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.chmod(tmp, public_mode())
-    os.replace(tmp, folder / ADAPTER_WEIGHTS)
+    save_tensors(folder / ADAPTER_WEIGHTS, tensors, metadata={"format": "pt"})
     atomic_write_json(folder / ADAPTER_CONFIG, {**config, "modules": sorted(lora_modules(model))})
 
 
 def load_adapter(model: nn.Module, folder: str | Path) -> None:
     """Fill an already-wrapped model's adapters from `folder/adapter.safetensors`."""
-    from safetensors.torch import load_file
-
     path = Path(folder) / ADAPTER_WEIGHTS
     if not path.exists():
         raise InputError(folder, f"no {ADAPTER_WEIGHTS} here")
@@ -220,8 +211,6 @@ def load_adapter(model: nn.Module, folder: str | Path) -> None:
 
 
 def adapter_config(folder: str | Path) -> dict[str, Any]:
-    from gptlab.fileio import read_json
-
     path = Path(folder) / ADAPTER_CONFIG
     if not path.exists():
         raise InputError(folder, f"no {ADAPTER_CONFIG} here; is this a LoRA output folder?")
@@ -243,13 +232,12 @@ def load_model_with_adapter(
     The base folder is read from adapter_config.json (stored relative to `folder`, so a run
     folder can move as a whole) unless `base` overrides it. `merge=True` folds the adapter in
     (a plain model, as fast as the base); otherwise the LoRA modules stay (same logits).
+    The base may itself be a LoRA folder: it loads merged.
     """
-    from gptlab.model.io import load_model
-
     folder = Path(folder)
     cfg = adapter_config(folder)
     base_path = Path(base) if base is not None else folder / cfg["base"]
-    model = load_model(base_path)
+    model = load_merged(base_path) if is_adapter_folder(base_path) else load_full_model(base_path)
     apply_lora(model, cfg["targets"], int(cfg["rank"]), float(cfg["alpha"]), 0.0)
     load_adapter(model, folder)
     if merge:
@@ -257,6 +245,21 @@ def load_model_with_adapter(
     for p in model.parameters():
         p.requires_grad_(False)
     return model.to(device).eval()
+
+
+def is_adapter_folder(folder: str | Path) -> bool:
+    """A LoRA output folder: an adapter and no full weights beside it."""
+    folder = Path(folder)
+    return not (folder / WEIGHTS).exists() and (folder / ADAPTER_CONFIG).exists()
+
+
+def load_merged(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """A LoRA folder as a plain model (base + merged adapter), trainable and in train mode like
+    any loaded model (`gptlab.model.io.load_model` on a LoRA folder)."""
+    model = load_model_with_adapter(folder, device=device, merge=True)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model.train()
 
 
 class AdapterOnly(nn.Module):

@@ -63,6 +63,8 @@ class Retriever:
 
     @classmethod
     def load(cls, index_dir: str | Path) -> Retriever:
+        # ~0.4 s (scipy): imported when an index is loaded, so the commands that import this
+        # module for its message helpers (chat, serve) start fast without --rag
         import bm25s
 
         index_dir = Path(index_dir)

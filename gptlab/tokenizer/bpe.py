@@ -32,16 +32,14 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
+import rustbpe
+import tiktoken
+
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_write_json, atomic_write_text, read_json
+from gptlab.tokenizer.hf_export import save_hf
 from gptlab.tokenizer.special import ENDOFTEXT, SPECIAL_TOKENS
-
-GPT4_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
-    r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
-)
-NANOCHAT_PATTERN = GPT4_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}{1,2}")
-PATTERNS: dict[str, str] = {"gpt4": GPT4_PATTERN, "nanochat": NANOCHAT_PATTERN}
+from gptlab.tokenizer.vocab import GPT4_PATTERN, NANOCHAT_PATTERN, PATTERNS  # noqa: F401 (public here too)
 
 TIKTOKEN_FILE = "tokenizer.tiktoken"
 META_FILE = "gptlab_tokenizer.json"
@@ -59,8 +57,6 @@ class Tokenizer:
         stats: dict[str, Any] | None = None,
         path: str | None = None,
     ):
-        import tiktoken
-
         n = len(mergeable_ranks)
         if sorted(mergeable_ranks.values()) != list(range(n)):
             raise ValueError("mergeable ranks must be exactly the ids 0..n-1")
@@ -88,8 +84,6 @@ class Tokenizer:
         ~20-40% more on Shakespeare (a copy and a Python call per string). If the text runs out of pairs to merge, the vocabulary comes out smaller than asked
         (`stats["merges"]` < `stats["requested_merges"]`).
         """
-        import rustbpe
-
         minimum = 256 + len(SPECIAL_TOKENS)
         if vocab_size < minimum:
             raise InputError(
@@ -163,15 +157,13 @@ class Tokenizer:
         atomic_write_text(folder / TIKTOKEN_FILE, "".join(lines))
         written = [folder / TIKTOKEN_FILE]
         if hf is None:
-            try:
+            try:  # optional dependency (the `hf` extra): only asked whether it is installed
                 import tokenizers  # noqa: F401
             except ImportError:
                 hf = False
             else:
                 hf = True
         if hf:
-            from gptlab.tokenizer.hf_export import save_hf
-
             written += save_hf(self, folder)
         atomic_write_json(folder / META_FILE, {
             "format": FORMAT,

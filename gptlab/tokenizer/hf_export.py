@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gptlab.fileio import atomic_write_json, atomic_write_text
-from gptlab.tokenizer.chat import chat_template
+from gptlab.tokenizer.chat_template import chat_template
 from gptlab.tokenizer.special import ENDOFTEXT, PAD
+from gptlab.tokenizer.vocab import Vocab
 
 if TYPE_CHECKING:
     import tokenizers
-
-    from gptlab.tokenizer.bpe import Tokenizer
 
 DEFAULT_MODEL_MAX_LENGTH = 2048
 
@@ -76,8 +75,9 @@ def vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tupl
     return vocab, [(to_unicode(left), to_unicode(right)) for *_, left, right in merges]
 
 
-def build_hf_tokenizer(tok: Tokenizer) -> tokenizers.Tokenizer:
+def build_hf_tokenizer(tok: Vocab) -> tokenizers.Tokenizer:
     """A `tokenizers.Tokenizer` that encodes and decodes exactly like `tok` (see module doc)."""
+    # optional dependency (the `hf` extra): imported only when the Hugging Face files are written
     from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
     from tokenizers import Tokenizer as HFTokenizer
 
@@ -97,7 +97,7 @@ def build_hf_tokenizer(tok: Tokenizer) -> tokenizers.Tokenizer:
 
 
 def save_hf(
-    tok: Tokenizer, folder: str | Path, model_max_length: int = DEFAULT_MODEL_MAX_LENGTH
+    tok: Vocab, folder: str | Path, model_max_length: int = DEFAULT_MODEL_MAX_LENGTH
 ) -> list[Path]:
     """Write the three Hugging Face files into `folder` (atomically); returns their paths.
 

@@ -205,7 +205,7 @@ def isolation() -> dict[str, object]:
 
 
 def _has_resource() -> bool:
-    try:
+    try:  # a probe: `resource` is Unix-only
         import resource  # noqa: F401
     except ImportError:
         return False

@@ -37,10 +37,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_write_json, read_json
-from gptlab.model.io import fill_tied
+from gptlab.fileio import atomic_open, atomic_write_json, fsync_dir, read_json
+from gptlab.model.weights import fill_tied, model_state_for_saving, save_tensors
+from gptlab.train.distributed import is_fsdp, unwrap
 
 WEIGHTS, CONFIG, OPTIMIZER, STATE = (
     "model.safetensors",
@@ -101,24 +103,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(states)
 
 
-# ---------------------------------------------------------------- file helpers
-
-
-def _fsync_dir(path: Path) -> None:
-    # A rename is durable only once its directory entry is on disk.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
+# ---------------------------------------------------------------- the journal
 
 
 def _test_pause() -> None:
@@ -139,9 +124,9 @@ def recover(folder: str | Path) -> None:
             src = commit / name
             if src.exists():
                 os.replace(src, folder / name)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         shutil.rmtree(commit)
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
 
 # ---------------------------------------------------------------- save / load
@@ -155,10 +140,8 @@ def _full_state_dicts(
     FSDP2 shards both; the DCP state-dict API gathers them (a collective: every rank must call
     this). For plain and DDP models the optimizer's own state dict is already full.
     """
-    from gptlab.model.io import model_state_for_saving
-    from gptlab.train.distributed import is_fsdp, unwrap
-
     if is_fsdp(model):
+        # Lazy: the DCP modules only matter under FSDP (several processes); see is_fsdp.
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             get_model_state_dict,
@@ -187,8 +170,6 @@ def save_checkpoint(
     `state` is the JSON-safe part (step, loader position, TrainConfig, ...); RNG states are
     added here. Collective under FSDP (call on every rank); only `is_main` writes.
     """
-    from safetensors.torch import save_file
-
     weights, opt_state = _full_state_dicts(model, optimizer)
     if not is_main:
         return
@@ -198,29 +179,25 @@ def save_checkpoint(
     pending = folder / PENDING
     pending.mkdir()
     if model_config is None:
-        from gptlab.train.distributed import unwrap
-
         cfg = getattr(unwrap(model), "config", None)
         model_config = cfg.to_dict() if cfg is not None else {}
 
-    save_file(weights, str(pending / WEIGHTS), metadata={"format": "pt"})
-    _fsync_file(pending / WEIGHTS)
+    # Each file is written whole (temp name, fsync, rename) inside .ckpt-pending/.
+    save_tensors(pending / WEIGHTS, weights, metadata={"format": "pt"})
     _test_pause()
     atomic_write_json(pending / CONFIG, model_config)
     _test_pause()
-    with open(pending / OPTIMIZER, "wb") as f:
+    with atomic_open(pending / OPTIMIZER, "wb") as f:
         torch.save(opt_state, f)
-        f.flush()
-        os.fsync(f.fileno())
     _test_pause()
     full_state = dict(state)
     full_state["rng"] = rng_state()
     full_state["files"] = {n: (pending / n).stat().st_size for n in (WEIGHTS, CONFIG, OPTIMIZER)}
     atomic_write_json(pending / STATE, full_state)
-    _fsync_dir(pending)
+    fsync_dir(pending)
     _test_pause()
     os.replace(pending, folder / COMMIT)  # the commit point
-    _fsync_dir(folder)
+    fsync_dir(folder)
     _test_pause()
     recover(folder)  # step 3: move the files into place, train_state.json last
 
@@ -241,10 +218,6 @@ def load_checkpoint(
 
     Recovers an interrupted write first. Optimizer state is read with weights_only=True.
     """
-    from safetensors.torch import load_file
-
-    from gptlab.train.distributed import is_fsdp, unwrap
-
     folder = Path(folder)
     recover(folder)
     if not (folder / STATE).exists():
@@ -263,6 +236,7 @@ def load_checkpoint(
     if optimizer is not None:
         opt_state = torch.load(folder / OPTIMIZER, map_location="cpu", weights_only=True)
     if is_fsdp(model):
+        # Lazy: the DCP modules only matter under FSDP (several processes); see is_fsdp.
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             set_model_state_dict,

@@ -22,7 +22,6 @@ weights after update k.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gptlab.common import format_duration
+from gptlab.common import autocast_context, pick_autocast_dtype
 from gptlab.train import checkpoint as ckpt
 from gptlab.train.distributed import (
     DistInfo,
@@ -45,6 +44,7 @@ from gptlab.train.distributed import (
     unwrap,
     wrap_model,
 )
+from gptlab.train.log_window import LogWindow, progress_line
 from gptlab.train.optim import build_optimizer, set_lr
 from gptlab.train.schedule import lr_multiplier
 from gptlab.train.tracker import NullTracker, Tracker, truncate_metrics
@@ -109,21 +109,6 @@ def lm_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple
     return model(x, y), {"tokens": y.numel()}
 
 
-def autocast_context(device: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
-
-
-def _progress_line(
-    step: int, max_steps: int | None, loss: float, lr: float, tok_s: float, eta: float | None
-) -> str:
-    width = max(5, len(str(max_steps or 0)))
-    head = f"step {step:0{width}d}/{max_steps:0{width}d}" if max_steps else f"step {step:0{width}d}"
-    eta_s = format_duration(eta) if eta is not None else "?"
-    return f"{head} | loss {loss:.4f} | lr {lr:.1e} | tok/s {tok_s:,.0f} | eta {eta_s}"
-
-
 class Trainer:
     """Holds the wrapped model, optimizer and counters; `fit()` runs the loop.
 
@@ -147,8 +132,6 @@ class Trainer:
         metadata: dict[str, Any] | None = None,
         verbose: bool = True,
     ):
-        from gptlab.common import pick_autocast_dtype
-
         if cfg.max_steps is None and cfg.max_time is None:
             raise ValueError("give max_steps or max_time (or both): the loop needs a budget")
         if cfg.grad_accum < 1 or cfg.log_every < 1:
@@ -287,118 +270,29 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> TrainResult:
         c = self.cfg
-        resumed_from = None
-        if resume and self.out_dir is not None and ckpt.has_checkpoint(self.out_dir):
-            self.load()
-            resumed_from = self.step
-            if self.dist.is_main:
-                truncate_metrics(self.out_dir / "metrics.jsonl", self.step)
-            if self.on_resume is not None:
-                self.on_resume(self.step)
-            self._print(f"resumed from {self.out_dir} at step {self.step}")
-        elif resume:
-            self._print(f"no checkpoint in {self.out_dir}: starting from scratch")
-
+        resumed_from = self._resume() if resume else None
         if resumed_from is None:
             self._run_hooks(0)  # the "initialisation" row of every curve and of samples.md
 
         history: list[dict[str, Any]] = []
-        accum = c.grad_accum
-        # On-device running sums between log steps: no sync until a log step reads them.
-        loss_acc = torch.zeros((), device=self.device)
-        norm_acc = torch.zeros((), device=self.device)
-        metric_acc: dict[str, torch.Tensor] = {}
-        steps_in_window, tokens_in_window, hook_time = 0, 0, 0.0
-        window_start = time.perf_counter()
+        window = LogWindow.on(self.device)
         last_hook_step = 0 if resumed_from is None else self.step
 
         finish = self._done(check_time=True)  # e.g. resumed a finished run
         while not finish:
-            t0 = time.perf_counter()
-            mult = lr_multiplier(
-                self.step,
-                self._progress(),
-                c.warmup_steps,
-                c.schedule,
-                c.min_lr_ratio,
-                c.decay_frac,
-            )
-            set_lr(self.optimizer, mult)
-            lr = c.lr * mult  # the log shows the AdamW matrix LR; other groups scale alike
-            for micro in range(accum):
-                batch = next(self.batches)
-                with grad_sync(self.model, sync=micro == accum - 1):
-                    with autocast_context(self.device, self.autocast_dtype):
-                        loss, metrics = self.loss_fn(self.model, batch)
-                    # Mean over micro-batches: accum x B rows give the gradient of one B*accum batch.
-                    (loss / accum).backward()
-                loss_acc += loss.detach() / accum
-                tokens_in_window += int(metrics.get("tokens", 0))
-                for k, v in metrics.items():
-                    if k != "tokens" and isinstance(v, torch.Tensor):
-                        metric_acc[k] = metric_acc.get(k, 0) + v.detach().float() / accum
-            if c.grad_clip is not None:
-                norm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
-                norm_acc += (
-                    norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-                )  # FSDP: DTensor
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.step += 1
-            steps_in_window += 1
-            # On GPU this is the CPU's time to enqueue the step; it cannot run ahead of the GPU by
-            # more than a few steps, so the sum tracks real time closely without a sync.
-            self.elapsed += time.perf_counter() - t0
-
+            lr = self._train_step(window)
             finish = self._done(check_time=not self.dist.enabled)
             if self.step % c.log_every == 0 or finish:
-                # The one sync per log window: stack everything, reduce across ranks, read once.
-                names = list(metric_acc)
-                packed = (
-                    torch.stack([loss_acc, norm_acc] + [metric_acc[k] for k in names])
-                    / steps_in_window
-                )
-                all_reduce_mean(packed)
-                values = packed.tolist()
-                # Wall time of the window after the sync (so GPU work is included), minus hooks.
-                window = max(time.perf_counter() - window_start - hook_time, 1e-9)
-                tok_s = tokens_in_window * self.dist.world_size / window
-                record = {"loss": values[0], "lr": lr, "tok_per_s": tok_s, "elapsed": self.elapsed}
-                if c.grad_clip is not None:
-                    record["grad_norm"] = values[1]
-                record.update({k: v for k, v in zip(names, values[2:])})
-                history.append({"step": self.step, **record})
-                self.tracker.log(self.step, record)
-                self._print(
-                    _progress_line(
-                        self.step,
-                        c.max_steps,
-                        values[0],
-                        lr,
-                        tok_s,
-                        self._eta(window / steps_in_window),
-                    )
-                )
-                if not math.isfinite(values[0]):
-                    raise RuntimeError(f"loss is {values[0]} at step {self.step}; try a lower --lr")
-                loss_acc.zero_()
-                norm_acc.zero_()
-                metric_acc.clear()
-                steps_in_window, tokens_in_window, hook_time = 0, 0, 0.0
-                window_start = time.perf_counter()
+                self._log_window(window, lr, history)
                 if self.dist.enabled and c.max_time is not None:
-                    finish = finish or self._done(
-                        check_time=True
-                    )  # all ranks agree, at log steps only
+                    # All ranks agree on the time budget, at log steps only.
+                    finish = finish or self._done(check_time=True)
             if finish:
                 break  # the final hooks and checkpoint run after the loop
             t_hooks = time.perf_counter()
-            if any(e is not None and self.step % e == 0 for e in (c.eval_every, c.sample_every)):
-                self._run_hooks(self.step)
+            if self._periodic_hooks():
                 last_hook_step = self.step
-            if c.save_every is not None and self.step % c.save_every == 0:
-                self.save()
-            hook_time += time.perf_counter() - t_hooks
+            window.hook_time += time.perf_counter() - t_hooks
 
         if self.step != last_hook_step:
             self._run_hooks(self.step, final=True)
@@ -407,3 +301,87 @@ class Trainer:
         return TrainResult(
             step=self.step, elapsed=self.elapsed, history=history, resumed_from=resumed_from
         )
+
+    def _resume(self) -> int | None:
+        """Load the checkpoint in out_dir if there is one; the step resumed from, or None."""
+        if self.out_dir is None or not ckpt.has_checkpoint(self.out_dir):
+            self._print(f"no checkpoint in {self.out_dir}: starting from scratch")
+            return None
+        self.load()
+        if self.dist.is_main:
+            truncate_metrics(self.out_dir / "metrics.jsonl", self.step)
+        if self.on_resume is not None:
+            self.on_resume(self.step)
+        self._print(f"resumed from {self.out_dir} at step {self.step}")
+        return self.step
+
+    def _train_step(self, window: LogWindow) -> float:
+        """One optimizer update over grad_accum micro-batches; returns the logged LR."""
+        c = self.cfg
+        t0 = time.perf_counter()
+        mult = lr_multiplier(
+            self.step,
+            self._progress(),
+            c.warmup_steps,
+            c.schedule,
+            c.min_lr_ratio,
+            c.decay_frac,
+        )
+        set_lr(self.optimizer, mult)
+        lr = c.lr * mult  # the log shows the AdamW matrix LR; other groups scale alike
+        accum = c.grad_accum
+        for micro in range(accum):
+            batch = next(self.batches)
+            with grad_sync(self.model, sync=micro == accum - 1):
+                with autocast_context(self.device, self.autocast_dtype):
+                    loss, metrics = self.loss_fn(self.model, batch)
+                # Mean over micro-batches: accum x B rows give the gradient of one B*accum batch.
+                (loss / accum).backward()
+            window.add(loss, metrics, accum)
+        if c.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
+            window.norm += norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP: DTensor
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        window.steps += 1
+        # On GPU this is the CPU's time to enqueue the step; it cannot run ahead of the GPU by
+        # more than a few steps, so the sum tracks real time closely without a sync.
+        self.elapsed += time.perf_counter() - t0
+        return lr
+
+    def _log_window(self, window: LogWindow, lr: float, history: list[dict[str, Any]]) -> None:
+        """The one sync per log window: stack everything, reduce across ranks, read once; then
+        the metrics record, the progress line, and a fresh window."""
+        names = list(window.metrics)
+        packed = (
+            torch.stack([window.loss, window.norm] + [window.metrics[k] for k in names])
+            / window.steps
+        )
+        all_reduce_mean(packed)
+        values = packed.tolist()
+        # Wall time of the window after the sync (so GPU work is included), minus hooks.
+        seconds = max(time.perf_counter() - window.start - window.hook_time, 1e-9)
+        tok_s = window.tokens * self.dist.world_size / seconds
+        record = {"loss": values[0], "lr": lr, "tok_per_s": tok_s, "elapsed": self.elapsed}
+        if self.cfg.grad_clip is not None:
+            record["grad_norm"] = values[1]
+        record.update({k: v for k, v in zip(names, values[2:])})
+        history.append({"step": self.step, **record})
+        self.tracker.log(self.step, record)
+        eta = self._eta(seconds / window.steps)
+        self._print(progress_line(self.step, self.cfg.max_steps, values[0], lr, tok_s, eta))
+        if not math.isfinite(values[0]):
+            raise RuntimeError(f"loss is {values[0]} at step {self.step}; try a lower --lr")
+        window.reset()
+
+    def _periodic_hooks(self) -> bool:
+        """Eval/sample and checkpoint hooks due at this step; True when eval/sample ran."""
+        c = self.cfg
+        ran = False
+        if any(e is not None and self.step % e == 0 for e in (c.eval_every, c.sample_every)):
+            self._run_hooks(self.step)
+            ran = True
+        if c.save_every is not None and self.step % c.save_every == 0:
+            self.save()
+        return ran

@@ -15,6 +15,8 @@ def plot_losses(
 
     Returns the PNG path, or None when there is nothing to plot.
     """
+    # Lazy: matplotlib is slow to import and Agg must be chosen before pyplot loads; only the
+    # end of a stage draws a plot.
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; safe in a headless training job

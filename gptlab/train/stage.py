@@ -24,6 +24,7 @@ from torch import nn
 from gptlab.commandline import to_dict, write_resolved
 from gptlab.common import print0, run_metadata, seed_everything
 from gptlab.errors import InputError
+from gptlab.options import DeviceArgs, RunArgs
 from gptlab.train import checkpoint as ckpt
 from gptlab.train.distributed import DistInfo, cleanup, init_distributed
 from gptlab.train.loop import EvalFn, LossFn, SampleFn, TrainConfig, Trainer, TrainResult
@@ -32,10 +33,9 @@ from gptlab.train.tracker import build_tracker, read_metrics, truncate_metrics, 
 
 
 @dataclass
-class LoopArgs:
+class LoopArgs(RunArgs, DeviceArgs):
     """Options of the one training loop; every training command has them, named alike."""
 
-    run: str = "tiny"  # run name: default paths are runs/<run>/<stage>
     out: Path | None = None  # output stage folder (default: the stage's folder under runs/<run>/)
     resume: bool = False  # continue the checkpoint in --out on the same trajectory (data, RNG, optimizer)
     steps: int | None = None  # optimizer steps to run, the budget (default: the stage's own)
@@ -53,7 +53,6 @@ class LoopArgs:
     save_every: int | None = 100  # checkpoint every N steps, and at the end (None: at the end only)
     log_every: int = 1  # progress line + metrics.jsonl record every N steps
     tracker: Literal["none", "tensorboard", "wandb"] = "none"  # extra metrics sink (metrics.jsonl is always written)
-    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda
     dtype: Literal["auto", "bf16", "fp32"] = "auto"  # autocast dtype (auto: bf16 on GPUs and AMX CPUs, else fp32)
     compile: bool = False  # torch.compile the model
 

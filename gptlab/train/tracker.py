@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gptlab.errors import InputError
+from gptlab.fileio import atomic_write_text
 
 TRACKERS = ("none", "tensorboard", "wandb")
 
@@ -84,7 +85,7 @@ class TensorBoardTracker:
 class WandbTracker:
     def __init__(self, project: str, name: str | None, config: dict[str, Any]):
         try:
-            import wandb
+            import wandb  # an optional extra: imported only when asked for
         except ImportError:
             raise InputError(None, "--tracker wandb needs `pip install wandb`") from None
         self._run = wandb.init(project=project, name=name, config=config)
@@ -115,8 +116,6 @@ def truncate_metrics(path: str | Path, step: int) -> int:
     Also drops a torn last line left by a kill mid-write. Returns the number of lines kept.
     Rewritten atomically, so a kill here leaves the old file.
     """
-    from gptlab.fileio import atomic_write_text
-
     path = Path(path)
     if not path.exists():
         return 0
@@ -181,8 +180,6 @@ SAMPLES_HEADER = (
 
 def append_samples(path: str | Path, step: int, samples: list[tuple[str, str]]) -> None:
     """Add a `## step N` section of (prompt, completion) pairs; rewritten atomically (small file)."""
-    from gptlab.fileio import atomic_write_text
-
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else SAMPLES_HEADER
     parts = [f"\n## step {step:05d}\n"]
@@ -194,8 +191,6 @@ def append_samples(path: str | Path, step: int, samples: list[tuple[str, str]]) 
 
 def truncate_samples(path: str | Path, step: int) -> None:
     """Drop `## step N` sections with N > step (written after the checkpoint a resume starts from)."""
-    from gptlab.fileio import atomic_write_text
-
     path = Path(path)
     if not path.exists():
         return

@@ -11,8 +11,9 @@ NotImplementedError and `scorable` is False (judge it with a reward model or a j
 
 from __future__ import annotations
 
+from gptlab.data import corpora
 from gptlab.data.chats import Chat
-from gptlab.eval.tasks.base import Item, Task, in_test
+from gptlab.tasks.base import Item, Task, in_test
 
 
 def chat_messages(chat: Chat, max_turns: int | None = None) -> list[dict]:
@@ -56,9 +57,7 @@ class ChitChat(Task):
     ):
         super().__init__(split, seed)
         if chats is None:
-            from gptlab.data.corpora import load_chats
-
-            chats = load_chats()
+            chats = corpora.load_chats()
         self.chats = [
             (c, m)
             for c in chats

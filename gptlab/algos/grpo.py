@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from gptlab.stages.ppo import kl_per_token
-from gptlab.stages.rollout import (
+from gptlab.algos.ppo import kl_per_token
+from gptlab.algos.rollout import (
     OnPolicyBatches,
     PromptItem,
     generate,

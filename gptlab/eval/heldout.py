@@ -27,6 +27,9 @@ from typing import Any
 
 from torch import nn
 
+from gptlab.algos.rollout import generate, reply_messages
+from gptlab.eval.metrics import paired_gain
+
 ITEMS = "heldout_items.jsonl"
 
 
@@ -41,8 +44,6 @@ def make_heldout_eval(engine: Any, tok: Any, held: list, max_new: int, reward_fn
     prompt's mean over its K replies. RL trains the sampled policy; greedy decoding reads only its
     mode, which a short run sharpens more than it moves, so the two can disagree.
     """
-    from gptlab.stages.rollout import generate, reply_messages
-
     def score(replies: list[list[int]], prompts: list, k: int, prefix: str) -> dict[str, list[float]]:
         items: dict[str, list[float]] = {}
         if reward_fn is not None:
@@ -114,8 +115,6 @@ def paired_summary(items_path: Path) -> dict[str, dict[str, Any]]:
     """First vs last evaluation in `items_path`: {score: paired_gain(before, after)}, plus
     `length_matched_reward` (the last evaluation's replies against the first's, each pair cut to
     one length); {} if there are fewer than two evaluations."""
-    from gptlab.eval.metrics import paired_gain
-
     lines = _lines(items_path)
     if len(lines) < 2:
         return {}

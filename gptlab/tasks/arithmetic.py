@@ -11,7 +11,11 @@ expression is in both splits, however it is worded.
 
 from __future__ import annotations
 
-from gptlab.eval.tasks.base import Item, Task, extract_number, split_of
+from gptlab.tasks.base import Item, Task, extract_number, split_of
+from gptlab.tools.calculator import CalcError, format_number
+from gptlab.tools.calculator import (
+    evaluate as run_calculator,  # the tool; `Arithmetic.evaluate` is the verifier
+)
 
 NAMES = ["Ada", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jon"]
 THINGS = ["apple", "marble", "book", "coin", "pencil", "sticker", "cookie", "stamp", "shell"]
@@ -150,14 +154,12 @@ class Arithmetic(Task):
         >>> t.reward(it, "calculator: 2*6\n12\nThe answer is 13."), t.reward(it, "I think 7.")
         (0.5, 0.0)
         """
-        from gptlab.tools.calculator import CalcError, evaluate, format_number
-
         right_call = False
         result = None
         for line in completion.splitlines():
             if line.strip().startswith("calculator:"):
                 try:
-                    result = format_number(evaluate(line.split(":", 1)[1]))
+                    result = format_number(run_calculator(line.split(":", 1)[1]))
                 except CalcError:
                     continue
                 right_call = right_call or result == item.answer

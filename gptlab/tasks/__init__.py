@@ -20,12 +20,15 @@ any random choices of items); `example(i)` depends on nothing else. The play and
 
 from __future__ import annotations
 
-from gptlab.eval.tasks.arithmetic import Arithmetic
-from gptlab.eval.tasks.base import Item, Task, extract_number, normalise, reference_completion
-from gptlab.eval.tasks.chitchat import ChitChat
-from gptlab.eval.tasks.gym import Gym
-from gptlab.eval.tasks.identity import Identity
-from gptlab.eval.tasks.plays import ContinueSpeech, PlaySpeaker, PlayTitle
+from collections.abc import Sequence
+
+from gptlab.errors import InputError
+from gptlab.tasks.arithmetic import Arithmetic
+from gptlab.tasks.base import Item, Task, extract_number, normalise, reference_completion
+from gptlab.tasks.chitchat import ChitChat
+from gptlab.tasks.gym import Gym
+from gptlab.tasks.identity import Identity
+from gptlab.tasks.plays import ContinueSpeech, PlaySpeaker, PlayTitle
 
 TASKS: dict[str, type[Task]] = {
     t.name: t for t in (PlaySpeaker, PlayTitle, ContinueSpeech, Arithmetic, Identity, ChitChat, Gym)
@@ -39,17 +42,36 @@ def get_task(name: str, split: str = "train", **kw) -> Task:
     return TASKS[name](split, **kw)
 
 
-def task_names(spec: str, scorable: bool = False) -> list[str]:
-    """A `--tasks` value, 'a,b' -> ['a', 'b']: each a known task (one with a verifier when
-    `scorable`), else an InputError that lists the choices."""
-    from gptlab.errors import InputError
+def split_names(spec: str | Sequence[str]) -> list[str]:
+    """A `--tasks` value as names; commas split too, so a config file's "a,b" reads as a list.
 
-    names = [t for t in spec.split(",") if t]
+    >>> split_names(("a", "b,c")), split_names("a,b")
+    (['a', 'b', 'c'], ['a', 'b'])
+    """
+    values = [spec] if isinstance(spec, str) else list(spec)
+    return [t for v in values for t in v.split(",") if t]
+
+
+def task_names(spec: str | Sequence[str], scorable: bool = False) -> list[str]:
+    """A `--tasks` value, ('a', 'b') or 'a,b' -> ['a', 'b']: each a known task (one with a
+    verifier when `scorable`), else an InputError that lists the choices."""
+    names = split_names(spec)
     ok = [n for n, c in TASKS.items() if c.scorable or not scorable]
     for t in names:
         if t not in ok:
             raise InputError(None, f"--tasks: {t!r} is not a {'scorable ' * scorable}task ({', '.join(ok)})")
     return names
+
+
+def scorable_task(name: str, split: str = "test", seed: int = 0, extra: Sequence[str] = ()) -> Task:
+    """Task `name` on `split` (held-out by default), checked to have answers to score; an
+    InputError names the choices (`extra`: other names the caller accepts, e.g. bpb)."""
+    if name not in TASKS:
+        raise InputError(None, f"unknown task {name!r}: choose from {', '.join([*extra, *TASKS])}")
+    task = get_task(name, split, seed=seed)
+    if not task.scorable:
+        raise InputError(None, f"task {name!r} only feeds SFT: it has no answers to score")
+    return task
 
 
 __all__ = [
@@ -60,5 +82,7 @@ __all__ = [
     "get_task",
     "normalise",
     "reference_completion",
+    "scorable_task",
+    "split_names",
     "task_names",
 ]

@@ -25,8 +25,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from gptlab.tasks import get_task
+from gptlab.tasks.base import Item, Task, reply_text
+from gptlab.tokenizer.chat import parse_assistant, render_prompt
+
 if TYPE_CHECKING:
-    from gptlab.eval.tasks.base import Item, Task
     from gptlab.infer.engine import Engine
     from gptlab.tokenizer.bpe import Tokenizer
 
@@ -153,9 +156,6 @@ def generate(
 
 def reply_messages(tok: Tokenizer, reply: list[int]) -> tuple[str, Any]:
     """Generated ids -> (reply text with tool results, assistant content for the renderer)."""
-    from gptlab.eval.tasks.base import reply_text
-    from gptlab.tokenizer.chat import parse_assistant
-
     parts = parse_assistant(tok, reply)
     if all(p["type"] == "text" for p in parts):
         text = "".join(p["text"] for p in parts)
@@ -183,9 +183,6 @@ class PromptItem:
 def task_prompts(tok: Tokenizer, names: list[str], split: str, n: int | None, max_prompt: int,
                  seed: int = 0) -> tuple[list[PromptItem], int]:
     """Prompts of each task's `split` (at most n per task) that leave room for a reply; (pool, dropped)."""
-    from gptlab.eval.tasks import get_task
-    from gptlab.tokenizer.chat import render_prompt
-
     pool, dropped = [], 0
     for name in names:
         kw: dict[str, Any] = {"seed": seed}
@@ -205,8 +202,6 @@ def task_prompts(tok: Tokenizer, names: list[str], split: str, n: int | None, ma
 
 def file_prompts(tok: Tokenizer, prompts: list[list[dict]], max_prompt: int) -> tuple[list[PromptItem], int]:
     """Message lists (e.g. from a prompts file) -> PromptItems without a verifier; (pool, dropped)."""
-    from gptlab.tokenizer.chat import render_prompt
-
     pool, dropped = [], 0
     for msgs in prompts:
         ids = render_prompt(tok, msgs)

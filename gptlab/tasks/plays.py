@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from gptlab.data import corpora
 from gptlab.data.plays import Play, Scene, Speech
-from gptlab.eval.tasks.base import Item, Task, contains_phrase, in_test, normalise
+from gptlab.tasks.base import Item, Task, contains_phrase, in_test, normalise
 
 # Speakers that are not one character: useless as an answer to "who speaks this line".
 COLLECTIVE = {"ALL", "BOTH", "PROLOGUE", "EPILOGUE", "CHORUS"}
@@ -106,9 +107,7 @@ class _PlayTask(Task):
     ):
         super().__init__(split, seed)
         if plays is None:
-            from gptlab.data.corpora import load_plays
-
-            plays = load_plays()
+            plays = corpora.load_plays()
         self.plays = plays
         self.refs = [r for r in speech_pool(plays, split, test_frac) if self._keep(r)]
         self._rng("order").shuffle(self.refs)

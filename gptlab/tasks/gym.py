@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from gptlab.eval.tasks.base import Item, Task, extract_number, in_test
+from gptlab.tasks.base import Item, Task, extract_number, in_test
 
 # name -> reasoning-gym config overrides: few terms and digits, so a small model has a chance.
 DEFAULT_DATASETS: dict[str, dict] = {

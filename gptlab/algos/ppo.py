@@ -25,20 +25,22 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from gptlab.stages.rollout import (
+from gptlab.algos.rollout import (
     OnPolicyBatches,
     PromptItem,
     generate,
     masked_mean,
     masked_whiten,
     pick_prompts,
+    reply_messages,
     stats_metrics,
     token_logprobs,
 )
+from gptlab.model.heads import ScalarHeadModel, keep_end
+from gptlab.tokenizer.chat import render_for_reward
 
 if TYPE_CHECKING:
     from gptlab.infer.engine import Engine
-    from gptlab.model.heads import ScalarHeadModel
     from gptlab.tokenizer.bpe import Tokenizer
 
 RewardFn = Callable[[list[PromptItem], list[list[int]]], list[float]]
@@ -46,7 +48,8 @@ RewardFn = Callable[[list[PromptItem], list[list[int]]], list[float]]
 
 @dataclass
 class PPOConfig:
-    """PPO's knobs (defaults: InstructGPT / TRL's PPO, scaled down for tiny models)."""
+    """PPO's knobs (defaults: InstructGPT / TRL's PPO, scaled down for tiny models); the
+    `gptlab rl ppo` command fills them from its flags."""
 
     prompts_per_iter: int = 16  # rollouts per iteration (one reply per prompt)
     minibatch: int = 8  # rows per optimizer step
@@ -182,9 +185,6 @@ def rm_scores(
     Too long for the RM's context: keep BOS and the end (the reply and `<|reward|>`), as the
     reward stage does in training.
     """
-    from gptlab.model.heads import keep_end
-    from gptlab.tokenizer.chat import render_for_reward
-
     limit = rm.max_tokens
     device = next(rm.parameters()).device
     seqs = []
@@ -205,8 +205,6 @@ def rm_scores(
 
 def make_rm_reward(rm: ScalarHeadModel, tok: Tokenizer, pad_id: int) -> RewardFn:
     """(prompts, reply ids) -> RM scores of prompt + parsed reply."""
-    from gptlab.stages.rollout import reply_messages
-
     def reward(prompts: list[PromptItem], replies: list[list[int]]) -> list[float]:
         convs = [p.messages + [{"role": "assistant", "content": reply_messages(tok, r)[1]}]
                  for p, r in zip(prompts, replies)]

@@ -16,6 +16,7 @@ It is an offline loss over a dataset, so it runs through the one loop as any oth
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gptlab.stages.rollout import masked_mean, token_logprobs
+from gptlab.algos.rollout import masked_mean, token_logprobs
+from gptlab.tokenizer.chat import render_conversation
 
 if TYPE_CHECKING:
     from gptlab.data.preferences import Ranking
@@ -39,8 +41,6 @@ class Pair:
 
 
 def _encode(tok: Tokenizer, conv: list[dict], max_len: int) -> tuple[list[int], list[int]] | None:
-    from gptlab.tokenizer.chat import render_conversation
-
     ids, mask = render_conversation(tok, conv, max_tokens=max_len + 1)
     targets = [t if m else -1 for t, m in zip(ids[1:], mask[1:])]
     if all(t == -1 for t in targets):
@@ -48,10 +48,15 @@ def _encode(tok: Tokenizer, conv: list[dict], max_len: int) -> tuple[list[int], 
     return ids[:-1], targets
 
 
-def ranking_pairs(tok: Tokenizer, rankings: list[Ranking], max_len: int) -> tuple[list[Pair], int]:
-    """All K(K-1)/2 pairs of every ranking, rendered; (pairs, dropped for lack of room)."""
-    from gptlab.stages.reward import conversation
+def ranking_pairs(
+    tok: Tokenizer, rankings: list[Ranking], max_len: int, conversation: Callable[[Ranking, int], list[dict]]
+) -> tuple[list[Pair], int]:
+    """All K(K-1)/2 pairs of every ranking, rendered; (pairs, dropped for lack of room).
 
+    `conversation(r, i)` is answer i's conversation, the one the reward model is trained on
+    (gptlab reward's, which keeps an answer's tool-call parts), passed in so this library does not
+    import a command.
+    """
     pairs, dropped = [], 0
     for r in rankings:
         enc = [_encode(tok, conversation(r, i), max_len) for i in range(len(r.responses))]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import random
 
+from gptlab.data import corpora
 from gptlab.data.chats import Chat
 from gptlab.data.plays import Play
-from gptlab.eval.tasks import get_task
+from gptlab.tasks import get_task
 
 DEFAULT_SIZES: dict[str, int] = {
     "chitchat": 1000,
@@ -47,13 +48,9 @@ def sft_mixture(
     sizes = DEFAULT_SIZES if sizes is None else sizes
     play_tasks = {"play_speaker", "play_title", "continue_speech"}
     if plays is None and play_tasks & {k for k, n in sizes.items() if n > 0}:
-        from gptlab.data.corpora import load_plays
-
-        plays = load_plays()
+        plays = corpora.load_plays()
     if chats is None and sizes.get("chitchat", 0) > 0:
-        from gptlab.data.corpora import load_chats
-
-        chats = load_chats()
+        chats = corpora.load_chats()
     conversations: list[list[dict]] = []
     for name, n in sizes.items():
         if n <= 0:

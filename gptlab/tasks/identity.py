@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gptlab.eval.tasks.base import Item, Task, contains_phrase
+from gptlab.tasks.base import Item, Task, contains_phrase
 
 NAME = "gptlab assistant"
 

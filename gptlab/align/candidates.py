@@ -1,0 +1,166 @@
+"""Candidates: K answers to one prompt, not yet ranked. Sampling them, ordering them by a score
+(dropping ties), and the candidates file that `gptlab rank generate` writes and `rank label` and
+`rank judge` read.
+
+Sampled answers keep what the model wrote: a reply with a tool call is stored as its text
+(`responses`, what rules and people read) and, in `meta["contents"]`, as message parts, so the
+reward model scores the same tokens the RL policy will produce.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from gptlab.algos.rollout import reply_messages
+from gptlab.data.conversations import BadRecord
+from gptlab.data.preferences import Ranking, _prompt
+from gptlab.errors import InputError
+from gptlab.fileio import atomic_open
+from gptlab.infer.engine import Engine
+from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.chat import render_prompt
+
+Content = str | list[dict]
+
+
+@dataclass
+class Candidates:
+    """K answers to one prompt, not yet ranked (what `rank generate` writes and `rank label` reads)."""
+
+    prompt: list[dict]
+    responses: list[str]  # reply text, tool results included
+    contents: list[Content] | None = None  # the same replies as message content (parts kept)
+    meta: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def sample_responses(
+    engine: Engine,
+    tok: Tokenizer,
+    prompts: Sequence[list[dict]],
+    k: int,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[Candidates | None]:
+    """K samples per prompt (None for a prompt too long to answer), batched through the engine.
+
+    Sample j of the flat list uses seed + j, so results do not depend on batch size or chunking.
+    """
+    ids = [render_prompt(tok, p) for p in prompts]
+    fits = [len(x) + max_new_tokens <= engine.max_len for x in ids]
+    flat = [(i, x) for i, x in enumerate(ids) if fits[i] for _ in range(k)]
+    outs: dict[int, list[tuple[str, Content]]] = defaultdict(list)
+    chunk = max(1, engine.cache.n_slots)
+    bar = tqdm(total=len(flat), desc="sampling", unit="answer", disable=not progress, leave=False)
+    for start in range(0, len(flat), chunk):
+        part = flat[start : start + chunk]
+        new = engine.generate_all(
+            [x for _, x in part], max_new_tokens, temperature=temperature, top_k=top_k, seed=seed + start
+        )
+        for (i, _), gen in zip(part, new):
+            outs[i].append(reply_messages(tok, gen))
+        bar.update(len(part))
+    bar.close()
+    result: list[Candidates | None] = []
+    for i, p in enumerate(prompts):
+        if not fits[i]:
+            result.append(None)
+            continue
+        texts, contents = [t for t, _ in outs[i]], [c for _, c in outs[i]]
+        result.append(Candidates(p, texts, contents if any(isinstance(c, list) for c in contents) else None))
+    return result
+
+
+# ---------------------------------------------------------------------------- scores -> rankings
+
+
+def rankings_from_scores(cands: Candidates, scores: Sequence[float], meta: dict | None = None) -> list[Ranking]:
+    """Order K answers by score (higher is better), dropping tied pairs.
+
+    >>> c = Candidates([{"role": "user", "content": "2+2?"}], ["4", "5", "four"])
+    >>> [r.order for r in rankings_from_scores(c, [1.0, 0.0, 0.5])]
+    [[0, 2, 1]]
+    >>> [(r.responses, r.order) for r in rankings_from_scores(c, [1.0, 0.0, 1.0])]
+    [(['4', '5'], [0, 1]), (['5', 'four'], [1, 0])]
+    >>> rankings_from_scores(c, [0.0, 0.0, 0.0])
+    []
+    """
+    k = len(cands.responses)
+    if len(scores) != k:
+        raise ValueError(f"{len(scores)} scores for {k} responses")
+    base = dict(cands.meta, **(meta or {}))
+    if len(set(scores)) == k:
+        order = sorted(range(k), key=lambda i: -scores[i])
+        m = dict(base, scores=list(scores))
+        if cands.contents is not None:
+            m["contents"] = list(cands.contents)
+        return [Ranking(cands.prompt, list(cands.responses), order, m)]
+    out = []
+    for i in range(k):
+        for j in range(i + 1, k):
+            if scores[i] == scores[j]:
+                continue
+            m = dict(base, scores=[scores[i], scores[j]])
+            if cands.contents is not None:
+                m["contents"] = [cands.contents[i], cands.contents[j]]
+            order = [0, 1] if scores[i] > scores[j] else [1, 0]
+            out.append(Ranking(cands.prompt, [cands.responses[i], cands.responses[j]], order, m))
+    return out
+
+
+
+# ---------------------------------------------------------------------------- candidate files
+
+
+def save_candidates(path: str | Path, cands: Sequence[Candidates]) -> None:
+    """JSONL of {"prompt", "responses", "contents"?, "meta"?}, written atomically."""
+    with atomic_open(path, "w") as f:
+        for c in cands:
+            rec: dict[str, Any] = {"prompt": c.prompt, "responses": c.responses}
+            if c.contents is not None:
+                rec["contents"] = c.contents
+            if c.meta:
+                rec["meta"] = c.meta
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def load_candidates(path: str | Path) -> list[Candidates]:
+    """Read a candidates file; InputError with the line number on any bad record."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "candidates file not found (write one with `gptlab rank generate`)")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise InputError(path, "line is not valid JSON", line=no) from None
+            if not isinstance(rec, dict) or "prompt" not in rec or "responses" not in rec:
+                raise InputError(path, "record needs 'prompt' and 'responses'", line=no)
+            resp = rec["responses"]
+            if not isinstance(resp, list) or len(resp) < 2 or not all(isinstance(r, str) for r in resp):
+                raise InputError(path, "'responses' must be a list of at least 2 strings", line=no)
+            contents = rec.get("contents")
+            if contents is not None and (not isinstance(contents, list) or len(contents) != len(resp)):
+                raise InputError(path, "'contents' must list one content per response", line=no)
+            try:
+                prompt = _prompt(rec["prompt"])
+            except BadRecord as e:
+                raise InputError(path, str(e), line=no) from None
+            out.append(Candidates(prompt, resp, contents, rec.get("meta") or {}))
+    return out

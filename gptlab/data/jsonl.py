@@ -1,0 +1,54 @@
+"""Read the text of prepared JSONL files (`{"text": ..., "source": ..., "id": ...}` per line).
+
+A library beside the commands that read such files: `gptlab data tokenize` (into shards) and
+`gptlab tokenizer train|eval` (the text a vocabulary is learned from and measured on).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from gptlab.errors import InputError
+
+
+def iter_jsonl_texts(path: str | Path, field: str = "text") -> Iterator[str]:
+    """The `field` string of each line of a JSONL file; blank lines are skipped.
+
+    Raises InputError naming the file and line for a line that is not a JSON object with a
+    string `field`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    with open(path, "rb") as f:  # bytes, so a bad byte is reported on its own line
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(path, "line is not valid UTF-8", line=lineno) from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(path, f"line is not valid JSON ({e.msg})", line=lineno) from None
+            if not isinstance(record, dict) or not isinstance(record.get(field), str):
+                raise InputError(path, f'expected an object with a string "{field}"', line=lineno)
+            yield record[field]
+
+
+class JsonlDocs:
+    """Re-iterable documents of a JSONL file, with a length for the progress bar."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with open(path, "rb") as f:
+            self._n = sum(1 for line in f if line.strip())
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[str]:
+        return iter_jsonl_texts(self.path)

@@ -1,0 +1,151 @@
+"""`gptlab eval`: score a stage folder on held-out tasks; results merge into `<stage>/eval.json`.
+
+    gptlab eval --from runs/tiny/base --tasks bpb play_speaker --limit 100       # base: text format
+    gptlab eval --from runs/tiny/sft --tasks play_speaker arithmetic --limit 50
+    gptlab eval --from runs/tiny/sft --tasks arithmetic --mode sc --n-samples 5 --limit 20
+    gptlab eval --from runs/tiny/rm --tasks play_speaker                         # reward model: pairs
+
+Task names: `bpb` (bits per byte, perplexity and the unigram baseline on the run's val shards) and
+every scorable task of `gptlab.tasks`, always on its *test* split (disjoint from what SFT
+and RL train on, by construction). Modes: `mc` (log-likelihood of each choice: acc, acc_norm,
+random baseline, centred accuracy), `gen` / `cot` / `sc` (see `gptlab.eval.generative`); `auto`
+picks mc for tasks with choices and gen otherwise. A folder holding a reward model
+(`head.safetensors`) is scored on (right, wrong) reply pairs built from the task: pairwise
+accuracy and classifier metrics (`gptlab.eval.judge.rm_accuracy`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from gptlab.commandline import parse
+from gptlab.common import run_dir, run_metadata
+from gptlab.errors import InputError
+from gptlab.eval.bpb import eval_bpb
+from gptlab.eval.generative import generate_scores, mc_item, shot_messages, summarise
+from gptlab.eval.judge import RewardScorer, rm_accuracy, task_pairs
+from gptlab.eval.multiple_choice import score_multiple_choice
+from gptlab.eval.results import EVAL_FILE, merge_results
+from gptlab.infer.engine import Engine
+from gptlab.infer.loading import load_for_inference, make_engine
+from gptlab.options import DeviceArgs, FromPath, RunArgs
+from gptlab.tasks import Item, Task, scorable_task, split_names
+from gptlab.tokenizer.bpe import Tokenizer
+
+
+@dataclass
+class EvalConfig(RunArgs, DeviceArgs):
+    """Evaluate a stage folder (base, sft, rl, rm) on held-out tasks; results merge into
+    <stage>/eval.json, keyed by task and mode. `gptlab eval judge --help`: model A vs model B;
+    `gptlab eval diversity --help`: entropy and distinct-n of samples from several stages."""
+
+    from_: FromPath = None  # stage folder to evaluate (default: runs/<run>/sft)
+    tokenizer: Path | None = None  # tokenizer folder (default: the stage's sibling 'tokenizer')
+    tasks: tuple[str, ...] = ("bpb", "play_speaker", "arithmetic")  # tasks to run: bpb and/or task names
+    mode: Literal["auto", "mc", "gen", "cot", "sc"] = "auto"  # mc: log-likelihood of each choice; gen: greedy reply + exact match; cot: with "Let's think step by step."; sc: self-consistency over --n-samples; auto: mc if the task has choices
+    shots: int = 0  # few-shot examples from the task's train split
+    format: Literal["auto", "chat", "text"] = "auto"  # multiple-choice prompt format: chat template, or plain 'Question:/Answer:' text for base models; auto: text for a folder named 'base', chat otherwise
+    n_samples: int = 5  # samples per question for --mode sc
+    temperature: float = 0.8  # sampling temperature for --mode sc
+    max_new_tokens: int = 64  # reply length limit for gen/cot/sc
+    limit: int | None = None  # score only the first N test items of each task (None: all)
+    bpb_tokens: int = 32768  # val tokens scored by the bpb task
+    shards: Path | None = None  # shard folder for bpb (default: the run's 'shards' beside the stage)
+    seed: int = 0  # task order and sampling seed
+    batch_size: int = 16  # rows per forward pass (generation, bpb)
+    out: Path | None = None  # results file to merge into (default: <stage>/eval.json)
+
+
+@dataclass
+class Loaded:
+    """The model under evaluation, with what every task shares (the engine is built once, on first use)."""
+
+    model: torch.nn.Module
+    tok: Tokenizer
+    stage: Path
+    is_rm: bool
+    fmt: str
+    engine: Engine | None = None
+
+
+def score_items(cfg: EvalConfig, m: Loaded, task: Task, items: list[Item]) -> tuple[dict, str]:
+    """(record, mode) of one task's items, by the mode the model and task call for."""
+    mode = cfg.mode
+    if m.is_rm:
+        scorer = RewardScorer.from_trunk(m.model, m.tok, m.stage)
+        return rm_accuracy(scorer, task_pairs(task, items)), "rm"
+    if mode in ("auto", "mc") and items[0].choices:
+        shots = shot_messages(task, cfg.shots)
+        mc = [mc_item(m.tok, task, it, shots, m.fmt) for it in items]
+        rec = score_multiple_choice(m.model, mc, progress=True)
+        rec["format"] = m.fmt
+        return rec, "mc"
+    if mode == "mc":
+        raise InputError(None, f"task {task.name!r} has no choices: use --mode gen, cot or sc")
+    mode = "gen" if mode == "auto" else mode
+    if m.engine is None:
+        m.engine = make_engine(m.model, m.tok, max_batch=cfg.batch_size)
+    res = generate_scores(
+        m.model, m.engine, m.tok, task, items, mode, cfg.shots, cfg.n_samples,
+        cfg.temperature, cfg.max_new_tokens, cfg.seed, progress=True,
+    )
+    rec = summarise(res)
+    rec["examples"] = [
+        {"answer": it.answer, "reply": r.completion[:300], "correct": r.correct}
+        for it, r in zip(items[:3], res[:3])
+    ]
+    if mode == "sc":
+        rec["n_samples"] = cfg.n_samples
+    return rec, mode
+
+
+def evaluate(cfg: EvalConfig, stage: Path) -> dict[str, dict]:
+    """Every requested task on the stage; returns {key: record}."""
+    is_rm = (stage / "head.safetensors").exists()
+    model, tok = load_for_inference(stage, cfg.device, cfg.tokenizer)
+    fmt = cfg.format if cfg.format != "auto" else ("text" if stage.name == "base" else "chat")
+    m = Loaded(model, tok, stage, is_rm, fmt)
+    results: dict[str, dict] = {}
+    for name in split_names(cfg.tasks):
+        t0 = time.perf_counter()
+        if name == "bpb":
+            shards = cfg.shards or stage.parent / "shards"
+            rec = eval_bpb(model, tok, shards, cfg.bpb_tokens, cfg.batch_size)
+            key = "bpb"
+        else:
+            task = scorable_task(name, "test", cfg.seed, extra=("bpb",))
+            n = len(task) if cfg.limit is None else min(cfg.limit, len(task))
+            items = [task.example(i) for i in range(n)]
+            if not items:
+                raise InputError(None, f"task {name!r} has no test items")
+            rec, mode = score_items(cfg, m, task, items)
+            key = f"{name}/{mode}"
+            rec.update(task=name, mode=mode, shots=cfg.shots, split="test")
+        rec["seconds"] = round(time.perf_counter() - t0, 2)
+        results[key] = rec
+        print(f"{key}: " + " | ".join(f"{k} {v:.4f}" for k, v in rec.items() if isinstance(v, float)), flush=True)
+    return results
+
+
+def run(cfg: EvalConfig) -> int:
+    stage = cfg.from_ or run_dir(cfg.run, "sft")
+    for flag, v, lo in (("--limit", cfg.limit, 1), ("--shots", cfg.shots, 0), ("--n-samples", cfg.n_samples, 1)):
+        if v is not None and v < lo:
+            raise InputError(None, f"{flag} must be >= {lo}, got {v}")
+    results = evaluate(cfg, stage)
+    out = cfg.out or stage / EVAL_FILE
+    meta: dict[str, Any] = {"stage": stage.name, "model": str(stage), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            "metadata": run_metadata(cfg.device)}
+    merge_results(out, results, meta)
+    print(f"wrote {len(results)} result(s) -> {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse(EvalConfig, argv, "gptlab eval"))

@@ -1,0 +1,94 @@
+"""A full model's files: `model.safetensors` + `config.json` (no pickle anywhere).
+
+The file layer under both `gptlab.model.io` (load any stage folder) and `gptlab.model.lora`
+(an adapter's base is one of these folders): it knows nothing of adapters, so neither of them
+has to import the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from gptlab.errors import InputError
+from gptlab.fileio import atomic_path, atomic_write_json, read_json
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+def tied_aliases(model: torch.nn.Module) -> dict[str, str]:
+    """{alias: first name} for state-dict entries that share storage (tied weights).
+
+    A GPT with tied embeddings gives {"lm_head.weight": "embed_tokens.weight"}; a module that
+    wraps one (reward model, value model) gives the same under its own prefix.
+    """
+    first: dict[tuple[int, int], str] = {}
+    aliases: dict[str, str] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        key = (t.data_ptr(), t.numel())
+        if t.numel() and key in first:
+            aliases[name] = first[key]
+        else:
+            first.setdefault(key, name)
+    return aliases
+
+
+def fill_tied(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Add the tied entries that saving left out (see model_state_for_saving)."""
+    for alias, name in tied_aliases(model).items():
+        if alias not in weights and name in weights:
+            weights[alias] = weights[name]
+    return weights
+
+
+def model_state_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors, with tied weights stored once (safetensors refuses shared storage)."""
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    model = getattr(model, "module", model)  # unwrap DDP
+    aliases = tied_aliases(model)
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if k not in aliases}
+
+
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Atomically write a safetensors file ({"format": "pt"} metadata unless given: transformers
+    refuses safetensors files without it)."""
+    with atomic_path(path) as tmp:  # safetensors writes by file name
+        save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"})
+
+
+def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, str] | None = None) -> None:
+    """Atomically write a model's weights as a safetensors file."""
+    save_tensors(path, model_state_for_saving(model), metadata)
+
+
+def save_model(folder: str | Path, model: GPT) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / CONFIG, model.config.to_dict())
+    save_weights(folder / WEIGHTS, model)
+
+
+def load_config(folder: str | Path) -> ModelConfig:
+    return ModelConfig.from_dict(read_json(Path(folder) / CONFIG))
+
+
+def load_full_model(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """Build the model from `config.json` and fill it from `model.safetensors`."""
+    folder = Path(folder)
+    weights = folder / WEIGHTS
+    if not weights.exists():
+        raise InputError(folder, f"no {WEIGHTS} here; is this a stage folder (e.g. runs/x/base)?")
+    cfg = load_config(folder)
+    model = GPT(cfg)
+    state = fill_tied(model, load_file(str(weights), device="cpu"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(weights, f"weights do not match config.json (missing={missing[:3]}, unexpected={unexpected[:3]})")
+    return model.to(device)

@@ -1,0 +1,30 @@
+"""Options that many commands share, declared once: a command's config dataclass inherits them
+(`class EvalConfig(RunArgs, DeviceArgs)`) and redeclares a field only to change its default or to
+say what its default means there (`--from` of `gptlab sft` is a base model, of `gptlab rl` a policy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+# `--from`: the input model or stage folder of every command. `from` is a Python keyword, so the
+# field is `from_` and this annotation names the flag and the config-file key.
+FromPath = Annotated[Path | None, tyro.conf.arg(name="from")]
+
+
+@dataclass
+class RunArgs:
+    """The run whose folders fill the default paths."""
+
+    run: str = "tiny"  # run name: default paths are under runs/<run>/
+
+
+@dataclass
+class DeviceArgs:
+    """Where the model runs."""
+
+    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps
