@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import json
 import sys
 import types
 import typing
@@ -31,7 +30,7 @@ import tyro
 import yaml
 
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_write_text
+from gptlab.fileio import atomic_write_text, json_loads
 
 try:  # Python 3.11+; on 3.10 config files are YAML or JSON
     import tomllib
@@ -88,14 +87,14 @@ def load_file(path: Path) -> dict[str, Any]:
         raise InputError(path, f"cannot read config file ({e.strerror})") from None
     try:
         if path.suffix == ".json":
-            data = json.loads(text)
+            data = json_loads(text)
         elif path.suffix == ".toml":
             if tomllib is None:
                 raise InputError(path, "TOML config files need Python 3.11+; use YAML")
             data = tomllib.loads(text)
         else:
             data = yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as e:
+    except (ValueError, RecursionError, yaml.YAMLError) as e:
         raise InputError(path, f"not a valid config file: {str(e).splitlines()[0]}") from None
     if data is None:
         return {}

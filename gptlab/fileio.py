@@ -152,12 +152,29 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+def json_loads(text: str | bytes) -> Any:
+    """`json.loads`, where input nested deeper than Python's parser can recurse (a line of 100,000
+    `[`) is a JSONDecodeError like any other malformed JSON, not a RecursionError: every reader
+    that reports bad JSON as one line then reports this too.
+
+    >>> json_loads("[" * 100_000)
+    Traceback (most recent call last):
+    json.decoder.JSONDecodeError: nested too deeply: line 1 column 1 (char 0)
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", "", 0) from None
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file, raising InputError (with the file name) when it is missing or broken."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json_loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(path, "not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise InputError(path, f"invalid JSON: {e.msg}", line=e.lineno) from None

@@ -89,3 +89,12 @@ def test_a_list_option_given_twice_is_refused_not_truncated():
     with pytest.raises(InputError, match=r"--tasks is given 2 times.*--tasks A B"):
         parse(Toy, ["--tasks", "a", "--tasks=b"], "toy")
     assert parse(Toy, ["--lr", "1", "--lr", "2"], "toy").lr == 2.0  # one value: the last wins, as usual
+
+
+@pytest.mark.parametrize("name,text", [("deep.json", "[" * 100_000), ("deep.yaml", "[" * 100_000),
+                                       ("deep.toml", "a = " + "[" * 100_000)])
+def test_a_deeply_nested_config_file_is_a_clear_error(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(InputError, match="not a valid config file") as e:
+        load_file(tmp_path / name)
+    assert name in str(e.value)

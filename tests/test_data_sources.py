@@ -155,6 +155,21 @@ def test_jsonl_field_and_bad_lines(tmp_path):
     assert one_line_error(str(path)) == f"{path}: file is empty"
 
 
+def test_deeply_nested_jsonl_line_is_one_line_error_not_recursion(tmp_path, capsys):
+    """A line of 100,000 `[` made json.loads raise RecursionError: a traceback. It is bad JSON."""
+    from gptlab.cli import main
+
+    path = tmp_path / "deep.jsonl"
+    path.write_text(json.dumps({"text": "fine"}) + "\n" + "[" * 100_000 + "\n" + '{"text": ' * 50_000 + "\n")
+    assert one_line_error(str(path)) == f"{path}:2: line is not valid JSON (nested too deeply)"
+    docs, skips = read(str(path), lenient=True)
+    assert [d.text for d in docs] == ["fine"] and dict(skips.counts) == {"bad_json": 2}
+    # and through the command, as a user meets it: one line and exit status 2
+    assert main(["data", "prepare", "--source", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {path}:2: line is not valid JSON (nested too deeply)"
+
+
 def test_parquet_column(tmp_path):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")

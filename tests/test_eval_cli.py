@@ -137,6 +137,28 @@ def test_untrained_base_is_near_chance_in_text_format(run):
     assert mc["format"] == "text" and mc["acc"] < 1.0
 
 
+def test_base_and_sft_write_per_item_scores_on_the_same_items(run):
+    """The report's SFT check pairs base and sft item by item: both must write each item's 0/1 score
+    under one id per item (mc and gen alike), and the scores must add up to the accuracy."""
+    recs = {}
+    for stage in ("base", "sft"):
+        out = run / f"paired_{stage}.json"
+        assert _eval("--from", str(run / stage), "--tasks", "play_speaker", "arithmetic", "--limit", "4",
+                     "--max-new-tokens", "24", "--out", str(out)) == 0
+        recs[stage] = json.loads(out.read_text())["results"]
+    for key in ("play_speaker/mc", "arithmetic/gen"):
+        base, sft = recs["base"][key], recs["sft"][key]
+        assert base["per_item"]["id"] == sft["per_item"]["id"] and len(set(sft["per_item"]["id"])) == 4
+        for rec in (base, sft):
+            assert set(rec["per_item"]["correct"]) <= {0, 1}
+            assert sum(rec["per_item"]["correct"]) / 4 == pytest.approx(rec["acc"])
+    assert sum(recs["sft"]["play_speaker/mc"]["per_item"]["correct"]) == 4  # memorised
+    other = _eval("--from", str(run / "sft"), "--tasks", "arithmetic", "--limit", "2", "--seed", "7",
+                  "--max-new-tokens", "8", "--out", str(run / "paired_seed7.json"))
+    ids7 = json.loads((run / "paired_seed7.json").read_text())["results"]["arithmetic/gen"]["per_item"]["id"]
+    assert other == 0 and not set(ids7) & set(recs["sft"]["arithmetic/gen"]["per_item"]["id"])  # other items
+
+
 def test_cot_and_self_consistency_modes(run):
     out = run / "modes.json"
     for mode in ("cot", "sc"):

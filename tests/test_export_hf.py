@@ -14,7 +14,8 @@ from gptlab import cli
 from gptlab.errors import InputError
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
-from gptlab.model.hf import export_hf, load_hf_folder
+from gptlab.model.hf import export_hf
+from gptlab.model.hf_import import load_hf_folder
 from gptlab.model.io import save_model
 from gptlab.tokenizer.bpe import Tokenizer
 

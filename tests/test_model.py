@@ -205,6 +205,50 @@ def test_load_model_errors_name_the_folder(tmp_path):
         load_model(tmp_path / "a")
 
 
+@pytest.mark.parametrize(("field", "value", "msg"), [
+    ("n_layer", "four", 'n_layer must be a whole number >= 1, got "four"'),
+    ("n_embd", 32.5, "n_embd must be a whole number >= 1, got 32.5"),
+    ("n_head", 0, "n_head must be a whole number >= 1, got 0"),
+    ("vocab_size", True, "vocab_size must be a whole number >= 1, got true"),
+    ("rope_theta", "1e4", 'rope_theta must be a number, got "1e4"'),
+    ("tie_embeddings", "no", 'tie_embeddings must be true or false, got "no"'),
+    ("n_kv_head", 3, "n_head=4 is not divisible by n_kv_head=3"),
+])
+def test_config_json_with_wrong_types_is_one_line_error(tmp_path, field, value, msg):
+    save_model(tmp_path / "a", make(n_layer=2))
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    (tmp_path / "a" / "config.json").write_text(json.dumps({**cfg, field: value}))
+    with pytest.raises(InputError) as e:
+        load_model(tmp_path / "a")
+    assert str(e.value) == f"{tmp_path / 'a' / 'config.json'}: {msg}"
+    (tmp_path / "a" / "config.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="expected a JSON object"):
+        load_model(tmp_path / "a")
+
+
+@pytest.mark.parametrize("cut", ["half", "header", "empty", "garbage"])
+def test_corrupt_weights_file_is_one_line_error(tmp_path, cut):
+    save_model(tmp_path / "a", make(n_layer=2))
+    path = tmp_path / "a" / WEIGHTS
+    data = path.read_bytes()
+    path.write_bytes({"half": data[: len(data) // 2], "header": data[:20], "empty": b"",
+                      "garbage": b"PK\x03\x04 not safetensors" * 10}[cut])
+    with pytest.raises(InputError) as e:
+        load_model(tmp_path / "a")
+    assert str(e.value).startswith(f"{path}: not a readable safetensors file (") and "\n" not in str(e.value)
+
+
+def test_weights_of_another_shape_name_the_file(tmp_path):
+    save_model(tmp_path / "a", make(n_layer=2))
+    wider = {**json.loads((tmp_path / "a" / "config.json").read_text()), "n_embd": 64, "intermediate_size": 128}
+    (tmp_path / "a" / "config.json").write_text(json.dumps(wider))
+    with pytest.raises(InputError) as e:
+        load_model(tmp_path / "a")
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'a' / WEIGHTS}: weights do not match config.json (size mismatch for ")
+    assert "\n" not in msg
+
+
 def test_dropout_acts_only_while_training():
     plain, dropped = make(seed=5), make(seed=5, dropout=0.5)
     dropped.load_state_dict(plain.state_dict())  # same weights; dropout adds no parameters

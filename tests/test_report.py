@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+from matplotlib.figure import Figure
+
 from gptlab.eval import report_cli
-from gptlab.eval.report import FAIL, PASS, SKIP, checks, collect
+from gptlab.eval.report import FAIL, PASS, SKIP, checks, collect, write_report
 from gptlab.eval.results import merge_results
 from gptlab.fileio import atomic_write_json
+from gptlab.train.plots import plot_panels
 
 
 def _mc(acc: float) -> dict:
@@ -106,4 +109,80 @@ def test_report_cli_writes_markdown_and_plots(tmp_path, capsys):
     for name in ("loss", "rl", "accuracy", "entropy"):
         assert (run / "report" / f"{name}.png").stat().st_size > 1000
         assert f"![{name}](report/{name}.png)" in md
+    assert "grpo: not run" in md  # GRPO's curves get their own figure when it ran
     assert "wrote" in capsys.readouterr().out
+
+
+def _per_item(correct: list[int]) -> dict:
+    return {"id": [f"{i}-h{i}" for i in range(len(correct))], "correct": correct}
+
+
+def test_sft_check_needs_the_paired_interval_above_zero(tmp_path):
+    """0.200 vs 0.175 on 80 items is two answers: with per-item scores the tick needs the paired
+    gain's 95% interval above 0, not a higher mean."""
+    run = make_run(tmp_path / "x")
+    base = [1] * 14 + [0] * 66  # 0.175
+    sft = [0, 0, 0, 0] + [1] * 10 + [1] * 6 + [0] * 60  # 0.200: 6 fixed, 4 broken
+    for stage, scores in (("base", base), ("sft", sft)):
+        merge_results(run / stage / "eval.json", {"arithmetic/gen": dict(
+            _gen(sum(scores) / 80, 0.0, 1.0), n=80, per_item=_per_item(scores))}, {})
+    merge_results(run / "base" / "eval.json", {"play_speaker/mc": dict(_mc(0.3), per_item=_per_item([1, 0, 0]))}, {})
+    merge_results(run / "sft" / "eval.json", {"play_speaker/mc": dict(_mc(0.3), per_item=_per_item([1, 0, 0]))}, {})
+    got = {c.stage: c for c in checks(collect(run))}["sft"]
+    assert got.mark == FAIL and got.claim.endswith("(paired 95% CI above 0)")
+    assert "83 items" in got.detail and "6 fixed, 4 broken" in got.detail and "95% CI -" in got.detail
+    clear = [1] * 40 + [0] * 40  # 26 fixed, none broken
+    merge_results(run / "sft" / "eval.json", {"arithmetic/gen": dict(_gen(0.5, 0.0, 1.0), n=80, per_item=_per_item(clear))}, {})
+    got = {c.stage: c for c in checks(collect(run))}["sft"]
+    assert got.mark == PASS and "26 fixed, 0 broken" in got.detail
+    # different items (another --seed): nothing pairs, and that is a cross with the reason, not a tick
+    other = {"id": [f"{i}-other" for i in range(80)], "correct": clear}
+    merge_results(run / "sft" / "eval.json", {"arithmetic/gen": dict(_gen(0.5, 0.0, 1.0), n=80, per_item=other),
+                                              "play_speaker/mc": dict(_mc(0.9), per_item={"id": [], "correct": []})}, {})
+    got = {c.stage: c for c in checks(collect(run))}["sft"]
+    assert got.mark == FAIL and "no item scored in both" in got.detail
+
+
+def test_stage_section_shows_the_reward_eval_the_summary_uses(tmp_path):
+    """`gptlab reward eval` writes rm/eval.json without "results": the stage section must show it,
+    not "evaluation: not run" under a summary that quotes it."""
+    run = make_run(tmp_path / "x")
+    (run / "rm").mkdir()
+    atomic_write_json(run / "rm" / "eval.json", {
+        "data": ["runs/x/rankings/demos.jsonl"], "pairs": 700, "rankings": 120, "accuracy": 0.71, "roc_auc": 0.77,
+        "random_baseline": 0.5, "longer_wins_baseline": 0.6, "margin_over_best_baseline": 0.11,
+        "margin_ci95": [0.05, 0.17], "by_source": {"demos:arithmetic": {
+            "pairs": 300, "accuracy": 0.8, "roc_auc": 0.85, "random_baseline": 0.5, "longer_wins_baseline": 0.4,
+            "margin_over_best_baseline": 0.3, "margin_ci95": [0.2, 0.4]}}})
+    atomic_write_json(run / "rl" / "eval.json", {
+        "before": {"heldout_reward": -2.0}, "after": {"heldout_reward": -1.0}, "before_step": 0, "after_step": 30,
+        "paired": {"reward": {"n": 50, "gain": 1.0, "ci95": [0.5, 1.5]},
+                   "length_matched_reward": {"n": 50, "gain": 0.4, "ci95": [0.1, 0.7]}}})
+    md = write_report(run).read_text()
+    rm = md[md.index("### rm"):md.index("### rl")]
+    assert "not run" not in rm and "`gptlab reward eval`" in rm
+    assert "| all | 700 | 0.71 | 0.77 | 0.5 | 0.6 | 0.11 | +0.050 to +0.170 |" in rm
+    assert "| demos:arithmetic | 300 | 0.8 |" in rm
+    summary = md[md.index("## Summary"):md.index("## Stages")]
+    assert "0.710 vs best baseline 0.600 on 700 held-out pairs" in summary  # the same numbers
+    rl = md[md.index("### rl"):md.index("### grpo")]
+    assert "step 0 (before) vs 30 (after)" in rl and "| heldout_reward | -2 | -1 | 1 | +0.500 to +1.500 |" in rl
+    assert "| heldout_length_matched_reward |  |  | 0.4 | +0.100 to +0.700 |" in rl
+
+
+def test_rl_figure_puts_each_scale_on_its_own_axis(tmp_path, monkeypatch):
+    recs = [{"step": s, "reward": s / 10, "total_reward": s / 11, "kl": s / 1000, "entropy": 2.0 - s / 50,
+             "response_len": 40 - s} for s in range(1, 12)] + [{"step": 11, "heldout_accuracy": 0.3}]
+    drawn = []
+    real = Figure.savefig
+
+    def spy(fig, *a, **kw):  # what each visible axis holds, read as the figure is saved
+        drawn.append([(ax.get_title(), [ln.get_label() for ln in ax.get_lines()]) for ax in fig.axes if ax.axison])
+        return real(fig, *a, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    assert plot_panels(recs, tmp_path / "rl.png", "t").stat().st_size > 1000
+    assert plot_panels([{"step": 1, "lr": 0.1}], tmp_path / "none.png", "t") is None
+    assert drawn == [[("reward", ["reward", "total_reward"]), ("KL to the reference (per reply)", ["kl"]),
+                      ("entropy (nats/token)", ["entropy"]), ("reply length (tokens)", ["response_len"]),
+                      ("accuracy", ["heldout_accuracy"])]]

@@ -128,8 +128,8 @@ def test_chat_non_streaming_matches_the_engine(server, client) -> None:
 
 
 def test_chat_streaming_equals_non_streaming(client) -> None:
-    full = client.chat.completions.create(model="m", messages=HELLO, max_tokens=15, temperature=0)
-    chunks = list(client.chat.completions.create(model="m", messages=HELLO, max_tokens=15, temperature=0,
+    full = client.chat.completions.create(model="tiny-test", messages=HELLO, max_tokens=15, temperature=0)
+    chunks = list(client.chat.completions.create(model="tiny-test", messages=HELLO, max_tokens=15, temperature=0,
                                                  stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -140,34 +140,34 @@ def test_chat_streaming_equals_non_streaming(client) -> None:
 
 
 def test_seeded_sampling_is_reproducible(client) -> None:
-    kw = {"model": "m", "messages": HELLO, "max_tokens": 10, "temperature": 1.0, "top_p": 0.9, "seed": 123}
+    kw = {"model": "tiny-test", "messages": HELLO, "max_tokens": 10, "temperature": 1.0, "top_p": 0.9, "seed": 123}
     a = client.chat.completions.create(**kw).choices[0].message.content
     b = client.chat.completions.create(**kw).choices[0].message.content
     assert a == b
 
 
 def test_completions_stream_and_not(client) -> None:
-    r = client.completions.create(model="m", prompt="To be", max_tokens=8, temperature=0)
+    r = client.completions.create(model="tiny-test", prompt="To be", max_tokens=8, temperature=0)
     assert r.object == "text_completion" and r.usage.completion_tokens <= 8
     streamed = "".join(c.choices[0].text for c in client.completions.create(
-        model="m", prompt="To be", max_tokens=8, temperature=0, stream=True) if c.choices)
+        model="tiny-test", prompt="To be", max_tokens=8, temperature=0, stream=True) if c.choices)
     assert streamed == r.choices[0].text
-    echoed = client.completions.create(model="m", prompt="To be", max_tokens=8, temperature=0, echo=True)
+    echoed = client.completions.create(model="tiny-test", prompt="To be", max_tokens=8, temperature=0, echo=True)
     assert echoed.choices[0].text == "To be" + r.choices[0].text
 
 
 def test_stop_strings(client) -> None:
-    base = client.completions.create(model="m", prompt="a", max_tokens=40, temperature=0).choices[0].text
+    base = client.completions.create(model="tiny-test", prompt="a", max_tokens=40, temperature=0).choices[0].text
     assert len(base) > 4
     stop = base[2:4]
-    r = client.completions.create(model="m", prompt="a", max_tokens=40, temperature=0, stop=[stop])
+    r = client.completions.create(model="tiny-test", prompt="a", max_tokens=40, temperature=0, stop=[stop])
     assert r.choices[0].text == base[: base.index(stop)] and r.choices[0].finish_reason == "stop"
 
 
 def test_tiny_temperature_is_greedy_not_an_error(client) -> None:
     """Found by the fuzzer: logits / 1e-300 overflow to inf and sampling failed."""
-    greedy = client.completions.create(model="m", prompt="a", max_tokens=6, temperature=0)
-    tiny = client.completions.create(model="m", prompt="a", max_tokens=6, temperature=1e-300)
+    greedy = client.completions.create(model="tiny-test", prompt="a", max_tokens=6, temperature=0)
+    tiny = client.completions.create(model="tiny-test", prompt="a", max_tokens=6, temperature=1e-300)
     assert tiny.choices[0].text == greedy.choices[0].text
 
 
@@ -275,12 +275,31 @@ def test_abandoned_non_streaming_request_is_cancelled(endless) -> None:
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
 ])
 def test_bad_chat_requests_get_openai_400(client, kw, param) -> None:
-    args = {"model": "m", "messages": HELLO, **kw}
+    args = {"model": "tiny-test", "messages": HELLO, **kw}
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(**args)
     err = e.value.body
     assert e.value.status_code == 400 and err["type"] == "invalid_request_error"
     assert err["message"] and (err["param"] or "").startswith(param)
+
+
+def test_unknown_model_is_404_and_omitted_model_is_the_served_one(server, client) -> None:
+    """As OpenAI and vLLM: a model name /v1/models does not list is 404 model_not_found, on both routes."""
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="gpt-4o", messages=HELLO, max_tokens=2)
+    err = e.value.body
+    assert e.value.status_code == 404 and err["code"] == "model_not_found"
+    assert err["type"] == "invalid_request_error" and err["param"] == "model" and "gpt-4o" in err["message"]
+    with pytest.raises(openai.NotFoundError) as e:
+        client.completions.create(model="tiny-test-2", prompt="a", max_tokens=2)
+    assert e.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.NotFoundError):  # streaming: refused before any event is sent
+        client.chat.completions.create(model="TINY-TEST", messages=HELLO, max_tokens=2, stream=True)
+    tokens0 = server.worker.tokens
+    r = httpx.post(server.url + "/v1/chat/completions", json={"model": "", "messages": HELLO, "max_tokens": 2})
+    assert r.status_code == 404 and server.worker.tokens == tokens0  # nothing was generated
+    r = httpx.post(server.url + "/v1/completions", json={"prompt": "a", "max_tokens": 2})
+    assert r.status_code == 200 and r.json()["model"] == "tiny-test"
 
 
 def test_malformed_oversized_and_unknown_requests(server) -> None:
@@ -320,7 +339,7 @@ def test_api_key(run, monkeypatch) -> None:
         assert e.value.body["code"] == "invalid_api_key"
         assert httpx.post(srv.url + "/v1/completions", json={"prompt": "a"}).status_code == 401
         good = openai.OpenAI(base_url=srv.url + "/v1", api_key="s3cret", max_retries=0)
-        assert good.completions.create(model="m", prompt="a", max_tokens=2).usage.completion_tokens >= 1
+        assert good.completions.create(model="tiny-test", prompt="a", max_tokens=2).usage.completion_tokens >= 1
         assert httpx.get(srv.url + "/health").status_code == 200  # liveness stays open
     worker.stop()
 
@@ -341,22 +360,22 @@ def test_rag_citations(run, tmp_path) -> None:
     with srv:
         c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
         ask = [{"role": "user", "content": "Why does the durian smell?"}]
-        r = c.chat.completions.create(model="m", messages=ask, max_tokens=4)
+        r = c.chat.completions.create(model="tiny-test", messages=ask, max_tokens=4)
         cites = r.model_extra["citations"]
         assert cites[0]["file"] == "fruit.md" and cites[0]["line"] == 5 and "durian" in cites[0]["snippet"]
         # the passages went into the prompt
         assert r.usage.prompt_tokens > len(render_prompt(tok, ask)) + 20
-        chunks = list(c.chat.completions.create(model="m", messages=ask, max_tokens=4, stream=True))
+        chunks = list(c.chat.completions.create(model="tiny-test", messages=ask, max_tokens=4, stream=True))
         final = [ch for ch in chunks if ch.choices and ch.choices[0].finish_reason]
         assert final[0].model_extra["citations"] == cites
-        off = c.chat.completions.create(model="m", messages=ask, max_tokens=4, extra_body={"rag": False})
+        off = c.chat.completions.create(model="tiny-test", messages=ask, max_tokens=4, extra_body={"rag": False})
         assert "citations" not in off.model_extra and off.usage.prompt_tokens == len(render_prompt(tok, ask))
     worker.stop()
 
 
 def test_rag_without_index_is_400(client) -> None:
     with pytest.raises(openai.BadRequestError) as e:
-        client.chat.completions.create(model="m", messages=HELLO, max_tokens=2, extra_body={"rag": True})
+        client.chat.completions.create(model="tiny-test", messages=HELLO, max_tokens=2, extra_body={"rag": True})
     assert e.value.body["param"] == "rag"
 
 

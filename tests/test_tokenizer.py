@@ -349,6 +349,23 @@ def test_cli_train_show_eval(tmp_path, corpus, capsys):
     assert "chinese" in kinds and "val.jsonl" in kinds and "chinese" in printed
 
 
+def test_cli_train_writes_the_hugging_face_files_on_a_plain_install(tmp_path, corpus, capsys):
+    """The runbook's last line is `gptlab export`, which needs tokenizer.json: `pip install -e .`
+    must bring the `tokenizers` library (a base dependency, not the `hf` extra), so this test
+    fails, rather than skips, on an install that would leave the export broken."""
+    from gptlab.tokenizer.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in corpus))
+    out = tmp_path / "tok"
+    assert main(["train", "--data", str(data), "--vocab-size", "300", "--out", str(out)]) == 0
+    assert "not installed" not in capsys.readouterr().out
+    hf = json.loads((out / "tokenizer.json").read_text())
+    assert len(hf["model"]["vocab"]) + len(hf["added_tokens"]) >= 300
+    assert (out / "tokenizer_config.json").exists()
+
+
 def test_cli_train_from_input_files_with_max_chars(tmp_path, corpus):
     from gptlab.tokenizer.cli import main
     from gptlab.tokenizer.train_cli import limit_chars

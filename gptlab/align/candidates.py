@@ -22,7 +22,7 @@ from gptlab.algos.rollout import reply_messages
 from gptlab.data.conversations import BadRecord
 from gptlab.data.preferences import Ranking, _prompt
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_open
+from gptlab.fileio import atomic_open, json_loads
 from gptlab.infer.engine import Engine
 from gptlab.tokenizer.bpe import Tokenizer
 from gptlab.tokenizer.chat import render_prompt
@@ -147,7 +147,7 @@ def load_candidates(path: str | Path) -> list[Candidates]:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = json_loads(line)
             except json.JSONDecodeError:
                 raise InputError(path, "line is not valid JSON", line=no) from None
             if not isinstance(rec, dict) or "prompt" not in rec or "responses" not in rec:

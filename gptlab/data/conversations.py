@@ -29,6 +29,7 @@ from typing import Any
 from gptlab.data.chats import Chat
 from gptlab.data.sources import Skips, hf_rows, parse_spec
 from gptlab.errors import InputError
+from gptlab.fileio import json_loads
 from gptlab.tokenizer.chat import validate_messages
 
 FORMATS = ("auto", "messages", "sharegpt", "alpaca")
@@ -105,7 +106,7 @@ def read_records(path: str | Path, skips: Skips) -> Iterator[tuple[int, Any]]:
         return
     if path.suffix.lower() == ".json":
         try:
-            yield text[: len(text) - len(body)].count("\n") + 1, json.loads(text)
+            yield text[: len(text) - len(body)].count("\n") + 1, json_loads(text)
             return
         except json.JSONDecodeError:
             pass  # JSONL saved as .json: read it line by line below
@@ -113,7 +114,7 @@ def read_records(path: str | Path, skips: Skips) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
+            rec = json_loads(line)
         except json.JSONDecodeError as e:
             skips.bad("bad_json", path, f"line is not valid JSON ({e.msg})", no)
             continue
@@ -146,6 +147,8 @@ def _array_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
             obj, end = dec.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             raise fail(e.pos, e.msg) from None
+        except RecursionError:
+            raise fail(pos, "nested too deeply") from None
         yield text.count("\n", 0, pos) + 1, obj
         pos = skip_ws(end)
         if pos < n and text[pos] == ",":

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gptlab.errors import InputError
+from gptlab.fileio import json_loads
 
 
 def iter_jsonl_texts(path: str | Path, field: str = "text") -> Iterator[str]:
@@ -31,7 +32,7 @@ def iter_jsonl_texts(path: str | Path, field: str = "text") -> Iterator[str]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json_loads(line)
             except json.JSONDecodeError as e:
                 raise InputError(path, f"line is not valid JSON ({e.msg})", line=lineno) from None
             if not isinstance(record, dict) or not isinstance(record.get(field), str):

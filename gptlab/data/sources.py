@@ -32,7 +32,7 @@ from typing import Any
 from gptlab.data import corpora
 from gptlab.data.document import Document
 from gptlab.errors import InputError
-from gptlab.fileio import read_json
+from gptlab.fileio import json_loads, read_json
 
 EMBEDDED = ("shakespeare", "chitchat")
 TEXT_SUFFIXES = (".txt", ".md")
@@ -198,7 +198,7 @@ def read_jsonl(path: Path, source: str, text_field: str, skips: Skips) -> Iterat
                 continue
             seen = True
             try:
-                rec = json.loads(raw)
+                rec = json_loads(raw)
             except UnicodeDecodeError:
                 skips.bad("not_utf8", path, "bytes that are not UTF-8", no)
                 continue

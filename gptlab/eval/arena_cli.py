@@ -22,7 +22,7 @@ from matplotlib.figure import Figure  # no pyplot: no global state, no display b
 from gptlab.commandline import parse
 from gptlab.errors import InputError
 from gptlab.eval.elo import Vote, leaderboard, normalise_winner
-from gptlab.fileio import atomic_open, atomic_write_json
+from gptlab.fileio import atomic_open, atomic_write_json, json_loads
 
 
 def read_votes(path: str | Path) -> list[Vote]:
@@ -36,7 +36,7 @@ def read_votes(path: str | Path) -> list[Vote]:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = json_loads(line)
             except json.JSONDecodeError as e:
                 raise InputError(path, f"line is not valid JSON ({e.msg})", line=lineno) from None
             if not isinstance(rec, dict):

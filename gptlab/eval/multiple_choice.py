@@ -107,7 +107,8 @@ def score_multiple_choice(
     token_bytes: Sequence[int] | None = None,
     progress: bool = False,
 ) -> dict:
-    """acc, acc_norm, random_baseline, centred_acc, centred_acc_norm, n over the items.
+    """acc, acc_norm, random_baseline, centred_acc, centred_acc_norm, n over the items, and
+    `item_correct` (1/0 per item by `acc`'s rule, in order: for paired comparisons of two models).
 
     `acc_norm` needs byte lengths: each item's `choice_bytes`, or else `token_bytes` (bytes per
     token id, e.g. `tok.token_byte_lengths()`) to add up over the choice's tokens.
@@ -116,6 +117,7 @@ def score_multiple_choice(
     if not items:
         raise ValueError("no items to score")
     correct = correct_norm = 0
+    item_correct: list[int] = []
     baseline = 0.0
     it = items
     if progress:
@@ -133,7 +135,8 @@ def score_multiple_choice(
         else:
             raise ValueError("acc_norm needs item.choice_bytes or token_bytes")
         # first maximum wins, as numpy.argmax in lm-eval
-        correct += max(range(len(lps)), key=lambda i: lps[i]) == item.label
+        item_correct.append(int(max(range(len(lps)), key=lambda i: lps[i]) == item.label))
+        correct += item_correct[-1]
         correct_norm += max(range(len(lps)), key=lambda i: lps[i] / max(nbytes[i], 1)) == item.label
         baseline += 1.0 / len(item.choices_ids)
     n = len(items)
@@ -145,4 +148,5 @@ def score_multiple_choice(
         "centred_acc": centred_accuracy(acc, base),
         "centred_acc_norm": centred_accuracy(acc_norm, base),
         "n": n,
+        "item_correct": item_correct,
     }

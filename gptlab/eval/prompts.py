@@ -10,6 +10,7 @@ from pathlib import Path
 from gptlab.data.conversations import BadRecord
 from gptlab.data.preferences import _prompt
 from gptlab.errors import InputError
+from gptlab.fileio import json_loads
 
 
 def read_prompts(path: Path) -> list[list[dict]]:
@@ -25,7 +26,7 @@ def read_prompts(path: Path) -> list[list[dict]]:
                 out.append([{"role": "user", "content": line.rstrip("\n")}])
                 continue
             try:
-                rec = json.loads(line)
+                rec = json_loads(line)
                 value = rec.get("prompt", rec.get("messages")) if isinstance(rec, dict) else None
                 if value is None:
                     raise BadRecord("missing_field", "record needs a 'prompt' (or 'messages') field")

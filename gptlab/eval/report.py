@@ -4,7 +4,8 @@ The summary's checks are computed from the files, never asserted: each stage mus
 previous one on the metric it exists for, or the report shows a cross.
 
     base  bits per byte on held-out text below the unigram (token-frequency) baseline
-    sft   task accuracy above base's, on the tasks both were evaluated on
+    sft   task accuracy above base's, on the tasks both were evaluated on: the paired gain on the
+          same items (`gptlab eval`'s per-item scores) with its whole 95% interval above 0
     rm    held-out pairwise accuracy above the random (0.5) and the prefer-the-longer-reply baselines,
           by more than noise: the 95% bootstrap interval of the margin (over rankings) is above 0
     rl    (PPO) held-out reward-model score above the SFT model's (the policy before its first update),
@@ -15,7 +16,9 @@ previous one on the metric it exists for, or the report shows a cross.
 RL's checks compare the same held-out prompts before and after; where eval.json has their paired
 gains, the tick needs the whole 95% interval above 0.
 
-A stage or a result that is missing reads "not run"; the report is whatever exists.
+A stage or a result that is missing reads "not run"; the report is whatever exists. The stage
+section shows what the summary's checks read, the stage's own held-out evaluation included
+(`gptlab reward eval`'s rm/eval.json, RL's before / after).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from typing import Any
 from matplotlib.figure import Figure  # no pyplot: no global state, no display
 
 from gptlab.errors import InputError
+from gptlab.eval.metrics import paired_gain
 from gptlab.fileio import atomic_open, atomic_write_text
+from gptlab.train.plots import plot_panels
 
 STAGES = ("base", "sft", "rm", "rl", "grpo")
 PASS, FAIL, SKIP = "✅", "❌", "➖ not run"
@@ -98,12 +103,7 @@ def checks(stages: dict[str, dict]) -> list[Check]:
     b = base.get("bpb")
     out.append(Check("base", "bits per byte below the unigram baseline", None if not b else b["bpb"] < b["unigram_bpb"],
                      f"{b['bpb']:.3f} vs {b['unigram_bpb']:.3f} bpb" if b else "no bpb result for base"))
-    keys = _shared(base, sft, "acc", ("mc", "gen", "cot", "sc"))
-    if keys:
-        x, y = _mean([base[k]["acc"] for k in keys]), _mean([sft[k]["acc"] for k in keys])
-        out.append(Check("sft", "task accuracy above base", y > x, f"{y:.3f} vs {x:.3f} mean acc on {', '.join(keys)}"))
-    else:
-        out.append(Check("sft", "task accuracy above base", None, "no task evaluated on both base and sft"))
+    out.append(_sft_check(base, sft))
     out.append(_rm_check(rm, stages["rm"]["summary"]))
     out.append(_before_after(stages["rl"]["summary"], "rl", "held-out reward-model score above sft",
                              "heldout_reward", sft, rl, "reward"))
@@ -114,6 +114,52 @@ def checks(stages: dict[str, dict]) -> list[Check]:
         claim, key = "held-out task reward above sft", "heldout_task_reward"
     out.append(_before_after(grpo, "grpo", claim, key, sft, stages["grpo"]["eval"], "reward"))
     return out
+
+
+def paired_items(before: dict, after: dict, keys: list[str]) -> tuple[list[float], list[float]] | None:
+    """Per-item scores of the items both evaluations share (`gptlab eval`'s "per_item": the same
+    task, split, seed and index), pooled over `keys`; None if either lacks them (an older eval.json).
+
+    >>> b = {"t/gen": {"per_item": {"id": ["0-a", "1-b"], "correct": [0, 1]}}}
+    >>> a = {"t/gen": {"per_item": {"id": ["1-b", "2-c"], "correct": [1, 1]}}}
+    >>> paired_items(b, a, ["t/gen"])
+    ([1], [1])
+    """
+    xs: list[float] = []
+    ys: list[float] = []
+    for k in keys:
+        pb, pa = before[k].get("per_item"), after[k].get("per_item")
+        if not pb or not pa:
+            return None
+        then = dict(zip(pb["id"], pb["correct"]))
+        for item, score in zip(pa["id"], pa["correct"]):
+            if item in then:
+                xs.append(then[item])
+                ys.append(score)
+    return xs, ys
+
+
+def _sft_check(base: dict, sft: dict) -> Check:
+    """Mean accuracy of the tasks both were evaluated on; with per-item scores, the paired gain on
+    the same items, whose whole 95% interval must be above 0 (as RM, PPO and GRPO's checks)."""
+    claim = "task accuracy above base"
+    keys = _shared(base, sft, "acc", ("mc", "gen", "cot", "sc"))
+    if not keys:
+        return Check("sft", claim, None, "no task evaluated on both base and sft")
+    x, y = _mean([base[k]["acc"] for k in keys]), _mean([sft[k]["acc"] for k in keys])
+    detail = f"{y:.3f} vs {x:.3f} mean acc on {', '.join(keys)}"
+    pairs = paired_items(base, sft, keys)
+    if pairs is None:  # an older eval.json: no per-item scores, only the point estimates
+        return Check("sft", claim, y > x, detail)
+    if not pairs[0]:
+        return Check("sft", claim + " (paired 95% CI above 0)", False,
+                     f"{detail}; no item scored in both (evaluate base and sft with the same --limit and --seed)")
+    g = paired_gain(*pairs)
+    lo, hi = g["ci95"]
+    detail += f", paired gain {g['gain']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, {g['n']} items)"
+    if "fixed" in g:
+        detail += f": {g['fixed']} fixed, {g['broken']} broken, sign test p {g['sign_test_p']:.2g}"
+    return Check("sft", claim + " (paired 95% CI above 0)", lo > 0, detail)
 
 
 def _rm_check(rm: dict, summary: dict) -> Check:
@@ -205,27 +251,9 @@ def plot_losses(stages: dict[str, dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_rl(stages: dict[str, dict], path: Path) -> Path | None:
-    """Reward and KL curves of the RL stages (PPO in rl/, GRPO in grpo/), one panel each."""
-    panels = []
-    for stage in ("rl", "grpo"):
-        recs = stages[stage]["metrics"]
-        keys = sorted({k for r in recs for k, v in r.items()
-                       if isinstance(v, (int, float)) and ("reward" in k or "kl" in k or "accuracy" in k)})
-        if keys:
-            panels.append((stage, recs, keys))
-    if not panels:
-        return None
-    fig = Figure(figsize=(7 * len(panels), 4), layout="constrained")
-    for i, (stage, recs, keys) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        for k in keys:
-            pts = [(r["step"], r[k]) for r in recs if isinstance(r.get(k), (int, float)) and "step" in r]
-            ax.plot(*zip(*pts), "o-" if len(pts) < 20 else "-", label=k, linewidth=1, markersize=3)
-        ax.set(xlabel="step", title=f"{stage}: reward and KL to the reference")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return _save(fig, path)
+def plot_rl(stages: dict[str, dict], stage: str, path: Path) -> Path | None:
+    """An RL stage's curves (PPO in rl/, GRPO in grpo/), each group on its own axis, as its rl.png."""
+    return plot_panels(stages[stage]["metrics"], path, f"{stage}: training curves and held-out scores")
 
 
 def _bars(stages: dict[str, dict], metric: str, path: Path, title: str, baseline: bool) -> Path | None:
@@ -265,6 +293,32 @@ def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
             *["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]]
 
 
+def _ci(ci: list[float] | None) -> str:
+    return f"{ci[0]:+.3f} to {ci[1]:+.3f}" if ci else ""
+
+
+def heldout_lines(summary: dict) -> list[str]:
+    """The stage's own held-out evaluation, as the summary's check reads it: `gptlab reward eval`'s
+    pairwise accuracy (rm/eval.json), or RL's before / after with paired gains; [] when there is none."""
+    if summary.get("accuracy") is not None:
+        rows = [("all", summary), *[(k, v) for k, v in sorted(summary.get("by_source", {}).items()) if v.get("pairs")]]
+        cols = ["pairs", "accuracy", "roc_auc", "random_baseline", "longer_wins_baseline", "margin_over_best_baseline"]
+        return ["", "Held-out pairs (`gptlab reward eval`):", "",
+                *_table(["source", *cols, "margin 95% CI"],
+                        [[name, *[r.get(c, "") for c in cols], _ci(r.get("margin_ci95"))] for name, r in rows])]
+    before, after, paired = summary.get("before") or {}, summary.get("after") or {}, summary.get("paired") or {}
+    if not before and not after:
+        return []
+    keys = sorted(set(before) | set(after))
+    keys += sorted(f"heldout_{k}" for k in paired if f"heldout_{k}" not in keys)  # e.g. length-matched reward
+    rows = []
+    for k in keys:
+        g = paired.get(k.removeprefix("heldout_"))
+        rows.append([k, before.get(k, ""), after.get(k, ""), g["gain"] if g else "", _ci(g["ci95"] if g else None)])
+    return ["", f"Held-out prompts, step {summary.get('before_step', '?')} (before) vs {summary.get('after_step', '?')} (after):",
+            "", *_table(["score", "before", "after", "paired gain", "95% CI"], rows)]
+
+
 def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     """Write `<run>/report.md` (+ PNGs in `<run>/report/`); returns the markdown path."""
     run = Path(run)
@@ -287,16 +341,19 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
         st = d["state"]
         if st:
             md.append(f"\n{st.get('step', '?')} steps, {_fmt(st.get('elapsed', '?'))} s of training.")
+        held = heldout_lines(d["summary"])
         if d["eval"]:
             cols = ["acc", "acc_norm", "centred_acc", "random_baseline", "length_baseline", "reward",
                     "entropy", "bpb", "unigram_bpb", "ppl", "n"]
             used = [c for c in cols if any(c in r for r in d["eval"].values())]
             md += ["", *_table(["result", *used], [[k, *[r.get(c, "") for c in used]] for k, r in sorted(d["eval"].items())])]
-        else:
+        md += held
+        if not d["eval"] and not held:
             md += ["", "evaluation: not run"]
         md.append("")
     md += ["## Plots", ""]
-    for name, fn in (("loss", lambda p: plot_losses(stages, p)), ("rl", lambda p: plot_rl(stages, p)),
+    for name, fn in (("loss", lambda p: plot_losses(stages, p)), ("rl", lambda p: plot_rl(stages, "rl", p)),
+                     ("grpo", lambda p: plot_rl(stages, "grpo", p)),
                      ("accuracy", lambda p: _bars(stages, "acc", p, "accuracy by stage", True)),
                      ("entropy", lambda p: _bars(stages, "entropy", p, "policy entropy by stage (nats/token)", False))):
         png = fn(figs / f"{name}.png")

@@ -16,6 +16,8 @@ accuracy and classifier metrics (`gptlab.eval.judge.rm_accuracy`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,8 +76,17 @@ class Loaded:
     engine: Engine | None = None
 
 
+def item_ids(items: list[Item]) -> list[str]:
+    """One id per test item, '<index>-<hash of its conversation>': two evaluations (base and sft)
+    pair their per-item scores on equal ids, so a different --seed or task version pairs nothing."""
+    return [f"{i}-{hashlib.sha1(json.dumps(it.messages, sort_keys=True, default=str).encode()).hexdigest()[:10]}"
+            for i, it in enumerate(items)]
+
+
 def score_items(cfg: EvalConfig, m: Loaded, task: Task, items: list[Item]) -> tuple[dict, str]:
-    """(record, mode) of one task's items, by the mode the model and task call for."""
+    """(record, mode) of one task's items, by the mode the model and task call for. Task records
+    keep each item's 0/1 score in "per_item" ({"id": [...], "correct": [...]}), so the report can
+    judge sft against base on the same items with a paired interval."""
     mode = cfg.mode
     if m.is_rm:
         scorer = RewardScorer.from_trunk(m.model, m.tok, m.stage)
@@ -85,6 +96,7 @@ def score_items(cfg: EvalConfig, m: Loaded, task: Task, items: list[Item]) -> tu
         mc = [mc_item(m.tok, task, it, shots, m.fmt) for it in items]
         rec = score_multiple_choice(m.model, mc, progress=True)
         rec["format"] = m.fmt
+        rec["per_item"] = {"id": item_ids(items), "correct": rec.pop("item_correct")}
         return rec, "mc"
     if mode == "mc":
         raise InputError(None, f"task {task.name!r} has no choices: use --mode gen, cot or sc")
@@ -102,6 +114,7 @@ def score_items(cfg: EvalConfig, m: Loaded, task: Task, items: list[Item]) -> tu
     ]
     if mode == "sc":
         rec["n_samples"] = cfg.n_samples
+    rec["per_item"] = {"id": item_ids(items), "correct": [int(r.correct) for r in res]}
     return rec, mode
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gptlab.errors import InputError
+from gptlab.fileio import json_loads
 from gptlab.infer.chat_session import reply_text
 from gptlab.tokenizer.chat import parse_assistant, render_prompt
 
@@ -79,7 +80,7 @@ def read_examples(path: str | Path) -> list[tuple[str, str]]:
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             try:
-                out.append(_pair(json.loads(line)))
+                out.append(_pair(json_loads(line)))
             except json.JSONDecodeError as e:
                 raise InputError(path, f"not valid JSON ({e.msg})", line=lineno) from None
             except (ValueError, TypeError) as e:

@@ -1,4 +1,4 @@
-"""Export to, and import from, a Hugging Face `LlamaForCausalLM` folder.
+"""Export to a Hugging Face `LlamaForCausalLM` folder, and the name table import shares (hf_import.py).
 
 Our parameter names are Llama's minus the `model.` prefix (`layers.0.self_attn.q_proj.weight`
 <-> `model.layers.0.self_attn.q_proj.weight`; `lm_head.weight` is the same on both sides), and
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_folder, atomic_write_json, read_json
@@ -36,7 +36,6 @@ from gptlab.tokenizer.special import END, ENDOFTEXT, PAD
 
 HF_PREFIX = "model."
 WEIGHTS = "model.safetensors"
-WEIGHTS_INDEX = "model.safetensors.index.json"  # sharded checkpoints (import only)
 # The tokenizer helper writes these into runs/<run>/tokenizer/; tokenizer.json is the one that
 # matters (the vocabulary and merges), the rest tell AutoTokenizer the class and special tokens.
 TOKENIZER_FILES = (
@@ -52,24 +51,32 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 
+def hf_name(name: str) -> str:
+    """Our parameter name -> Llama's: the one name table that export and both importers use
+    (GGUF names are llama.cpp's table applied to these, see gguf_import.gguf_tensor_names).
+
+    'layers.0.mlp.up_proj.weight' -> 'model.layers.0.mlp.up_proj.weight'; 'lm_head.weight' stays.
+    """
+    return name if name == "lm_head.weight" else HF_PREFIX + name
+
+
+def gptlab_name(hf: str) -> str:
+    """Llama's parameter name -> ours; inverse of `hf_name`."""
+    return hf.removeprefix(HF_PREFIX)
+
+
 def to_hf_state_dict(model: GPT, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """Our state dict -> Llama names: prefix all but `lm_head.weight`; tied heads stored once.
 
     {'embed_tokens.weight': E, 'lm_head.weight': W} -> {'model.embed_tokens.weight': E, 'lm_head.weight': W}
     """
     state = model_state_for_saving(model)  # CPU, contiguous, tied lm_head dropped
-    return {
-        (k if k == "lm_head.weight" else HF_PREFIX + k): v.to(dtype).contiguous()
-        for k, v in state.items()
-    }
+    return {hf_name(k): v.to(dtype).contiguous() for k, v in state.items()}
 
 
 def from_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Llama names -> ours: strip `model.`; inverse of `to_hf_state_dict`."""
-    out = {}
-    for k, v in state.items():
-        out[k.removeprefix(HF_PREFIX)] = v
-    return out
+    return {gptlab_name(k): v for k, v in state.items()}
 
 
 def hf_config(
@@ -200,76 +207,3 @@ def _write_hf_folder(
             atomic_write_json(tmp / f.name, tok_cfg)
         else:
             shutil.copyfile(f, tmp / f.name)
-
-
-def config_from_hf(hf: dict[str, Any], where: Path) -> ModelConfig:
-    """LlamaConfig fields -> ModelConfig, refusing what our model cannot represent."""
-    if hf.get("model_type") not in (None, "llama"):
-        raise InputError(where, f"model_type {hf.get('model_type')!r} is not llama")
-    if hf.get("hidden_act", "silu") != "silu":
-        raise InputError(where, f"hidden_act {hf['hidden_act']!r} is not silu")
-    if hf.get("attention_bias") or hf.get("mlp_bias"):
-        raise InputError(where, "biases are not supported (attention_bias/mlp_bias must be false)")
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-    if rope.get("rope_type", rope.get("type", "default")) != "default":
-        raise InputError(where, f"rope scaling {rope!r} is not supported")
-    try:
-        n_embd, n_head = int(hf["hidden_size"]), int(hf["num_attention_heads"])
-        head_dim = int(hf.get("head_dim") or n_embd // n_head)
-        if head_dim * n_head != n_embd:
-            raise InputError(
-                where,
-                f"head_dim * num_attention_heads ({head_dim * n_head}) != hidden_size ({n_embd})",
-            )
-        return ModelConfig(
-            vocab_size=int(hf["vocab_size"]),
-            n_layer=int(hf["num_hidden_layers"]),
-            n_embd=n_embd,
-            n_head=n_head,
-            n_kv_head=int(hf.get("num_key_value_heads") or n_head),
-            intermediate_size=int(hf["intermediate_size"]),
-            max_seq_len=int(hf.get("max_position_embeddings", 2048)),
-            rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
-            norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-        )
-    except KeyError as e:
-        raise InputError(where, f"missing field {e.args[0]!r}") from None
-    except ValueError as e:
-        raise InputError(where, str(e)) from None
-
-
-def _load_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
-    if (folder / WEIGHTS).exists():
-        return load_file(str(folder / WEIGHTS), device="cpu")
-    if (folder / WEIGHTS_INDEX).exists():
-        index = read_json(folder / WEIGHTS_INDEX)
-        state: dict[str, torch.Tensor] = {}
-        for shard in sorted(set(index.get("weight_map", {}).values())):
-            state.update(load_file(str(folder / shard), device="cpu"))
-        return state
-    raise InputError(
-        folder, f"no {WEIGHTS} or {WEIGHTS_INDEX} here; is this a Hugging Face model folder?"
-    )
-
-
-def load_hf_folder(path: str | Path, device: str | torch.device = "cpu") -> GPT:
-    """Build our GPT from a Hugging Face Llama folder (config.json + safetensors).
-
-    Weights keep the precision of our fp32 parameters; bf16/fp16 files are upcast exactly.
-    """
-    folder = Path(path)
-    cfg = config_from_hf(read_json(folder / "config.json"), folder / "config.json")
-    state = from_hf_state_dict(_load_hf_weights(folder))
-    if cfg.tie_embeddings:
-        state.pop("lm_head.weight", None)  # tied: the head is the embedding (HF may store both)
-        if "embed_tokens.weight" in state:
-            state["lm_head.weight"] = state["embed_tokens.weight"]
-    model = GPT(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise InputError(
-            folder,
-            f"weights do not match config.json (missing={missing[:3]}, unexpected={unexpected[:3]})",
-        )
-    return model.to(device)

@@ -7,9 +7,12 @@ has to import the other.
 
 from __future__ import annotations
 
+import json
+from dataclasses import fields
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gptlab.errors import InputError
@@ -76,7 +79,26 @@ def save_model(folder: str | Path, model: GPT) -> None:
 
 
 def load_config(folder: str | Path) -> ModelConfig:
-    return ModelConfig.from_dict(read_json(Path(folder) / CONFIG))
+    """config.json as a ModelConfig; InputError naming the file and field for a wrong type or size
+    ("n_layer": "four"), which would otherwise fail deep inside the model's constructor."""
+    path = Path(folder) / CONFIG
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a JSON object of model settings")
+    for f in fields(ModelConfig):
+        if f.name not in data:
+            continue
+        v, kind = data[f.name], f.type if isinstance(f.type, str) else f.type.__name__
+        ok = {"int": isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+              "float": isinstance(v, (int, float)) and not isinstance(v, bool),
+              "bool": isinstance(v, bool)}.get(kind, True)
+        if not ok:
+            want = {"int": "a whole number >= 1", "float": "a number", "bool": "true or false"}[kind]
+            raise InputError(path, f"{f.name} must be {want}, got {json.dumps(v)[:40]}")
+    try:
+        return ModelConfig.from_dict(data)
+    except ValueError as e:
+        raise InputError(path, str(e)) from None
 
 
 def load_full_model(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
@@ -87,8 +109,14 @@ def load_full_model(folder: str | Path, device: str | torch.device = "cpu") -> G
         raise InputError(folder, f"no {WEIGHTS} here; is this a stage folder (e.g. runs/x/base)?")
     cfg = load_config(folder)
     model = GPT(cfg)
-    state = fill_tied(model, load_file(str(weights), device="cpu"))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        state = fill_tied(model, load_file(str(weights), device="cpu"))
+    except SafetensorError as e:  # truncated or not a safetensors file at all
+        raise InputError(weights, f"not a readable safetensors file ({e})") from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of another shape than config.json says
+        raise InputError(weights, f"weights do not match config.json ({str(e).splitlines()[-1].strip()})") from None
     if missing or unexpected:
         raise InputError(weights, f"weights do not match config.json (missing={missing[:3]}, unexpected={unexpected[:3]})")
     return model.to(device)

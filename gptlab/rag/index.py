@@ -29,7 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_folder, atomic_write_json
+from gptlab.fileio import atomic_folder, atomic_write_json, json_loads
 from gptlab.rag.chunk import Chunk, chunk_text
 
 FORMAT = "gptlab-rag-index"
@@ -184,7 +184,7 @@ def load_chunks(path: Path) -> list[Chunk]:
     with open(path, encoding="utf-8") as f:
         for no, line in enumerate(f, 1):
             try:
-                chunks.append(Chunk(**json.loads(line)))
+                chunks.append(Chunk(**json_loads(line)))
             except (json.JSONDecodeError, TypeError) as e:
                 raise InputError(path, f"not a chunk record: {e}", line=no) from None
     return chunks

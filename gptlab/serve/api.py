@@ -6,6 +6,8 @@
 
 Design decisions:
 - Every error is an OpenAI-style body with a 4xx status (`gptlab.serve.guards`).
+- A request's `model` must name the served model (the one `/v1/models` lists), else 404
+  `model_not_found`, as OpenAI and vLLM answer; an omitted `model` means the served one.
 - Tool use runs on the server (the engine forces tool results in), so it is not OpenAI's
   client-side `tool_calls`: the reply's `content` is its text, and the extension field `parts`
   (streaming: `delta.tool`) shows the calls and results, per the chat contract.
@@ -70,6 +72,12 @@ class Served:
     rag_k: int
     created: int = field(default_factory=lambda: int(time.time()))
 
+    def check_model(self, name: str | None) -> None:
+        """404 unless `name` is the served model (or omitted), as OpenAI and vLLM answer."""
+        if name is not None and name != self.model_name:
+            raise ApiError(404, f"the model {name!r} does not exist; this server serves {self.model_name!r} "
+                           "(GET /v1/models)", "model", "model_not_found")
+
     def params(self, req, max_new: int, prompt_len: int):
         return sampling_params(req, max_new, prompt_len, self.worker.engine.max_len)
 
@@ -130,6 +138,7 @@ def add_chat_route(app: FastAPI, served: Served, auth: list) -> None:
 
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat(req: ChatRequest, http: Request):
+        served.check_model(req.model)
         max_new, stops = check_chat(req, served.limits)
         messages, cites = await served.retrieve(req, messages_as_dicts(req.messages))
         try:
@@ -161,6 +170,7 @@ def add_completion_route(app: FastAPI, served: Served, auth: list) -> None:
 
     @app.post("/v1/completions", dependencies=auth)
     async def complete(req: CompletionRequest, http: Request):
+        served.check_model(req.model)
         tok = served.tok
         prompt, max_new, stops = check_completion(req, served.limits)
         prompt_ids = [tok.eot_id] + tok.encode(prompt)

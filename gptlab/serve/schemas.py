@@ -65,7 +65,7 @@ class StreamOptions(BaseModel):
 
 
 class _Sampling(BaseModel):
-    model: str | None = None  # any name is served by the one loaded model
+    model: str | None = None  # the served model's name (GET /v1/models), else 404; omitted: the served model
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)

@@ -37,6 +37,7 @@ import tiktoken
 
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_write_json, atomic_write_text, read_json
+from gptlab.tokenizer import chat
 from gptlab.tokenizer.hf_export import save_hf
 from gptlab.tokenizer.special import ENDOFTEXT, SPECIAL_TOKENS
 from gptlab.tokenizer.vocab import GPT4_PATTERN, NANOCHAT_PATTERN, PATTERNS  # noqa: F401 (public here too)
@@ -224,6 +225,17 @@ class Tokenizer:
 
     def is_special(self, i: int) -> bool:
         return i >= len(self.mergeable_ranks)
+
+    # ---------------------------------------------------------------- chat (protocol.TokenizerLike)
+    def render_conversation(
+        self, messages: list[dict], max_tokens: int | None = None
+    ) -> tuple[list[int], list[int]]:
+        """`chat.render_conversation` with this tokenizer: (ids, loss mask)."""
+        return chat.render_conversation(self, messages, max_tokens)
+
+    def render_prompt(self, messages: list[dict]) -> list[int]:
+        """`chat.render_prompt` with this tokenizer: the ids end with `<|assistant|>`."""
+        return chat.render_prompt(self, messages)
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, path={self.path!r})"

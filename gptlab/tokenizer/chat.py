@@ -39,7 +39,7 @@ from gptlab.tokenizer.special import (
 )
 
 if TYPE_CHECKING:
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike as Tokenizer  # either backend
 
 ROLES = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
 PART_TYPES = ("text", "tool_call", "tool_result")

@@ -1,4 +1,5 @@
-"""`loss.png`: train and validation loss curves from a metrics.jsonl (matplotlib, Agg backend)."""
+"""Training curves as PNGs (matplotlib): `loss.png` (train and validation loss from a metrics.jsonl)
+and the RL panels (reward, KL, entropy, length... each on its own axis) of rl.png and the report."""
 
 from __future__ import annotations
 
@@ -53,4 +54,59 @@ def plot_losses(
     with atomic_open(out_path, "wb") as f:
         fig.savefig(f, format="png")
     plt.close(fig)
+    return out_path
+
+
+# Each panel: (title, metrics drawn on its one axis). Series share a panel only when they share a
+# scale (rollout and held-out accuracy are both fractions); a curve nobody logged draws nothing.
+RL_PANELS: list[tuple[str, tuple[str, ...]]] = [
+    ("reward", ("reward", "total_reward")),
+    ("KL to the reference (per reply)", ("kl",)),
+    ("entropy (nats/token)", ("entropy",)),
+    ("reply length (tokens)", ("response_len", "heldout_len")),
+    ("accuracy", ("accuracy", "heldout_accuracy", "heldout_sampled_accuracy")),
+    ("held-out RM reward", ("heldout_reward",)),
+    ("held-out task reward", ("heldout_task_reward", "heldout_sampled_task_reward")),
+    ("held-out preference accuracy", ("heldout_pref_accuracy",)),
+    ("clip fraction", ("clipfrac",)),
+    ("loss", ("loss",)),
+]
+
+
+def plot_panels(records: list[dict], out_path: str | Path, title: str,
+                panels: list[tuple[str, tuple[str, ...]]] = RL_PANELS, cols: int = 3) -> Path | None:
+    """One axis per panel that has data (RL: reward, KL, entropy, length, ...), in a grid.
+
+    Used for a run's own rl.png and for the report's RL figures, so both read the same.
+    Returns the PNG path, or None when no panel has a point.
+    """
+    # Lazy, as above; a Figure (not pyplot) keeps no global state between calls.
+    from matplotlib.figure import Figure
+
+    drawn = []
+    for label, keys in panels:
+        series = [(k, [(r["step"], r[k]) for r in records
+                       if isinstance(r.get(k), (int, float)) and "step" in r]) for k in keys]
+        series = [(k, pts) for k, pts in series if pts]
+        if series:
+            drawn.append((label, series))
+    if not drawn:
+        return None
+    rows = -(-len(drawn) // cols)
+    fig = Figure(figsize=(4 * cols, 3.2 * rows), dpi=100, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).flat
+    for (label, series), ax in zip(drawn, axes):  # drawn first: zip takes no axis past the last panel
+        for k, pts in series:
+            ax.plot(*zip(*pts), "o-" if len(pts) < 30 else "-", markersize=3, linewidth=1, label=k)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+    for ax in axes:  # the rest of the grid's last row
+        ax.axis("off")
+    fig.suptitle(title)
+    out_path = Path(out_path)
+    with atomic_open(out_path, "wb") as f:
+        fig.savefig(f, format="png")
     return out_path

@@ -11,6 +11,7 @@ let conversations = load(STORE, []);   // [{id, title, messages: [{role, content
 let current = null;                      // id of the open conversation
 let controller = null;                   // AbortController of the answer being streamed
 let serverHasRag = false;
+let servedModel = null;                  // the server's model name (from /health); null: not known yet
 
 function load(key, fallback) {
   try { return JSON.parse(localStorage.getItem(key)) ?? fallback; } catch { return fallback; }
@@ -139,10 +140,11 @@ async function send(text) {
   const ref = { node: $("messages").lastElementChild };
 
   const body = {
-    model: "gptlab", messages: history, stream: true,
+    messages: history, stream: true,
     temperature: parseFloat($("temperature").value),
     max_tokens: parseInt($("max-tokens").value, 10) || 256,
   };
+  if (servedModel) body.model = servedModel;  // the server answers any other name with 404
   if (serverHasRag) body.rag = $("rag").checked;
   const headers = { "Content-Type": "application/json" };
   if ($("api-key").value) headers.Authorization = `Bearer ${$("api-key").value}`;
@@ -249,6 +251,7 @@ function init() {
   render();
   fetch("/health").then((r) => r.json()).then((h) => {
     serverHasRag = !!h.rag;
+    servedModel = h.model || null;
     $("rag").disabled = !serverHasRag;
     if (serverHasRag && load(SETTINGS, {}).rag === undefined) $("rag").checked = true;
     $("model-name").textContent = `model: ${h.model}`;

@@ -8,47 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from gptlab.eval.heldout import ITEMS, paired_summary
-from gptlab.fileio import atomic_open, atomic_write_json, read_json
+from gptlab.fileio import atomic_write_json, read_json
+from gptlab.train.plots import plot_panels
 from gptlab.train.tracker import read_metrics
-
-PANELS = [
-    ("reward", "reward"), ("kl", "KL (per reply)"), ("entropy", "entropy (nats/token)"),
-    ("clipfrac", "clip fraction"), ("response_len", "reply length (tokens)"),
-    ("heldout_reward", "held-out RM reward"), ("heldout_accuracy", "held-out accuracy"),
-    ("heldout_task_reward", "held-out task reward"),
-    ("heldout_pref_accuracy", "held-out preference accuracy"), ("loss", "loss"),
-]
 
 
 def plot_rl(metrics_path: Path, out_path: Path, title: str) -> Path | None:
-    """One panel per logged curve: reward, KL, entropy, clip fraction, reply length, held-out."""
-    # matplotlib is imported only when a run ends, so `gptlab rl ... --help` stays fast
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    recs = read_metrics(metrics_path)
-    panels = [(k, lab, [(r["step"], r[k]) for r in recs if r.get(k) is not None]) for k, lab in PANELS]
-    panels = [p for p in panels if p[2]]
-    if not panels:
-        return None
-    cols = 3
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.2 * rows), dpi=100, squeeze=False)
-    for ax, (_, label, pts) in zip(axes.flat, panels):
-        ax.plot(*zip(*pts), "o-" if len(pts) < 30 else "-", markersize=3)
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_open(out_path, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
-    return out_path
+    """rl.png: one axis per logged curve group (reward, KL, entropy, length, held-out...)."""
+    return plot_panels(read_metrics(metrics_path), out_path, title)
 
 
 def write_eval(out: Path, algo: str, metrics_path: Path, extra: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,261 @@
+"""The Hugging Face backend: a model's own `tokenizer.json`, behind gptlab's tokenizer interface.
+
+An imported model brings its tokenizer as `tokenizer.json` (the `tokenizers` format),
+`tokenizer_config.json` (named special tokens, `chat_template`) and `special_tokens_map.json`.
+`HFTokenizer` answers the same calls as gptlab's BPE `Tokenizer` (`protocol.TokenizerLike`), so a
+stage never asks where a model came from.
+
+Design decisions:
+- Ids are the `tokenizers` library's, with `add_special_tokens=False`: exactly what
+  `transformers.PreTrainedTokenizerFast(...).encode(text, add_special_tokens=False)` gives.
+  Callers add BOS/EOS themselves, as they do with gptlab's BPE.
+- Special-token text in ordinary input is encoded as plain text unless allowed ("all" or a set),
+  as in gptlab's BPE (`encode_special_tokens` on a second copy of the tokenizer): data can't forge
+  control tokens. Chat rendering matches them, as the template's own text must.
+- `special_ids` are the added tokens marked special; `eot_id` is the model's `eos_token` (for an
+  instruct model, its end-of-turn token, e.g. `<|im_end|>`).
+- `token_byte_lengths()`: the bytes each id stands for, 0 for special tokens, so bits per byte
+  means the same for both backends. Byte-level BPE vocabularies are written in GPT-2's byte
+  alphabet and are mapped back to bytes; SentencePiece-style ones count `▁` as a space and a
+  byte-fallback token `<0x0A>` as one byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import tokenizers
+
+from gptlab.errors import InputError
+from gptlab.fileio import read_json
+from gptlab.tokenizer import template_chat
+from gptlab.tokenizer.hf_export import byte_to_unicode
+from gptlab.tokenizer.template_chat import TEMPLATE_TOKEN_NAMES, ChatTemplate, compile_template
+
+HF_FILE = "tokenizer.json"
+CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_MAP_FILE = "special_tokens_map.json"
+TEMPLATE_FILE = "chat_template.jinja"  # where newer transformers save the template instead
+_BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+_EOS_FALLBACKS = ("<|endoftext|>", "</s>", "<|end_of_text|>")
+
+
+class HFTokenizer:
+    """A Hugging Face `tokenizers` tokenizer with its named special tokens and chat template."""
+
+    def __init__(
+        self, spec: str, named_tokens: dict[str, str] | None = None,
+        chat_template: str | None = None, path: str | None = None,
+    ):
+        self.path = path  # the folder it was loaded from, as given (None if built in memory)
+        self._native = tokenizers.Tokenizer.from_str(spec)  # matches special-token text
+        self._plain = tokenizers.Tokenizer.from_str(spec)  # encodes special-token text as text
+        self._plain.encode_special_tokens = True
+        for t in (self._native, self._plain):
+            # With add_special_tokens=False a post-processor adds no ids, but it can trim
+            # whitespace out of the offsets that the chat loss mask is computed from.
+            t.post_processor = None
+        self._spec = json.loads(spec)
+        self._added = self._native.get_added_tokens_decoder()  # id -> AddedToken
+        self.special_ids: dict[str, int] = {
+            t.content: i for i, t in sorted(self._added.items()) if t.special
+        }
+        self._special_set = frozenset(self.special_ids.values())
+        self.vocab_size: int = max(self._native.get_vocab(with_added_tokens=True).values()) + 1
+        self.named_tokens = dict(named_tokens or {})
+        self.eot_id: int = self._eos_id()
+        self.chat_template = ChatTemplate(chat_template, self.named_tokens) if chat_template else None
+        self._byte_lengths: list[int] | None = None
+
+    @classmethod
+    def load(cls, folder: str | Path) -> HFTokenizer:
+        """Read tokenizer.json (+ tokenizer_config.json, special_tokens_map.json) from `folder`."""
+        root = Path(folder)
+        if not (root / HF_FILE).exists():
+            what = "no such folder" if not root.exists() else f"no {HF_FILE} in it"
+            raise InputError(folder, f"not a Hugging Face tokenizer folder ({what})")
+        spec = (root / HF_FILE).read_text(encoding="utf-8")
+        named: dict[str, str] = {}
+        config: dict[str, Any] = {}
+        for name in (SPECIAL_MAP_FILE, CONFIG_FILE):  # the config's values win
+            if (root / name).exists():
+                data = read_json(root / name)
+                if not isinstance(data, dict):
+                    raise InputError(root / name, "expected a JSON object")
+                named |= _named_tokens(data, root / name)
+                config = data if name == CONFIG_FILE else config
+        template = _template_source(root, config)
+        if template is not None:
+            try:
+                compile_template(template)
+            except jinja2.TemplateSyntaxError as e:
+                where = root / (TEMPLATE_FILE if (root / TEMPLATE_FILE).exists() else CONFIG_FILE)
+                raise InputError(where, f"chat_template is not valid Jinja: {e}") from None
+        try:
+            return cls(spec, named, template, path=str(folder))
+        except Exception as e:  # tokenizers raises plain Exception on a malformed file
+            if isinstance(e, InputError):
+                raise
+            raise InputError(root / HF_FILE, f"not a Hugging Face tokenizer file: {e}") from None
+
+    def _eos_id(self) -> int:
+        eos = self.named_tokens.get("eos_token")
+        candidates = [eos] if eos else list(_EOS_FALLBACKS)
+        for text in candidates:
+            i = self._native.token_to_id(text)
+            if i is not None:
+                return i
+        where = Path(self.path) / CONFIG_FILE if self.path else None
+        if eos:
+            raise InputError(where, f"eos_token {eos!r} is not in the vocabulary")
+        raise InputError(where, "no eos_token, and none of " + ", ".join(_EOS_FALLBACKS))
+
+    # ---------------------------------------------------------------- encode / decode
+    def token_id(self, special: str) -> int:
+        """The id of a special token, e.g. token_id("<|im_end|>")."""
+        try:
+            return self.special_ids[special]
+        except KeyError:
+            raise KeyError(f"{special!r} is not a special token of this tokenizer") from None
+
+    def encode(self, text: str, allowed_special: str | AbstractSet[str] = frozenset()) -> list[int]:
+        """Text -> ids. Special-token text becomes a special id only if allowed ("all" or a set)."""
+        if not allowed_special:
+            return self._plain.encode(text, add_special_tokens=False).ids
+        if allowed_special == "all":
+            return self._native.encode(text, add_special_tokens=False).ids
+        ids: list[int] = []
+        names = sorted(allowed_special, key=len, reverse=True)  # longest first, like a tokenizer
+        for piece in re.split("(" + "|".join(map(re.escape, names)) + ")", text):
+            if piece in allowed_special:
+                ids.append(self.token_id(piece))
+            elif piece:
+                ids += self._plain.encode(piece, add_special_tokens=False).ids
+        return ids
+
+    def encode_batch(
+        self, texts: list[str], num_threads: int = 0,
+        allowed_special: str | AbstractSet[str] = frozenset(),
+    ) -> list[list[int]]:
+        """encode() on many texts; `tokenizers` spreads a batch over its own threads (set
+        RAYON_NUM_THREADS to limit them), so `num_threads` is accepted for the shared signature."""
+        del num_threads
+        if allowed_special and allowed_special != "all":
+            return [self.encode(t, allowed_special) for t in texts]
+        backend = self._native if allowed_special else self._plain
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids of a rendered chat (special-token text matched) and each token's character span."""
+        enc = self._native.encode(text, add_special_tokens=False)
+        return enc.ids, enc.offsets
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Ids -> text, special tokens written out; a cut multi-byte character becomes U+FFFD."""
+        return self._native.decode(list(ids), skip_special_tokens=False)
+
+    def is_special(self, i: int) -> bool:
+        return i in self._special_set
+
+    def token_byte_lengths(self) -> list[int]:
+        """Bytes per id, 0 for specials: the denominator of bits-per-byte (see the module doc)."""
+        if self._byte_lengths is None:
+            byte_level = _mentions(self._spec.get("pre_tokenizer"), "ByteLevel") or _mentions(
+                self._spec.get("decoder"), "ByteLevel")
+            fallback = bool((self._spec.get("model") or {}).get("byte_fallback"))
+            lengths = [0] * self.vocab_size
+            for token, i in self._native.get_vocab(with_added_tokens=True).items():
+                if i in self._added:
+                    added = self._added[i]
+                    lengths[i] = 0 if added.special else len(added.content.encode("utf-8"))
+                else:
+                    lengths[i] = _token_length(token, byte_level, fallback)
+            self._byte_lengths = lengths
+        return list(self._byte_lengths)
+
+    # ---------------------------------------------------------------- chat
+    def render_conversation(
+        self, messages: list[dict], max_tokens: int | None = None
+    ) -> tuple[list[int], list[int]]:
+        """(ids, loss mask) with the model's own chat template; see `template_chat`."""
+        return template_chat.render_conversation(self, self._template(), messages, max_tokens)
+
+    def render_prompt(self, messages: list[dict]) -> list[int]:
+        """Ids of the conversation so far + the template's generation prompt."""
+        return template_chat.render_prompt(self, self._template(), messages)
+
+    def _template(self) -> ChatTemplate:
+        if self.chat_template is None:
+            where = Path(self.path) / CONFIG_FILE if self.path else None
+            raise InputError(where, "no chat_template: this tokenizer cannot render conversations")
+        return self.chat_template
+
+    def __repr__(self) -> str:
+        return f"HFTokenizer(vocab_size={self.vocab_size}, path={self.path!r})"
+
+
+def _named_tokens(data: dict[str, Any], path: Path) -> dict[str, str]:
+    """{bos_token: text, ...} from a config; a value may be a string or {"content": text}."""
+    out = {}
+    for name in TEMPLATE_TOKEN_NAMES:
+        value = data.get(name)
+        if isinstance(value, dict):
+            value = value.get("content")
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InputError(path, f"{name} must be a string or {{'content': ...}}")
+        out[name] = value
+    return out
+
+
+def _template_source(root: Path, config: dict[str, Any]) -> str | None:
+    """The chat template: chat_template.jinja, else tokenizer_config.json's (a string, or a list
+    of named templates of which "default" is the one `apply_chat_template` uses)."""
+    if (root / TEMPLATE_FILE).exists():
+        return (root / TEMPLATE_FILE).read_text(encoding="utf-8")
+    source = config.get("chat_template")
+    if isinstance(source, list):
+        named = {t.get("name"): t.get("template") for t in source if isinstance(t, dict)}
+        source = named.get("default")
+    if source is not None and not isinstance(source, str):
+        raise InputError(root / CONFIG_FILE, "chat_template must be a string")
+    return source
+
+
+def _mentions(component: Any, kind: str) -> bool:
+    """Whether a tokenizer.json component (possibly a Sequence of them) has type `kind`."""
+    if isinstance(component, dict):
+        return component.get("type") == kind or any(_mentions(v, kind) for v in component.values())
+    if isinstance(component, list):
+        return any(_mentions(v, kind) for v in component)
+    return False
+
+
+def _token_length(token: str, byte_level: bool, byte_fallback: bool) -> int:
+    """Bytes one vocabulary entry stands for.
+
+    >>> _token_length("Ġthe", True, False), _token_length("â½", True, False)
+    (4, 2)
+    >>> _token_length("▁the", False, True), _token_length("<0x0A>", False, True)
+    (4, 1)
+    """
+    if byte_level:
+        to_byte = _unicode_to_byte()
+        if all(c in to_byte for c in token):
+            return len(token)  # one alphabet character per byte
+    if byte_fallback and _BYTE_TOKEN.fullmatch(token):
+        return 1
+    return len(token.replace("▁", " ").encode("utf-8"))
+
+
+@lru_cache(maxsize=1)
+def _unicode_to_byte() -> dict[str, int]:
+    return {c: b for b, c in byte_to_unicode().items()}
