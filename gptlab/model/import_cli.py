@@ -27,11 +27,11 @@ from safetensors.torch import save_file
 
 from gptlab.commandline import parse, write_resolved
 from gptlab.common import run_dir
-from gptlab.data.corpora import sha256_file
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_folder, atomic_write_json
 from gptlab.model.gguf_import import import_gguf
 from gptlab.model.hf_import import WEIGHTS, WEIGHTS_INDEX, Imported, import_hf_folder
+from gptlab.wheels import sha256_file
 
 IMPORT_RECORD = "import.json"
 

