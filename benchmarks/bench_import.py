@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--gguf", type=Path, required=True)
     ap.add_argument("--stage", type=Path, required=True, help="the imported stage folder (runs/smol/base)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--fp64", action="store_true", help="also compare both models cast to fp64 on the first prompt "
+                    "(a gap that stays is a difference in the math, not fp32 rounding)")
     args = ap.parse_args()
     torch.manual_seed(0)
     t0 = time.time()
@@ -74,6 +76,12 @@ def main() -> None:
             x = torch.tensor([ids])
             worst = max(worst, (ours(x) - ref(x).logits).abs().max().item())
     print(f"max abs logit difference over 5 prompts (fp32): {worst:.3g}")
+    if args.fp64:
+        with torch.no_grad():
+            x = torch.tensor([prompts[0]])
+            d64 = (ours.double()(x) - ref.double()(x).logits).abs().max().item()
+        ours.float(), ref.float()
+        print(f"max abs logit difference on the first prompt with both models in fp64: {d64:.3g}")
 
     eos = {ref_tok.convert_tokens_to_ids("<|im_end|>")}
     engine = Engine(ours, eos_ids=eos, max_batch=1)
@@ -83,7 +91,7 @@ def main() -> None:
         mine = engine.generate_all([ids], args.max_new_tokens, temperature=0.0)[0]
         t2 = time.time()
         with torch.no_grad():
-            gen = ref.generate(torch.tensor([ids]), max_new_tokens=args.max_new_tokens, do_sample=False, eos_token_id=list(eos), pad_token_id=list(eos)[0])
+            gen = ref.generate(torch.tensor([ids]), max_new_tokens=args.max_new_tokens, do_sample=False, eos_token_id=list(eos), pad_token_id=next(iter(eos)))
         t3 = time.time()
         theirs = gen[0, len(ids):].tolist()
         same += mine == theirs
