@@ -126,6 +126,19 @@ def test_adapter_round_trip(tmp_path):
         lora.load_adapter(other, out)
 
 
+def test_a_corrupt_adapter_file_is_one_line_error(tmp_path):
+    model = tiny_model()
+    save_model(tmp_path / "base", model)
+    lora.apply_lora(model, "q_proj", r=2, alpha=4)
+    out = tmp_path / "sft"
+    lora.save_adapter(out, model, {"base": "../base", "rank": 2, "alpha": 4.0, "targets": ["q_proj"]})
+    path = out / lora.ADAPTER_WEIGHTS
+    path.write_bytes(path.read_bytes()[:40])  # truncated
+    with pytest.raises(InputError) as e:
+        lora.load_model_with_adapter(out)
+    assert str(e.value).startswith(f"{path}: not a readable safetensors file (") and "\n" not in str(e.value)
+
+
 def test_a_lora_folder_loads_through_load_model_and_as_another_adapter_base(tmp_path):
     """io.load_model merges a LoRA folder; an adapter trained on a LoRA folder loads too (the
     base is itself merged first), with io and lora apart (no import cycle)."""

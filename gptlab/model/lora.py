@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_write_json, read_json
-from gptlab.model.weights import WEIGHTS, load_full_model, save_tensors
+from gptlab.model.weights import WEIGHTS, load_full_model, read_tensors, save_tensors
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -207,7 +206,7 @@ def load_adapter(model: nn.Module, folder: str | Path) -> None:
     path = Path(folder) / ADAPTER_WEIGHTS
     if not path.exists():
         raise InputError(folder, f"no {ADAPTER_WEIGHTS} here")
-    load_lora_state_dict(model, load_file(str(path), device="cpu"), where=path)
+    load_lora_state_dict(model, read_tensors(path), where=path)
 
 
 def adapter_config(folder: str | Path) -> dict[str, Any]:

@@ -101,6 +101,14 @@ def load_config(folder: str | Path) -> ModelConfig:
         raise InputError(path, str(e)) from None
 
 
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file on the CPU; a truncated or foreign file is one InputError."""
+    try:
+        return load_file(str(path), device="cpu")
+    except SafetensorError as e:
+        raise InputError(path, f"not a readable safetensors file ({e})") from None
+
+
 def load_full_model(folder: str | Path, device: str | torch.device = "cpu") -> GPT:
     """Build the model from `config.json` and fill it from `model.safetensors`."""
     folder = Path(folder)
@@ -109,10 +117,7 @@ def load_full_model(folder: str | Path, device: str | torch.device = "cpu") -> G
         raise InputError(folder, f"no {WEIGHTS} here; is this a stage folder (e.g. runs/x/base)?")
     cfg = load_config(folder)
     model = GPT(cfg)
-    try:
-        state = fill_tied(model, load_file(str(weights), device="cpu"))
-    except SafetensorError as e:  # truncated or not a safetensors file at all
-        raise InputError(weights, f"not a readable safetensors file ({e})") from None
+    state = fill_tied(model, read_tensors(weights))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a tensor of another shape than config.json says
