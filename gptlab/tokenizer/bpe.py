@@ -39,6 +39,7 @@ from gptlab.errors import InputError
 from gptlab.fileio import atomic_write_json, atomic_write_text, read_json
 from gptlab.tokenizer import chat
 from gptlab.tokenizer.hf_export import save_hf
+from gptlab.tokenizer.protocol import SpecialTokenLookup
 from gptlab.tokenizer.special import ENDOFTEXT, SPECIAL_TOKENS
 from gptlab.tokenizer.vocab import GPT4_PATTERN, NANOCHAT_PATTERN, PATTERNS  # noqa: F401 (public here too)
 
@@ -47,7 +48,7 @@ META_FILE = "gptlab_tokenizer.json"
 FORMAT = "gptlab-tokenizer-v1"
 
 
-class Tokenizer:
+class Tokenizer(SpecialTokenLookup):
     """A trained byte-level BPE tokenizer: `mergeable_ranks` (bytes -> id) plus special tokens."""
 
     def __init__(
@@ -178,13 +179,6 @@ class Tokenizer:
         return written
 
     # ---------------------------------------------------------------- encode / decode
-    def token_id(self, special: str) -> int:
-        """The id of a special token, e.g. token_id("<|endoftext|>") == eot_id."""
-        try:
-            return self.special_ids[special]
-        except KeyError:
-            raise KeyError(f"{special!r} is not a special token of this tokenizer") from None
-
     def encode(self, text: str, allowed_special: str | AbstractSet[str] = frozenset()) -> list[int]:
         """Text -> ids. Special-token text becomes a special id only if allowed ("all" or a set)."""
         if not allowed_special:

@@ -37,6 +37,7 @@ from gptlab.errors import InputError
 from gptlab.fileio import read_json
 from gptlab.tokenizer import template_chat
 from gptlab.tokenizer.hf_export import byte_to_unicode
+from gptlab.tokenizer.protocol import SpecialTokenLookup
 from gptlab.tokenizer.template_chat import TEMPLATE_TOKEN_NAMES, ChatTemplate, compile_template
 
 HF_FILE = "tokenizer.json"
@@ -47,7 +48,7 @@ _BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 _EOS_FALLBACKS = ("<|endoftext|>", "</s>", "<|end_of_text|>")
 
 
-class HFTokenizer:
+class HFTokenizer(SpecialTokenLookup):
     """A Hugging Face `tokenizers` tokenizer with its named special tokens and chat template."""
 
     def __init__(
@@ -118,13 +119,6 @@ class HFTokenizer:
         raise InputError(where, "no eos_token, and none of " + ", ".join(_EOS_FALLBACKS))
 
     # ---------------------------------------------------------------- encode / decode
-    def token_id(self, special: str) -> int:
-        """The id of a special token, e.g. token_id("<|im_end|>")."""
-        try:
-            return self.special_ids[special]
-        except KeyError:
-            raise KeyError(f"{special!r} is not a special token of this tokenizer") from None
-
     def encode(self, text: str, allowed_special: str | AbstractSet[str] = frozenset()) -> list[int]:
         """Text -> ids. Special-token text becomes a special id only if allowed ("all" or a set)."""
         if not allowed_special:

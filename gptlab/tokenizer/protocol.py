@@ -44,3 +44,16 @@ class TokenizerLike(Protocol):
     ) -> tuple[list[int], list[int]]: ...  # (ids, loss mask on the assistant's tokens)
 
     def render_prompt(self, messages: list[dict]) -> list[int]: ...  # ends with the header
+
+
+class SpecialTokenLookup:
+    """`token_id` for any tokenizer with a `special_ids` dict: both backends share it."""
+
+    special_ids: dict[str, int]
+
+    def token_id(self, special: str) -> int:
+        """The id of a special token, e.g. token_id("<|endoftext|>") or token_id("<|im_end|>")."""
+        try:
+            return self.special_ids[special]
+        except KeyError:
+            raise KeyError(f"{special!r} is not a special token of this tokenizer") from None
