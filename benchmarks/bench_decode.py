@@ -15,11 +15,22 @@ machine's load, medians reported:
 
     python benchmarks/bench_decode.py                      # writes benchmarks/results/decode.json
     python benchmarks/bench_decode.py --batch-sizes 1 --repeats 3 --profile
+
+`--from FOLDER` races an imported model instead (e.g. runs/smollm2/base from `gptlab model get
+smollm2-135m-instruct --run smollm2`): the folder is exported as it is, and the prompts are real
+chat prompts (user turns of gptlab's SFT mixture rendered with the model's own template, the
+user text cut so every prompt has `--prompt-len` tokens, default 64, and ends with the assistant
+header), so the greedy tokens are the model's real answers. Its KV cache is sized to the prompt
+plus the new tokens (the model's 8192-token max_seq_len would allocate GBs at batch 16).
+
+    python benchmarks/bench_decode.py --from runs/smollm2/base --repeats 5 \\
+        --out benchmarks/results/decode_smollm2.json
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import statistics
@@ -39,6 +50,9 @@ def build_model(args):
     from gptlab.model.gpt import GPT
     from gptlab.model.io import load_model
 
+    if args.from_:
+        folder = Path(args.from_)
+        return load_model(folder), str(folder.resolve().relative_to(ROOT)) if folder.resolve().is_relative_to(ROOT) else str(folder)
     base = ROOT / "runs" / "tiny" / "base"
     if (base / "model.safetensors").exists() and not args.random:
         return load_model(base), str(base.relative_to(ROOT))
@@ -52,16 +66,19 @@ def build_model(args):
     return GPT(preset("tiny", vocab, 256)), f"preset tiny, random weights, vocab {vocab}"
 
 
-def export_to_hf(model, folder: Path):
-    """Our model -> a Hugging Face folder -> LlamaForCausalLM (fp32, eval)."""
+def export_to_hf(model, folder: Path, src: str | None = None):
+    """Our model (or the stage folder `src` it came from) -> a Hugging Face folder ->
+    LlamaForCausalLM (fp32, eval)."""
     import torch
     from transformers import LlamaForCausalLM
 
     from gptlab.model.hf import export_hf
     from gptlab.model.io import save_model
 
-    save_model(folder / "base", model)
-    export_hf(folder / "base", folder / "hf", include_tokenizer=False)
+    if src is None:
+        save_model(folder / "base", model)
+        src = folder / "base"
+    export_hf(src, folder / "hf", include_tokenizer=False)
     hf = LlamaForCausalLM.from_pretrained(
         folder / "hf", torch_dtype=torch.float32, attn_implementation="sdpa"
     )
@@ -73,6 +90,38 @@ def prompts_for(batch: int, length: int, vocab: int, seed: int) -> list[list[int
 
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab, (batch, length), generator=g).tolist()
+
+
+def chat_prompts(tok_dir: Path, batch: int, length: int, seed: int) -> list[list[int]]:
+    """`batch` chat prompts of exactly `length` tokens: user turns of the SFT mixture rendered with
+    the model's template, the user text cut (or the turn skipped when too short) to fit."""
+    import random
+
+    from gptlab.tasks.mixture import DEFAULT_SIZES, sft_mixture
+    from gptlab.tokenizer.loading import load_tokenizer
+
+    tok = load_tokenizer(tok_dir)
+    # What the template puts after the user text: the common suffix of two renders.
+    a = tok.render_prompt([{"role": "user", "content": "alpha"}])
+    b = tok.render_prompt([{"role": "user", "content": "omega beta gamma"}])
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    tail = a[len(a) - n :]
+    sizes = {name: 0 if name == "arithmetic" else 50 for name in DEFAULT_SIZES}
+    convs = sft_mixture("train", sizes, seed)
+    random.Random(seed).shuffle(convs)
+    out = []
+    for conv in convs:
+        user = next((m["content"] for m in conv if m["role"] == "user"), None)
+        if user is None:
+            continue
+        ids = tok.render_prompt([{"role": "user", "content": user}])
+        if len(ids) >= length:
+            out.append(ids[: length - len(tail)] + tail)
+        if len(out) == batch:
+            return out
+    raise ValueError(f"fewer than {batch} prompts of {length} tokens; lower --prompt-len")
 
 
 def run_ours(engine, prompts, new_tokens: int) -> tuple[float, float, list[list[int]]]:
@@ -140,12 +189,34 @@ def profile_ours(engine, prompts, new_tokens: int, path: Path) -> str:
     return s.getvalue()
 
 
+def cpu_model() -> str:
+    """lscpu's model name (platform.processor() is empty on many Linux machines)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return ""
+    return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name:")), "")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--batch-sizes", default="1,16", help="comma-separated batch sizes (default: 1,16)"
     )
-    p.add_argument("--prompt-len", type=int, default=32, help="prompt tokens per row (default: 32)")
+    p.add_argument(
+        "--from",
+        dest="from_",
+        default=None,
+        help="race this model folder (e.g. runs/smollm2/base) instead of the tiny model, on chat prompts",
+    )
+    p.add_argument(
+        "--prompt-len",
+        type=int,
+        default=None,
+        help="prompt tokens per row (default: 32; 64 with --from)",
+    )
     p.add_argument(
         "--new-tokens", type=int, default=128, help="tokens generated per row (default: 128)"
     )
@@ -170,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=str(RESULTS), help=f"results file (default: {RESULTS.relative_to(ROOT)})"
     )
     args = p.parse_args(argv)
+    if args.prompt_len is None:
+        args.prompt_len = 64 if args.from_ else 32
 
     import torch
     import transformers
@@ -184,10 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        hf = export_to_hf(model, Path(tmp))
+        hf = export_to_hf(model, Path(tmp), args.from_)
+        # An imported model's max_seq_len (8192) would size the cache far beyond this race.
+        max_len = args.prompt_len + args.new_tokens if args.from_ else None
         for b in batches:
-            engine = Engine(model, eos_ids=set(), max_batch=b)
-            prompts = prompts_for(b, args.prompt_len, vocab, seed=b)
+            engine = Engine(model, eos_ids=set(), max_batch=b, max_len=max_len)
+            if args.from_:
+                tok_dir = Path(args.from_).parent / "tokenizer"
+                prompts = chat_prompts(tok_dir, b, args.prompt_len, seed=b)
+            else:
+                prompts = prompts_for(b, args.prompt_len, vocab, seed=b)
             run_ours(engine, prompts, 4)  # warm-up both (allocations, first-call dispatch)
             run_hf(hf, prompts, 4)
             rows = {"ours": [], "hf": []}
@@ -232,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         if args.profile:
-            engine = Engine(model, eos_ids=set(), max_batch=1)
+            engine = Engine(model, eos_ids=set(), max_batch=1, max_len=max_len)
             text = profile_ours(
                 engine,
                 prompts_for(1, args.prompt_len, vocab, 1),
@@ -256,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "processor": platform.processor(),
+            "cpu": cpu_model(),
         },
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,

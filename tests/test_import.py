@@ -18,13 +18,18 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from gptlab.errors import InputError
 from gptlab.model import get_cli, import_cli
+from gptlab.model.added_tokens import GPTLAB_TOKENS
 from gptlab.model.gguf_import import permute_qk, unpermute_qk
 from gptlab.model.hf_import import config_from_hf
 from gptlab.model.io import load_model
+from gptlab.tokenizer.loading import load_tokenizer
 
 TEXT = "to be or not to be that is the question whether tis nobler in the mind to suffer\n" * 4
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def make_tokenizer(vocab: int = 64) -> Tokenizer:
@@ -76,7 +81,9 @@ def test_hf_folder_import_matches_transformers(tmp_path, tied, sharded):
     assert ours.config.tie_embeddings == tied and ours.config.n_kv_head == 2
     x = ids(1, 64)
     with torch.no_grad():
-        assert (ours(x) - hf(x).logits).abs().max().item() < 1e-4
+        logits = ours(x)
+        assert (logits[..., :64] - hf(x).logits).abs().max().item() < 1e-4
+    assert_added_tokens_are_inert(logits, 64)
     tok_dir = tmp_path / "run" / "tokenizer"
     assert sorted(p.name for p in tok_dir.iterdir()) == ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
     assert json.loads((tok_dir / "tokenizer_config.json").read_text())["chat_template"] == TEMPLATE
@@ -84,6 +91,36 @@ def test_hf_folder_import_matches_transformers(tmp_path, tied, sharded):
     record = json.loads((out / "import.json").read_text())
     assert record["format"] == "huggingface" and record["architecture"] == "LlamaForCausalLM"
     assert all(len(h) == 64 for h in record["sha256"].values())
+
+
+def assert_added_tokens_are_inert(logits: torch.Tensor, n_original: int) -> None:
+    """gptlab's 6 added tokens are never the greedy choice of the imported (untrained) model."""
+    assert logits.shape[-1] == n_original + 6
+    assert (logits[..., n_original:].max(-1).values < logits[..., :n_original].max(-1).values).all()
+
+
+def test_added_tokens_frame_tool_calls_and_can_be_skipped(tmp_path):
+    write_hf_folder(tmp_path / "hf")
+    assert import_cli.main([str(tmp_path / "hf"), "--out", str(tmp_path / "run" / "base")]) == 0
+    tok = load_tokenizer(tmp_path / "run" / "tokenizer")
+    added = json.loads((tmp_path / "run" / "base" / "import.json").read_text())["added_tokens"]
+    assert added == {t: 64 + k for k, t in enumerate(GPTLAB_TOKENS)}
+    assert all(tok.token_id(t) == i and tok.is_special(i) for t, i in added.items())
+    reply = [{"type": "text", "text": "to be"}, {"type": "tool_call", "text": "the mind"},
+             {"type": "tool_result", "text": "not"}, {"type": "text", "text": " or not"}]  # fmt: skip
+    conv = [{"role": "user", "content": "the question"}, {"role": "assistant", "content": reply}]
+    got, mask = tok.render_conversation(conv)
+    assert tok.parse_assistant(got[len(tok.render_prompt(conv[:1])):]) == reply
+    result = got.index(added["<|tool_result|>"])
+    assert mask[result - 1] == 1 and mask[got.index(added["<|tool_call|>"])] == 1  # calls are learned
+    end = got.index(added["<|tool_result_end|>"])
+    assert set(mask[result : end + 1]) == {0} and mask[end + 1] == 1  # results are forced in
+    assert tok.render_for_reward(conv)[-2:] == [tok.token_id("<|im_end|>"), added["<|reward|>"]]
+    assert tok.pad_id == added["<|pad|>"] and tok.token_id("<|im_end|>") in tok.stop_ids
+    assert import_cli.main([str(tmp_path / "hf"), "--out", str(tmp_path / "plain" / "base"), "--keep-vocab"]) == 0
+    assert load_model(tmp_path / "plain" / "base").config.vocab_size == 64
+    with pytest.raises(ValueError, match="need gptlab's tool tokens"):
+        load_tokenizer(tmp_path / "plain" / "tokenizer").render_conversation(conv)
 
 
 def write_gguf(path, hf: LlamaForCausalLM, tok: Tokenizer, qtype, arch: str = "llama") -> None:
@@ -149,9 +186,12 @@ def test_gguf_import_matches_transformers_gguf_load(tmp_path, qtype, tied):
     ours = load_model(out).eval()
     assert ours.config.tie_embeddings == tied
     theirs = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
-    x = ids(2, tok.get_vocab_size())
+    n = tok.get_vocab_size()
+    x = ids(2, n)
     with torch.no_grad():
-        assert (ours(x) - theirs(x).logits).abs().max().item() < 1e-4
+        logits = ours(x)
+        assert (logits[..., :n] - theirs(x).logits).abs().max().item() < 1e-4
+    assert_added_tokens_are_inert(logits, n)
     tok_dir = tmp_path / "run" / "tokenizer"
     rebuilt = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
     ref = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

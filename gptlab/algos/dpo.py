@@ -25,11 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from gptlab.algos.rollout import masked_mean, token_logprobs
-from gptlab.tokenizer.chat import render_conversation
 
 if TYPE_CHECKING:
     from gptlab.data.preferences import Ranking
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 
 @dataclass
@@ -40,8 +39,8 @@ class Pair:
     rejected: tuple[list[int], list[int]]
 
 
-def _encode(tok: Tokenizer, conv: list[dict], max_len: int) -> tuple[list[int], list[int]] | None:
-    ids, mask = render_conversation(tok, conv, max_tokens=max_len + 1)
+def _encode(tok: TokenizerLike, conv: list[dict], max_len: int) -> tuple[list[int], list[int]] | None:
+    ids, mask = tok.render_conversation(conv, max_tokens=max_len + 1)
     targets = [t if m else -1 for t, m in zip(ids[1:], mask[1:])]
     if all(t == -1 for t in targets):
         return None  # the reply was cut off entirely: nothing to compare
@@ -49,7 +48,7 @@ def _encode(tok: Tokenizer, conv: list[dict], max_len: int) -> tuple[list[int], 
 
 
 def ranking_pairs(
-    tok: Tokenizer, rankings: list[Ranking], max_len: int, conversation: Callable[[Ranking, int], list[dict]]
+    tok: TokenizerLike, rankings: list[Ranking], max_len: int, conversation: Callable[[Ranking, int], list[dict]]
 ) -> tuple[list[Pair], int]:
     """All K(K-1)/2 pairs of every ranking, rendered; (pairs, dropped for lack of room).
 

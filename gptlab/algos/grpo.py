@@ -36,7 +36,7 @@ from gptlab.algos.rollout import (
 
 if TYPE_CHECKING:
     from gptlab.infer.engine import Engine
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 
 @dataclass
@@ -90,7 +90,7 @@ def grpo_loss(
 class GRPOBatches(OnPolicyBatches):
     """G replies per prompt, verified, standardised per group, served as minibatches."""
 
-    def __init__(self, policy: nn.Module, ref: nn.Module, engine: Engine, tok: Tokenizer, pool: list[PromptItem],
+    def __init__(self, policy: nn.Module, ref: nn.Module, engine: Engine, tok: TokenizerLike, pool: list[PromptItem],
                  cfg: GRPOConfig, pad_id: int, autocast: Callable[[], Any]):
         super().__init__(cfg.prompts_per_iter * cfg.group_size, cfg.minibatch, cfg.epochs, cfg.seed)
         if any(p.task is None for p in pool):

@@ -37,11 +37,10 @@ from gptlab.algos.rollout import (
     token_logprobs,
 )
 from gptlab.model.heads import ScalarHeadModel, keep_end
-from gptlab.tokenizer.chat import render_for_reward
 
 if TYPE_CHECKING:
     from gptlab.infer.engine import Engine
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 RewardFn = Callable[[list[PromptItem], list[list[int]]], list[float]]
 
@@ -178,7 +177,7 @@ def ppo_loss(
 
 @torch.no_grad()
 def rm_scores(
-    rm: ScalarHeadModel, tok: Tokenizer, convs: list[list[dict]], pad_id: int, batch: int = 32
+    rm: ScalarHeadModel, tok: TokenizerLike, convs: list[list[dict]], pad_id: int, batch: int = 32
 ) -> list[float]:
     """The reward model's score of each full conversation (read at `<|reward|>`).
 
@@ -189,7 +188,7 @@ def rm_scores(
     device = next(rm.parameters()).device
     seqs = []
     for c in convs:
-        ids = render_for_reward(tok, c)
+        ids = tok.render_for_reward(c)
         seqs.append(keep_end(ids, limit))
     out: list[float] = []
     for lo in range(0, len(seqs), batch):
@@ -203,7 +202,7 @@ def rm_scores(
     return out
 
 
-def make_rm_reward(rm: ScalarHeadModel, tok: Tokenizer, pad_id: int) -> RewardFn:
+def make_rm_reward(rm: ScalarHeadModel, tok: TokenizerLike, pad_id: int) -> RewardFn:
     """(prompts, reply ids) -> RM scores of prompt + parsed reply."""
     def reward(prompts: list[PromptItem], replies: list[list[int]]) -> list[float]:
         convs = [p.messages + [{"role": "assistant", "content": reply_messages(tok, r)[1]}]
@@ -219,7 +218,7 @@ def make_rm_reward(rm: ScalarHeadModel, tok: Tokenizer, pad_id: int) -> RewardFn
 class PPOBatches(OnPolicyBatches):
     """Sample replies, score them, and turn them into PPO minibatches (see OnPolicyBatches)."""
 
-    def __init__(self, ac: ActorCritic, ref: nn.Module, engine: Engine, tok: Tokenizer, pool: list[PromptItem],
+    def __init__(self, ac: ActorCritic, ref: nn.Module, engine: Engine, tok: TokenizerLike, pool: list[PromptItem],
                  reward_fn: RewardFn, cfg: PPOConfig, pad_id: int, autocast: Callable[[], Any]):
         super().__init__(cfg.prompts_per_iter, cfg.minibatch, cfg.epochs, cfg.seed)
         self.ac, self.ref, self.engine, self.tok, self.pool = ac, ref, engine, tok, pool

@@ -25,7 +25,6 @@ from gptlab.data.preferences import Ranking
 from gptlab.errors import InputError
 from gptlab.model.heads import ScalarHeadModel, keep_end
 from gptlab.model.io import load_model
-from gptlab.tokenizer.chat import render_for_reward
 
 LM_HEAD = "trunk.lm_head.weight"
 
@@ -57,7 +56,7 @@ def encode(tok, r: Ranking, max_len: int) -> list[list[int]]:
     """Token ids of each answer's conversation, ending with <|reward|>; too long -> keep BOS + the end."""
     out = []
     for i in range(len(r.responses)):
-        ids = render_for_reward(tok, conversation(r, i))
+        ids = tok.render_for_reward(conversation(r, i))
         out.append(keep_end(ids, max_len))
     return out
 

@@ -27,11 +27,10 @@ import torch.nn.functional as F
 
 from gptlab.tasks import get_task
 from gptlab.tasks.base import Item, Task, reply_text
-from gptlab.tokenizer.chat import parse_assistant, render_prompt
 
 if TYPE_CHECKING:
     from gptlab.infer.engine import Engine
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 
 # ---------------------------------------------------------------------------- reductions
@@ -74,7 +73,7 @@ def token_logprobs(
 # ---------------------------------------------------------------------------- masks
 
 
-def forced_mask(tok: Tokenizer, reply: list[int]) -> list[int]:
+def forced_mask(tok: TokenizerLike, reply: list[int]) -> list[int]:
     """1 for reply tokens the policy chose, 0 for the engine-forced tool-result span.
 
         reply: x <|tool_call|> c <|tool_call_end|> <|tool_result|> 5 <|tool_result_end|> y <|end|>
@@ -111,7 +110,7 @@ class Rollouts:
     def tokens_per_s(self) -> float:
         return self.tokens / max(self.seconds, 1e-9)
 
-    def pack(self, tok: Tokenizer, pad_id: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    def pack(self, tok: TokenizerLike, pad_id: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """Right-padded tensors: idx (B, T), targets (B, T; -1 off the reply), mask (B, T; 1 on
         chosen reply tokens), last (B,; the position whose target is the reply's last token)."""
         rows = [p + r for p, r in zip(self.prompts, self.replies)]
@@ -154,9 +153,9 @@ def generate(
     return Rollouts([list(p) for p in prompts], replies, stopped, seconds)
 
 
-def reply_messages(tok: Tokenizer, reply: list[int]) -> tuple[str, Any]:
+def reply_messages(tok: TokenizerLike, reply: list[int]) -> tuple[str, Any]:
     """Generated ids -> (reply text with tool results, assistant content for the renderer)."""
-    parts = parse_assistant(tok, reply)
+    parts = tok.parse_assistant(reply)
     if all(p["type"] == "text" for p in parts):
         text = "".join(p["text"] for p in parts)
         return text, text
@@ -180,7 +179,7 @@ class PromptItem:
         return float(self.task.reward(self.item, completion))
 
 
-def task_prompts(tok: Tokenizer, names: list[str], split: str, n: int | None, max_prompt: int,
+def task_prompts(tok: TokenizerLike, names: list[str], split: str, n: int | None, max_prompt: int,
                  seed: int = 0) -> tuple[list[PromptItem], int]:
     """Prompts of each task's `split` (at most n per task) that leave room for a reply; (pool, dropped)."""
     pool, dropped = [], 0
@@ -192,7 +191,7 @@ def task_prompts(tok: Tokenizer, names: list[str], split: str, n: int | None, ma
         for i in range(min(len(task), n) if n is not None else len(task)):
             item = task.example(i)
             msgs = task.prompt(item)
-            ids = render_prompt(tok, msgs)
+            ids = tok.render_prompt(msgs)
             if len(ids) > max_prompt:
                 dropped += 1
                 continue
@@ -200,11 +199,11 @@ def task_prompts(tok: Tokenizer, names: list[str], split: str, n: int | None, ma
     return pool, dropped
 
 
-def file_prompts(tok: Tokenizer, prompts: list[list[dict]], max_prompt: int) -> tuple[list[PromptItem], int]:
+def file_prompts(tok: TokenizerLike, prompts: list[list[dict]], max_prompt: int) -> tuple[list[PromptItem], int]:
     """Message lists (e.g. from a prompts file) -> PromptItems without a verifier; (pool, dropped)."""
     pool, dropped = [], 0
     for msgs in prompts:
-        ids = render_prompt(tok, msgs)
+        ids = tok.render_prompt(msgs)
         if len(ids) > max_prompt:
             dropped += 1
             continue

@@ -24,8 +24,7 @@ from gptlab.data.preferences import Ranking, _prompt
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_open, json_loads
 from gptlab.infer.engine import Engine
-from gptlab.tokenizer.bpe import Tokenizer
-from gptlab.tokenizer.chat import render_prompt
+from gptlab.tokenizer.protocol import TokenizerLike
 
 Content = str | list[dict]
 
@@ -45,7 +44,7 @@ class Candidates:
 
 def sample_responses(
     engine: Engine,
-    tok: Tokenizer,
+    tok: TokenizerLike,
     prompts: Sequence[list[dict]],
     k: int,
     max_new_tokens: int = 64,
@@ -58,7 +57,7 @@ def sample_responses(
 
     Sample j of the flat list uses seed + j, so results do not depend on batch size or chunking.
     """
-    ids = [render_prompt(tok, p) for p in prompts]
+    ids = [tok.render_prompt(p) for p in prompts]
     fits = [len(x) + max_new_tokens <= engine.max_len for x in ids]
     flat = [(i, x) for i, x in enumerate(ids) if fits[i] for _ in range(k)]
     outs: dict[int, list[tuple[str, Content]]] = defaultdict(list)

@@ -11,8 +11,7 @@ from gptlab.align.candidates import sample_responses
 from gptlab.data.preferences import Ranking
 from gptlab.infer.engine import Engine
 from gptlab.tasks.base import Task
-from gptlab.tokenizer.bpe import Tokenizer
-from gptlab.tokenizer.chat import render_prompt
+from gptlab.tokenizer.protocol import TokenizerLike
 
 
 def cut_words(text: str, n_chars: int) -> str:
@@ -28,18 +27,18 @@ def cut_words(text: str, n_chars: int) -> str:
     return text[:cut].rstrip() if cut > 0 else text.split(maxsplit=1)[0]
 
 
-def demo_turn(messages: list[dict], max_prompt_tokens: int, tok: Tokenizer) -> tuple[list[dict], str] | None:
+def demo_turn(messages: list[dict], max_prompt_tokens: int, tok: TokenizerLike) -> tuple[list[dict], str] | None:
     """(prompt, reference reply) at the latest assistant text turn whose prompt fits, else None."""
     for j in range(len(messages) - 1, 0, -1):
         m = messages[j]
         written = m["role"] == "assistant" and isinstance(m["content"], str) and m["content"].strip()
-        if written and len(render_prompt(tok, messages[:j])) <= max_prompt_tokens:
+        if written and len(tok.render_prompt(messages[:j])) <= max_prompt_tokens:
             return messages[:j], m["content"]
     return None
 
 
 def demo_rankings(
-    engine: Engine, tok: Tokenizer, task: Task, n: int, k: int, max_new_tokens: int = 48,
+    engine: Engine, tok: TokenizerLike, task: Task, n: int, k: int, max_new_tokens: int = 48,
     seed: int = 0, cut: tuple[float, float] = (0.5, 1.0), progress: bool = True, **sampling: Any
 ) -> tuple[list[Ranking], dict[str, Any]]:
     """The written reply (a person's chat turn, the rest of a real speech) ranked above each of K

@@ -10,7 +10,7 @@ from gptlab.errors import InputError
 from gptlab.infer.engine import Engine
 from gptlab.infer.loading import load_for_inference, make_engine
 from gptlab.options import DeviceArgs, FromPath, RunArgs
-from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.protocol import TokenizerLike
 
 
 @dataclass
@@ -41,7 +41,7 @@ class SamplingOptions(RankOutput, DeviceArgs):
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_k": self.top_k,
                 "seed": self.seed}
 
-    def engine(self) -> tuple[Engine, Tokenizer]:
+    def engine(self) -> tuple[Engine, TokenizerLike]:
         """The model to sample from, behind an engine batching --batch-size answers."""
         if self.k < 2:
             raise InputError(None, "--k must be at least 2 (a ranking compares answers)")

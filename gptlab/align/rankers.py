@@ -27,8 +27,7 @@ from gptlab.align.candidates import Candidates, rankings_from_scores, sample_res
 from gptlab.data.preferences import Ranking
 from gptlab.infer.engine import Engine
 from gptlab.tasks.base import Task, reply_text
-from gptlab.tokenizer.bpe import Tokenizer
-from gptlab.tokenizer.chat import render_prompt
+from gptlab.tokenizer.protocol import TokenizerLike
 
 # ---------------------------------------------------------------------------- rule
 
@@ -46,7 +45,7 @@ def with_reference(c: Candidates, item: Any) -> Candidates:
 
 
 def rule_rankings(
-    engine: Engine, tok: Tokenizer, task: Task, n: int, k: int, progress: bool = True,
+    engine: Engine, tok: TokenizerLike, task: Task, n: int, k: int, progress: bool = True,
     reference: bool = False, **sampling: Any
 ) -> tuple[list[Ranking], dict[str, Any]]:
     """Rankings of K sampled answers to the first `n` prompts of `task`, by `task.reward`
@@ -86,7 +85,7 @@ JUDGE_TEMPLATE = "Question: {question}\nAnswer: {answer}\nIs this a good answer?
 
 
 def judge_scores(
-    model: torch.nn.Module, tok: Tokenizer, prompt: list[dict], responses: Sequence[str], batch_size: int = 16
+    model: torch.nn.Module, tok: TokenizerLike, prompt: list[dict], responses: Sequence[str], batch_size: int = 16
 ) -> list[float]:
     """logit("yes") - logit("no") of the judge's first reply token, one per response."""
     yes, no = tok.encode("yes")[0], tok.encode("no")[0]
@@ -94,7 +93,7 @@ def judge_scores(
     limit = model.config.max_seq_len
     rows = []
     for r in responses:
-        ids = render_prompt(tok, [{"role": "user", "content": JUDGE_TEMPLATE.format(question=question, answer=r)}])
+        ids = tok.render_prompt([{"role": "user", "content": JUDGE_TEMPLATE.format(question=question, answer=r)}])
         rows.append(ids if len(ids) <= limit else ids[:1] + ids[len(ids) - limit + 1 :])
     device = next(model.parameters()).device
     scores: list[float] = []

@@ -36,7 +36,6 @@ import torch
 
 from gptlab.common import print0
 from gptlab.data.conversations import load_conversations
-from gptlab.tokenizer.chat import render_conversation
 
 Example = tuple[list[int], list[int]]  # (ids, loss mask), same length
 
@@ -77,7 +76,7 @@ def render_examples(
     """Render each conversation, cut to `max_tokens`; drop those left with nothing to learn."""
     out = []
     for conv in conversations:
-        ids, mask = render_conversation(tok, conv, max_tokens=max_tokens)
+        ids, mask = tok.render_conversation(conv, max_tokens=max_tokens)
         if any(mask[1:]):  # position 0 is never a target
             out.append((ids, mask))
     return out

@@ -33,7 +33,7 @@ from gptlab.errors import InputError
 from gptlab.fileio import atomic_open, atomic_write_json, read_json
 
 if TYPE_CHECKING:
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 FORMAT = "gptlab-shards-v1"
 INDEX_FILE = "index.json"
@@ -145,7 +145,7 @@ def open_split(folder: str | Path, split: str) -> list[np.ndarray]:
 
 def write_shards(
     docs_by_split: Mapping[str, Iterable[str]],
-    tokenizer: Tokenizer,
+    tokenizer: TokenizerLike,
     out_dir: str | Path,
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     tokenizer_path: str | None = None,
@@ -243,7 +243,7 @@ def _batches(docs: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def _write_split(
-    split: str, docs: Iterable[str], tok: Tokenizer, out: Path, dtype: str,
+    split: str, docs: Iterable[str], tok: TokenizerLike, out: Path, dtype: str,
     shard_tokens: int, num_threads: int, progress: bool,
 ) -> list[ShardInfo]:
     total = len(docs) if hasattr(docs, "__len__") else None  # type: ignore[arg-type]

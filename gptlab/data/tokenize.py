@@ -21,7 +21,7 @@ from gptlab.data.jsonl import JsonlDocs
 from gptlab.data.shards import DEFAULT_SHARD_TOKENS, write_shards
 from gptlab.errors import InputError
 from gptlab.options import RunArgs
-from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.loading import load_tokenizer
 
 SPLITS = ("train", "val")
 
@@ -47,7 +47,7 @@ def run(cfg: TokenizeConfig) -> int:
     tok_dir = cfg.tokenizer if cfg.tokenizer is not None else str(run_dir(cfg.run, "tokenizer"))
     out = cfg.out if cfg.out is not None else run_dir(cfg.run, "shards")
 
-    tok = Tokenizer.load(tok_dir)
+    tok = load_tokenizer(tok_dir)
     docs = {}
     for split in SPLITS:
         path = data / f"{split}.jsonl"

@@ -33,7 +33,7 @@ from gptlab.errors import InputError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 
 def windows(n_ids: int, window: int, stride: int) -> list[tuple[int, int, int]]:
@@ -125,7 +125,7 @@ def bits_per_byte(
     return _summary(nats, n_scored, nats_b, int(nbytes))
 
 
-def text_bits_per_byte(model: torch.nn.Module, tok: Tokenizer, text: str, **kw) -> dict:
+def text_bits_per_byte(model: torch.nn.Module, tok: TokenizerLike, text: str, **kw) -> dict:
     """bits_per_byte of `text` as one document: <|endoftext|> + its tokens, so every byte is scored."""
     ids = [tok.eot_id] + tok.encode(text)
     return bits_per_byte(model, ids, tok.token_byte_lengths(), **kw)
@@ -156,7 +156,7 @@ def unigram_bpb(
     return _summary(float(nats.sum()), int(targets.size), float(nats[nb > 0].sum()), int(nb.sum()))
 
 
-def eval_bpb(model: torch.nn.Module, tok: Tokenizer, shards: Path, n_tokens: int, batch_size: int) -> dict:
+def eval_bpb(model: torch.nn.Module, tok: TokenizerLike, shards: Path, n_tokens: int, batch_size: int) -> dict:
     """bits_per_byte on the first `n_tokens` val tokens of a shard folder, next to the unigram
     baseline counted on its train split (`gptlab eval --tasks bpb`)."""
     index = ShardIndex.load(shards)

@@ -26,7 +26,6 @@ import torch
 
 from gptlab.algos.rollout import Rollouts, masked_mean, token_logprobs
 from gptlab.infer.loading import make_engine
-from gptlab.tokenizer.special import PAD
 
 
 def distinct_n(seqs: list[list[int]], n: int) -> float:
@@ -52,7 +51,7 @@ def sample_stats(model: Any, tok: Any, prompts: list[list[int]], samples: int, m
     with torch.no_grad():
         for lo in range(0, len(rows), 32):
             ro = Rollouts(rows[lo : lo + 32], replies[lo : lo + 32], [], 0.0)
-            packed = ro.pack(tok, tok.token_id(PAD), next(model.parameters()).device)
+            packed = ro.pack(tok, tok.pad_id, next(model.parameters()).device)
             _, ent = token_logprobs(model, packed["idx"], packed["targets"])
             entropies.append((float(masked_mean(ent, packed["mask"])), float(packed["mask"].sum())))
     total = sum(w for _, w in entropies)

@@ -23,7 +23,8 @@ from gptlab.fileio import atomic_write_json
 from gptlab.infer.loading import load_for_inference
 from gptlab.options import DeviceArgs, RunArgs
 from gptlab.tasks import split_names
-from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.loading import load_tokenizer
+from gptlab.tokenizer.protocol import TokenizerLike
 
 COLUMNS = ("entropy", "distinct_1", "distinct_2", "distinct_3", "distinct_2_within", "identical_frac", "length")
 
@@ -61,7 +62,7 @@ def model_folders(cfg: DiversityConfig) -> list[tuple[str, Path]]:
     return found
 
 
-def prompt_ids(cfg: DiversityConfig, tok: Tokenizer, room: int) -> list[list[int]]:
+def prompt_ids(cfg: DiversityConfig, tok: TokenizerLike, room: int) -> list[list[int]]:
     """The prompts every model answers, as token ids that leave `room` for the reply."""
     if cfg.prompts is not None:
         pool, _ = file_prompts(tok, read_prompts(cfg.prompts)[: cfg.n_prompts], room)
@@ -79,7 +80,7 @@ def run(cfg: DiversityConfig) -> int:
     if cfg.samples < 2 or cfg.n_prompts < 1:
         raise InputError(None, "--samples must be at least 2 and --n-prompts at least 1")
     models = model_folders(cfg)
-    tok = Tokenizer.load(cfg.tokenizer or run_dir(cfg.run, "tokenizer"))
+    tok = load_tokenizer(cfg.tokenizer or run_dir(cfg.run, "tokenizer"))
     results: dict[str, Any] = {}
     prompts: list[list[int]] | None = None
     for name, path in models:

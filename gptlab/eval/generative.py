@@ -30,11 +30,10 @@ from tqdm import tqdm
 
 from gptlab.eval.multiple_choice import MCItem
 from gptlab.tasks.base import Item, Task, extract_number, normalise, reply_text
-from gptlab.tokenizer.chat import parse_assistant, render_prompt
 
 if TYPE_CHECKING:
     from gptlab.infer.engine import Engine
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 MODES = ("gen", "cot", "sc")
 STEP_BY_STEP = "Let's think step by step."
@@ -81,19 +80,18 @@ def text_prompt(task: Task, item: Item, shots: Sequence[dict] = ()) -> str:
     return "".join(blocks)
 
 
-def mc_item(tok: Tokenizer, task: Task, item: Item, shots: Sequence[dict] = (), fmt: str = "chat") -> MCItem:
+def mc_item(tok: TokenizerLike, task: Task, item: Item, shots: Sequence[dict] = (), fmt: str = "chat") -> MCItem:
     """An MCItem for `multiple_choice.score_multiple_choice`.
 
-    chat: context = the rendered prompt ending in `<|assistant|>`; each choice is its text +
-    `<|end|>` (a complete reply, so "Romeo" does not win by being the prefix of "Romeo and Juliet").
+    chat: context = the rendered prompt ending in the assistant header; each choice is its text +
+    the end-of-turn token (a complete reply, so "Romeo" does not win by being the prefix of "Romeo and Juliet").
     text: context = BOS + the plain-text prompt; each choice is " " + its text (lm-eval's way).
     """
     if not item.choices or item.label is None:
         raise ValueError(f"task {task.name!r} has no multiple-choice items")
     if fmt == "chat":
-        ctx = render_prompt(tok, chat_prompt(task, item, shots))
-        end = tok.token_id("<|end|>")
-        choices = [tok.encode(c) + [end] for c in item.choices]
+        ctx = tok.render_prompt(chat_prompt(task, item, shots))
+        choices = [tok.encode(c) + [tok.end_of_turn_id] for c in item.choices]
         nbytes = [len(c.encode("utf-8")) for c in item.choices]
     elif fmt == "text":
         ctx = [tok.eot_id] + tok.encode(text_prompt(task, item, shots))
@@ -147,7 +145,7 @@ def reply_entropy(model: torch.nn.Module, prompt: list[int], reply: list[int]) -
 def generate_scores(
     model: torch.nn.Module,
     engine: Engine,
-    tok: Tokenizer,
+    tok: TokenizerLike,
     task: Task,
     items: Sequence[Item],
     mode: str = "gen",
@@ -162,7 +160,7 @@ def generate_scores(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     fewshot = shot_messages(task, shots)
-    prompts = [render_prompt(tok, chat_prompt(task, it, fewshot, cot=mode != "gen")) for it in items]
+    prompts = [tok.render_prompt(chat_prompt(task, it, fewshot, cot=mode != "gen")) for it in items]
     if any(len(p) >= engine.max_len - 1 for p in prompts):
         raise ValueError(f"a prompt does not fit the model's context ({engine.max_len}); use fewer --shots")
     n = n_samples if mode == "sc" else 1
@@ -180,7 +178,7 @@ def generate_scores(
     results = []
     for k, item in enumerate(items):
         extract = answer_extractor(task, item)
-        replies = [(ids, reply_text(parse_assistant(tok, ids))) for ids in outs[k * n : (k + 1) * n]]
+        replies = [(ids, reply_text(tok.parse_assistant(ids))) for ids in outs[k * n : (k + 1) * n]]
         answers = [extract(text) for _, text in replies]
         votes = Counter(a for a in answers if a is not None)
         pick = 0

@@ -29,8 +29,7 @@ from gptlab.eval.multiple_choice import choice_logprobs
 from gptlab.infer.loading import load_for_inference
 from gptlab.model.heads import ScalarHeadModel, keep_end
 from gptlab.tasks.base import Item, Task, reply_text
-from gptlab.tokenizer.bpe import Tokenizer
-from gptlab.tokenizer.chat import render_for_reward, render_prompt
+from gptlab.tokenizer.protocol import TokenizerLike
 
 DEFAULT_RUBRIC = (
     "You are judging two answers to the same question. The better answer is correct, answers "
@@ -44,11 +43,11 @@ DEFAULT_RUBRIC = (
 class RewardScorer:
     """A reward model (GPT trunk + scalar head) that scores whole conversations."""
 
-    def __init__(self, rm: torch.nn.Module, tok: Tokenizer, batch_size: int = 16):
+    def __init__(self, rm: torch.nn.Module, tok: TokenizerLike, batch_size: int = 16):
         self.rm, self.tok, self.batch_size = rm.eval(), tok, batch_size
 
     @classmethod
-    def from_trunk(cls, trunk: torch.nn.Module, tok: Tokenizer, folder: str | Path) -> RewardScorer:
+    def from_trunk(cls, trunk: torch.nn.Module, tok: TokenizerLike, folder: str | Path) -> RewardScorer:
         """The trunk loaded from a reward-model folder, plus its `head.safetensors`."""
         folder = Path(folder)
         if not (folder / "head.safetensors").exists():
@@ -66,7 +65,7 @@ class RewardScorer:
     def score(self, conversations: Sequence[list[dict]]) -> list[float]:
         """The reward of each conversation (ending with an assistant turn), read at `<|reward|>`."""
         limit = getattr(self.rm, "max_tokens", self.rm.config.max_seq_len)
-        rows = [keep_end(render_for_reward(self.tok, c), limit) for c in conversations]
+        rows = [keep_end(self.tok.render_for_reward(c), limit) for c in conversations]
         dev = next(self.rm.parameters()).device
         out: list[float] = []
         for s in range(0, len(rows), self.batch_size):
@@ -161,13 +160,13 @@ def judge_messages(prompt: list[dict], first: str, second: str, rubric: str) -> 
     return [{"role": "user", "content": text}]
 
 
-def model_judge(model: torch.nn.Module, tok: Tokenizer, rubric: str = DEFAULT_RUBRIC) -> Prefer:
+def model_judge(model: torch.nn.Module, tok: TokenizerLike, rubric: str = DEFAULT_RUBRIC) -> Prefer:
     """A chat model as judge: the verdict is whichever of "A" / "B" it finds more likely."""
-    end = tok.token_id("<|end|>")
+    end = tok.end_of_turn_id
     choices = [tok.encode("A") + [end], tok.encode("B") + [end]]
 
     def prefer(prompt: list[dict], first: str, second: str) -> str:
-        ctx = render_prompt(tok, judge_messages(prompt, first, second, rubric))
+        ctx = tok.render_prompt(judge_messages(prompt, first, second, rubric))
         (la, _), (lb, _) = choice_logprobs(model, ctx, choices)
         return "first" if la > lb else "second" if lb > la else "tie"
 

@@ -33,7 +33,6 @@ from gptlab.infer.loading import load_for_inference, make_engine
 from gptlab.options import DeviceArgs
 from gptlab.tasks import Item, Task, scorable_task
 from gptlab.tasks.base import reply_text
-from gptlab.tokenizer.chat import parse_assistant, render_prompt
 
 
 @dataclass(kw_only=True)
@@ -61,8 +60,8 @@ def replies(folder: Path, prompts: list[list[dict]], max_new: int, device: str) 
     """The greedy reply of the model in `folder` to each prompt, as text."""
     model, tok = load_for_inference(folder, device)
     engine = make_engine(model, tok)
-    outs = engine.generate_all([render_prompt(tok, p) for p in prompts], max_new, temperature=0.0)
-    return [reply_text(parse_assistant(tok, ids)) for ids in outs]
+    outs = engine.generate_all([tok.render_prompt(p) for p in prompts], max_new, temperature=0.0)
+    return [reply_text(tok.parse_assistant(ids)) for ids in outs]
 
 
 def make_judge(cfg: JudgeConfig, task: Task, prompts: list[list[dict]], items: list[Item]) -> Prefer:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from gptlab.eval.metrics import centred_accuracy
 
 if TYPE_CHECKING:
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 
 @dataclass
@@ -38,7 +38,7 @@ class MCItem:
 
 
 def make_item(
-    tok: Tokenizer, context: str, choices: Sequence[str], label: int, bos: bool = True
+    tok: TokenizerLike, context: str, choices: Sequence[str], label: int, bos: bool = True
 ) -> MCItem:
     """Encode an item's texts; put any separator into the choices (lm-eval uses " " + choice).
 

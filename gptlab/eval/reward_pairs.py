@@ -9,7 +9,6 @@ from gptlab.algos.reward_model import encode, score_all
 from gptlab.data.preferences import Ranking
 from gptlab.eval.metrics import grouped_bootstrap_ci, roc_auc
 from gptlab.model.heads import ScalarHeadModel
-from gptlab.tokenizer.special import PAD
 
 
 def pair_report(rankings: list[Ranking], scores: list[list[float]]) -> dict[str, Any]:
@@ -57,4 +56,4 @@ def pair_report(rankings: list[Ranking], scores: list[list[float]]) -> dict[str,
 def evaluate_folder(model: ScalarHeadModel, tok, rankings: list[Ranking]) -> dict[str, Any]:
     """The pair report of `rankings` scored by `model`, each read through the window it learned."""
     encoded = [encode(tok, r, model.max_tokens) for r in rankings]
-    return pair_report(rankings, score_all(model, encoded, tok.token_id(PAD)))
+    return pair_report(rankings, score_all(model, encoded, tok.pad_id))

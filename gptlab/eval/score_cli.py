@@ -38,7 +38,7 @@ from gptlab.infer.engine import Engine
 from gptlab.infer.loading import load_for_inference, make_engine
 from gptlab.options import DeviceArgs, FromPath, RunArgs
 from gptlab.tasks import Item, Task, scorable_task, split_names
-from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.protocol import TokenizerLike
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Loaded:
     """The model under evaluation, with what every task shares (the engine is built once, on first use)."""
 
     model: torch.nn.Module
-    tok: Tokenizer
+    tok: TokenizerLike
     stage: Path
     is_rm: bool
     fmt: str

@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING
 
 from gptlab.errors import InputError
 from gptlab.infer.stream import TextStream
-from gptlab.tokenizer.chat import parse_assistant, render_prompt
 
 if TYPE_CHECKING:
     from gptlab.infer.engine import Engine
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 # Builds the messages to render from (history, new user text); the RAG path puts documents here.
 Framer = Callable[[list[dict], str], list[dict]]
@@ -80,7 +79,7 @@ class ChatSession:
     def __init__(
         self,
         engine: Engine,
-        tok: Tokenizer,
+        tok: TokenizerLike,
         system: str | None = None,
         few_shot: list[dict] | None = None,
         temperature: float = 0.8,
@@ -140,7 +139,7 @@ class ChatSession:
                 else history + [{"role": "user", "content": user_text}]
             )
             try:
-                ids = render_prompt(self.tok, messages)
+                ids = self.tok.render_prompt(messages)
             except ValueError as e:
                 raise InputError(None, f"cannot render the conversation: {e}") from None
             if len(ids) <= budget:
@@ -183,7 +182,7 @@ class ChatSession:
         finally:
             rows.close()  # frees the engine's slot even when the caller stopped early
             self.turns.append(
-                {"role": "assistant", "content": _content(parse_assistant(self.tok, ids))}
+                {"role": "assistant", "content": _content(self.tok.parse_assistant(ids))}
             )
 
     def _stream(self, rows: Iterator[list[int | None]], ids: list[int]) -> Iterator[str]:
@@ -195,7 +194,7 @@ class ChatSession:
             if t is None:
                 continue
             if span and span[-1] == self._call_end and t != self._result:
-                yield format_parts(parse_assistant(self.tok, span))  # a call no tool answered
+                yield format_parts(self.tok.parse_assistant(span))  # a call no tool answered
                 span = []
             if self.tok.is_special(t) and t not in self._tool_ids:
                 break  # <|end|> or the start of another turn: parse_assistant stops here too
@@ -207,11 +206,11 @@ class ChatSession:
                     yield text.flush()
                 span.append(t)
                 if t == self._result_end:
-                    yield format_parts(parse_assistant(self.tok, span))
+                    yield format_parts(self.tok.parse_assistant(span))
                     span = []
                 continue
             yield text.push(t)
         if span:  # the reply ended inside a tool span (or right after a call nobody ran)
-            yield format_parts(parse_assistant(self.tok, span))
+            yield format_parts(self.tok.parse_assistant(span))
         else:
             yield text.flush()

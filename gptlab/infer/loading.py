@@ -2,7 +2,7 @@
 
     model, tok = load_for_inference("runs/tiny/sft")
     engine = make_engine(model, tok)            # stops at <|end|>, runs the calculator
-    ids = engine.generate_all([render_prompt(tok, messages)], 64, temperature=0)[0]
+    ids = engine.generate_all([tok.render_prompt(messages)], 64, temperature=0)[0]
 
 A stage folder holds either full weights (`model.safetensors` + `config.json`) or only a LoRA
 adapter (`adapter_config.json`, written by LoRA SFT); the adapter names its base model itself, so
@@ -20,35 +20,40 @@ from gptlab.errors import InputError
 from gptlab.infer.engine import Engine
 from gptlab.model.io import load_model
 from gptlab.model.lora import ADAPTER_CONFIG, load_model_with_adapter
-from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.loading import load_tokenizer
+from gptlab.tokenizer.protocol import TokenizerLike
+from gptlab.tokenizer.special import TOOL_CALL, TOOL_CALL_END, TOOL_RESULT, TOOL_RESULT_END
 from gptlab.tools.registry import ToolRegistry, make_tool_hook
 
-# The chat tokens the engine and the chat renderer need; a tokenizer without them is not ours.
-_REQUIRED = ("<|end|>", "<|assistant|>", "<|tool_call|>", "<|tool_call_end|>")
+# The tool tokens the engine frames calls with (gptlab's own; `gptlab import` adds them).
+_REQUIRED = (TOOL_CALL, TOOL_CALL_END, TOOL_RESULT, TOOL_RESULT_END)
 
 
 def load_for_inference(
     stage_folder: str | Path,
     device: str = "auto",
-    tokenizer: str | Path | Tokenizer | None = None,
-) -> tuple[torch.nn.Module, Tokenizer]:
+    tokenizer: str | Path | TokenizerLike | None = None,
+) -> tuple[torch.nn.Module, TokenizerLike]:
     """(frozen model in eval mode on `device`, tokenizer) for a stage folder; InputError if either is missing.
 
-    `tokenizer` is a folder, an already loaded Tokenizer, or None for `stage_folder/../tokenizer`.
+    `tokenizer` is a folder, an already loaded TokenizerLike, or None for `stage_folder/../tokenizer`.
     """
     folder = Path(stage_folder)
     if not folder.is_dir():
         raise InputError(folder, "stage folder not found (expected e.g. runs/<name>/sft)")
     device = pick_device(device)
-    if isinstance(tokenizer, Tokenizer):
+    if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
         tok = tokenizer
     else:
-        tok = Tokenizer.load(
+        tok = load_tokenizer(
             Path(tokenizer) if tokenizer is not None else folder.parent / "tokenizer"
         )
     missing = [s for s in _REQUIRED if s not in tok.special_ids]
     if missing:
-        raise InputError(tok.path, f"tokenizer lacks the chat tokens {', '.join(missing)}")
+        raise InputError(
+            tok.path,
+            f"tokenizer lacks the tool tokens {', '.join(missing)} (import the model again without --keep-vocab)",
+        )
 
     if (folder / ADAPTER_CONFIG).exists():
         # merged: a plain model again, as fast as the base (same logits as base + adapter)
@@ -64,14 +69,15 @@ def load_for_inference(
     return model.eval(), tok
 
 
-def stop_ids(tok: Tokenizer) -> set[int]:
-    """Ids that end an assistant turn: `<|end|>`, and `<|endoftext|>` for models that drift."""
-    return {tok.token_id("<|end|>"), tok.eot_id}
+def stop_ids(tok: TokenizerLike) -> set[int]:
+    """Ids that end an assistant turn: `<|end|>` (an imported model's `<|im_end|>`...), and
+    end-of-text for models that drift."""
+    return set(tok.stop_ids)
 
 
 def make_engine(
     model: torch.nn.Module,
-    tok: Tokenizer,
+    tok: TokenizerLike,
     tools: bool = True,
     python: bool = False,
     max_batch: int = 16,
@@ -88,8 +94,8 @@ def make_engine(
         model,
         eos_ids=stop_ids(tok),
         tool_hook=hook,
-        tool_call_id=tok.token_id("<|tool_call|>"),
-        tool_call_end_id=tok.token_id("<|tool_call_end|>"),
+        tool_call_id=tok.token_id(TOOL_CALL),
+        tool_call_end_id=tok.token_id(TOOL_CALL_END),
         max_batch=max_batch,
         max_len=max_len,
         autocast_dtype=autocast_dtype,

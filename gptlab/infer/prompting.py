@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 from gptlab.errors import InputError
 from gptlab.fileio import json_loads
 from gptlab.infer.chat_session import reply_text
-from gptlab.tokenizer.chat import parse_assistant, render_prompt
 
 if TYPE_CHECKING:
     from gptlab.infer.engine import Engine
-    from gptlab.tokenizer.bpe import Tokenizer
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 STEP_BY_STEP = "Let's think step by step."
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
@@ -130,7 +129,7 @@ EXTRACTORS: dict[str, Callable[[str], str | None]] = {
 
 def self_consistency(
     engine: Engine,
-    tok: Tokenizer,
+    tok: TokenizerLike,
     messages: list[dict],
     n: int,
     extract: Callable[[str], str | None] = last_number,
@@ -148,13 +147,13 @@ def self_consistency(
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    prompt = render_prompt(tok, messages)
+    prompt = tok.render_prompt(messages)
     outs = engine.generate_all(
         [prompt] * n, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed
     )
     votes: Counter = Counter()
     for ids in outs:
-        answer = extract(reply_text(parse_assistant(tok, ids)))
+        answer = extract(reply_text(tok.parse_assistant(ids)))
         if answer is not None:
             votes[answer] += 1
     if not votes:

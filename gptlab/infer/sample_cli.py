@@ -20,7 +20,7 @@ from gptlab.errors import InputError
 from gptlab.infer.cli_args import SamplingArgs
 from gptlab.infer.sampling import generate
 from gptlab.model.io import load_model
-from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.loading import load_tokenizer
 
 
 @dataclass
@@ -39,7 +39,7 @@ def run(cfg: SampleConfig) -> int:
         raise InputError(None, "--num-samples must be >= 1")
     src = cfg.model_dir("base")
     model = load_model(src, device=pick_device(cfg.device))  # InputError when src is not a stage folder
-    tok = Tokenizer.load(Path(cfg.tokenizer) if cfg.tokenizer else src.parent / "tokenizer")
+    tok = load_tokenizer(Path(cfg.tokenizer) if cfg.tokenizer else src.parent / "tokenizer")
     if tok.vocab_size > model.config.vocab_size:
         raise InputError(
             src,

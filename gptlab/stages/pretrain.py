@@ -33,7 +33,8 @@ from gptlab.infer.sampling import generate
 from gptlab.model.config import ModelConfig, config_from_depth, preset
 from gptlab.model.gpt import GPT
 from gptlab.model.io import load_config
-from gptlab.tokenizer.bpe import Tokenizer
+from gptlab.tokenizer.loading import load_tokenizer
+from gptlab.tokenizer.protocol import TokenizerLike
 from gptlab.train.distributed import DistInfo, all_reduce_sum
 from gptlab.train.loop import lm_loss
 from gptlab.train.stage import LoopArgs, StageParts, run_stage
@@ -100,7 +101,7 @@ def model_config(cfg: PretrainConfig, vocab_size: int) -> ModelConfig:
         raise InputError(None, f"model flags: {e}") from None
 
 
-def load_tokenizer(cfg: PretrainConfig, shard_tokenizer: str | None, vocab_size: int) -> Tokenizer | None:
+def run_tokenizer(cfg: PretrainConfig, shard_tokenizer: str | None, vocab_size: int) -> TokenizerLike | None:
     """The tokenizer (for bpb and samples), or None when there is none yet."""
     folder = cfg.tokenizer
     if folder is None:
@@ -111,7 +112,7 @@ def load_tokenizer(cfg: PretrainConfig, shard_tokenizer: str | None, vocab_size:
         if cfg.tokenizer is not None:
             raise InputError(folder, "tokenizer folder not found")
         return None
-    tok = Tokenizer.load(folder)
+    tok = load_tokenizer(folder)
     if tok.vocab_size != vocab_size:
         raise InputError(
             folder, f"tokenizer has {tok.vocab_size} tokens but the shards say vocab_size={vocab_size}"
@@ -187,7 +188,7 @@ def build(cfg: PretrainConfig, shards: Path, out: Path, dist: DistInfo, resuming
     else:
         mcfg = model_config(cfg, info.vocab_size)
     model = GPT(mcfg)
-    tok = load_tokenizer(cfg, info.tokenizer, info.vocab_size)
+    tok = run_tokenizer(cfg, info.tokenizer, info.vocab_size)
     train = cfg.loop_config(
         DEFAULT_STEPS, optimizer=cfg.optimizer, embed_lr=cfg.embed_lr, muon_lr=cfg.muon_lr,
         muon_weight_decay=cfg.muon_weight_decay, parallel=cfg.parallel, sample_every=cfg.sample_every,

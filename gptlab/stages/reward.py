@@ -51,8 +51,7 @@ from gptlab.fileio import atomic_write_json
 from gptlab.model.io import load_model, save_model
 from gptlab.model.lora import load_model_with_adapter
 from gptlab.options import DeviceArgs, FromPath, RunArgs
-from gptlab.tokenizer.bpe import Tokenizer
-from gptlab.tokenizer.special import PAD
+from gptlab.tokenizer.loading import load_tokenizer
 from gptlab.train.distributed import DistInfo
 from gptlab.train.loop import TrainResult
 from gptlab.train.stage import LoopArgs, StageParts, run_stage
@@ -160,9 +159,9 @@ class TrainInputs:
 def build(cfg: RewardTrainConfig, inp: TrainInputs, dist: DistInfo, report: dict[str, Any]) -> StageParts:
     """The reward model from the SFT folder, whole-prompt pair batches, the BT loss and the
     held-out accuracy hook; `finish` saves the model and writes eval.json (its report into `report`)."""
-    tok = Tokenizer.load(inp.tok_dir)
+    tok = load_tokenizer(inp.tok_dir)
     model = RewardModel(load_trunk(inp.init))
-    max_len, pad_id = min(cfg.max_tokens or model.config.max_seq_len, model.config.max_seq_len), tok.token_id(PAD)
+    max_len, pad_id = min(cfg.max_tokens or model.config.max_seq_len, model.config.max_seq_len), tok.pad_id
     model.max_tokens = max_len
     encoded = [(prompt_key(r), encode(tok, r, max_len), r.pairs()) for r in inp.train]
     try:
@@ -225,7 +224,7 @@ def run_eval(cfg: RewardEvalConfig) -> int:
     paths = list(cfg.data) or [folder / HELDOUT]
     rankings = load_data(paths)
     model = load_reward_model(folder, pick_device(cfg.device))
-    tok = Tokenizer.load(cfg.tokenizer or folder.parent / "tokenizer")
+    tok = load_tokenizer(cfg.tokenizer or folder.parent / "tokenizer")
     rep = evaluate_folder(model, tok, rankings)
     out = cfg.out or folder / "eval.json"
     atomic_write_json(out, {"data": [str(p) for p in paths], **rep})

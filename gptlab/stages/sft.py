@@ -46,8 +46,8 @@ from gptlab.model.io import load_model, save_model
 from gptlab.options import FromPath
 from gptlab.stages.sft_hooks import make_evaluate, make_sample
 from gptlab.tasks.mixture import DEFAULT_SIZES, sft_mixture
-from gptlab.tokenizer.bpe import Tokenizer
-from gptlab.tokenizer.special import PAD
+from gptlab.tokenizer.loading import load_tokenizer
+from gptlab.tokenizer.protocol import TokenizerLike
 from gptlab.train.distributed import DistInfo
 from gptlab.train.loop import TrainResult, lm_loss
 from gptlab.train.stage import LoopArgs, StageParts, run_stage
@@ -188,10 +188,10 @@ def setup_lora(
     return lora.AdapterOnly(model), adapter_cfg
 
 
-def load_base(cfg: SFTConfig, base: Path, tok_dir: Path) -> tuple[Any, Tokenizer, int]:
+def load_base(cfg: SFTConfig, base: Path, tok_dir: Path) -> tuple[Any, TokenizerLike, int]:
     """(the base model, its tokenizer, the row length T), checked against each other."""
     model = load_model(base)
-    tok = Tokenizer.load(tok_dir)
+    tok = load_tokenizer(tok_dir)
     if tok.vocab_size > model.config.vocab_size:
         raise InputError(
             tok_dir,
@@ -228,7 +228,7 @@ def build(cfg: SFTConfig, base: Path, tok_dir: Path, out: Path, dist: DistInfo, 
     train_convs, val_convs = split_val(convs, cfg.val_frac, cfg.max_val, cfg.seed)
     train_ex = render_examples(tok, train_convs, seq_len + 1)
     val_ex = render_examples(tok, val_convs, seq_len + 1)
-    pad_id = tok.token_id(PAD)
+    pad_id = tok.pad_id
     try:
         batches = SFTBatches(
             train_ex, cfg.batch_size, seq_len, pad_id, seed=cfg.seed, rank=dist.rank,

@@ -16,8 +16,7 @@ import torch
 
 from gptlab.data.sft_batches import Example, eval_batches
 from gptlab.infer.engine import Engine
-from gptlab.tokenizer.chat import render_prompt
-from gptlab.tokenizer.special import END, TOOL_CALL, TOOL_CALL_END
+from gptlab.tokenizer.special import TOOL_CALL, TOOL_CALL_END
 from gptlab.tools.registry import ToolRegistry, make_tool_hook
 from gptlab.train.distributed import DistInfo, all_reduce_sum
 from gptlab.train.tracker import append_samples
@@ -63,7 +62,7 @@ def first_prompts(tok: Any, val_convs: Sequence[list[dict]], n: int) -> list[tup
             continue
         user = conv[first - 1]["content"]
         text = _one_line(user if isinstance(user, str) else str(user))
-        prompts.append((text, render_prompt(tok, conv[:first])))
+        prompts.append((text, tok.render_prompt(conv[:first])))
         if len(prompts) == n:
             break
     return prompts
@@ -80,10 +79,9 @@ def make_sample(
         "tool_call_id": tok.token_id(TOOL_CALL),
         "tool_call_end_id": tok.token_id(TOOL_CALL_END),
     }
-    end_id = tok.token_id(END)
 
     def sample(model: torch.nn.Module, step: int) -> None:
-        engine = Engine(_core(model), {end_id}, max_batch=max(1, len(prompts)), **hook_kw)
+        engine = Engine(_core(model), tok.stop_ids, max_batch=max(1, len(prompts)), **hook_kw)
         room = [(text, ids) for text, ids in prompts if len(ids) + 1 < engine.max_len]
         outs = (
             engine.generate_all([ids for _, ids in room], max_new, temperature=0.0, seed=seed)
@@ -92,7 +90,7 @@ def make_sample(
         )
         rows = []
         for (text, _), new in zip(room, outs):
-            if new and new[-1] == end_id:
+            if new and new[-1] in tok.stop_ids:
                 new = new[:-1]
             rows.append((text, tok.decode(new)))
         if is_main and rows:

@@ -40,7 +40,7 @@ from gptlab.fileio import atomic_write_json, atomic_write_text, read_json
 from gptlab.tokenizer import chat
 from gptlab.tokenizer.hf_export import save_hf
 from gptlab.tokenizer.protocol import SpecialTokenLookup
-from gptlab.tokenizer.special import ENDOFTEXT, SPECIAL_TOKENS
+from gptlab.tokenizer.special import END, ENDOFTEXT, PAD, SPECIAL_TOKENS
 from gptlab.tokenizer.vocab import GPT4_PATTERN, NANOCHAT_PATTERN, PATTERNS  # noqa: F401 (public here too)
 
 TIKTOKEN_FILE = "tokenizer.tiktoken"
@@ -69,6 +69,10 @@ class Tokenizer(SpecialTokenLookup):
         self.special_ids: dict[str, int] = {s: n + i for i, s in enumerate(special_tokens)}
         self.vocab_size: int = n + len(self.special_ids)
         self.eot_id: int = self.special_ids[ENDOFTEXT]
+        self.pad_id: int = self.special_ids.get(PAD, self.eot_id)
+        # <|end|> ends a turn; <|endoftext|> too, for models that drift past it
+        self.end_of_turn_id: int = self.special_ids.get(END, self.eot_id)
+        self.stop_ids = frozenset({self.end_of_turn_id, self.eot_id})
         self.stats: dict[str, Any] = dict(stats or {})
         self.path = path  # the folder it was loaded from, as given (None if trained in memory)
         self._enc = tiktoken.Encoding(
@@ -230,6 +234,10 @@ class Tokenizer(SpecialTokenLookup):
     def render_prompt(self, messages: list[dict]) -> list[int]:
         """`chat.render_prompt` with this tokenizer: the ids end with `<|assistant|>`."""
         return chat.render_prompt(self, messages)
+
+    def render_for_reward(self, messages: list[dict]) -> list[int]:
+        """`chat.render_for_reward`: the whole conversation + `<|reward|>`."""
+        return chat.render_for_reward(self, messages)
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, path={self.path!r})"

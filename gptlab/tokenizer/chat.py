@@ -210,7 +210,8 @@ def render_for_reward(tok: Tokenizer, messages: list[dict]) -> list[int]:
 
 
 def parse_assistant(tok: Tokenizer, ids: list[int]) -> list[dict]:
-    """Generated ids (after `<|assistant|>`) -> content parts, stopping at `<|end|>`.
+    """Generated ids (after the assistant header) -> content parts, stopping at `<|end|>` (or an
+    imported model's end-of-turn token).
 
     Any other turn-level special token (`<|endoftext|>`, `<|user|>`, ...) also ends the reply:
     a model that writes one has left its turn. A span cut off before its closing token keeps
@@ -222,8 +223,9 @@ def parse_assistant(tok: Tokenizer, ids: list[int]) -> list[dict]:
     [{'type': 'text', 'text': 'It is'}, {'type': 'tool_call', 'text': 'calculator: 2+2'},
      {'type': 'tool_result', 'text': '4'}, {'type': 'text', 'text': ' 4.'}]
     """
-    opens = {tok.token_id(TOOL_CALL): "tool_call", tok.token_id(TOOL_RESULT): "tool_result"}
-    closes = {tok.token_id(TOOL_CALL_END), tok.token_id(TOOL_RESULT_END)}
+    specials = tok.special_ids  # a tokenizer without tool tokens simply has no tool spans
+    opens = {specials[k]: v for k, v in ((TOOL_CALL, "tool_call"), (TOOL_RESULT, "tool_result")) if k in specials}
+    closes = {specials[k] for k in (TOOL_CALL_END, TOOL_RESULT_END) if k in specials}
     parts: list[dict] = []
     kind, buf = "text", []
 

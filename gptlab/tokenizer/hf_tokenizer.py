@@ -38,6 +38,7 @@ from gptlab.fileio import read_json
 from gptlab.tokenizer import template_chat
 from gptlab.tokenizer.hf_export import byte_to_unicode
 from gptlab.tokenizer.protocol import SpecialTokenLookup
+from gptlab.tokenizer.special import PAD, REWARD
 from gptlab.tokenizer.template_chat import TEMPLATE_TOKEN_NAMES, ChatTemplate, compile_template
 
 HF_FILE = "tokenizer.json"
@@ -74,6 +75,10 @@ class HFTokenizer(SpecialTokenLookup):
         self.eot_id: int = self._eos_id()
         self.chat_template = ChatTemplate(chat_template, self.named_tokens) if chat_template else None
         self._byte_lengths: list[int] | None = None
+        self.pad_id: int = self._pad_id()
+        self.end_of_turn_id: int = self._end_of_turn_id()
+        fallbacks = {i for t in _EOS_FALLBACKS if (i := self._native.token_to_id(t)) is not None}
+        self.stop_ids = frozenset({self.eot_id, self.end_of_turn_id} | fallbacks)
 
     @classmethod
     def load(cls, folder: str | Path) -> HFTokenizer:
@@ -117,6 +122,27 @@ class HFTokenizer(SpecialTokenLookup):
         if eos:
             raise InputError(where, f"eos_token {eos!r} is not in the vocabulary")
         raise InputError(where, "no eos_token, and none of " + ", ".join(_EOS_FALLBACKS))
+
+    def _pad_id(self) -> int:
+        """gptlab's `<|pad|>` (added on import), else the model's pad_token, else eos."""
+        for text in (PAD, self.named_tokens.get("pad_token")):
+            i = self._native.token_to_id(text) if text else None
+            if i is not None:
+                return i
+        return self.eot_id
+
+    def _end_of_turn_id(self) -> int:
+        """The last special token of a rendered reply (`<|im_end|>`, `<|eot_id|>`), else eos.
+        The engine stops on it, with eos and the end-of-text tokens a model may drift into."""
+        if self.chat_template is None:
+            return self.eot_id
+        probe = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+        try:
+            got, mask = self.render_conversation(probe)
+        except (ValueError, jinja2.TemplateError):
+            return self.eot_id  # a template that cannot render a plain turn: eos
+        ends = [i for i, m in zip(got, mask) if m and self.is_special(i)]
+        return ends[-1] if ends else self.eot_id
 
     # ---------------------------------------------------------------- encode / decode
     def encode(self, text: str, allowed_special: str | AbstractSet[str] = frozenset()) -> list[int]:
@@ -184,6 +210,19 @@ class HFTokenizer(SpecialTokenLookup):
     def render_prompt(self, messages: list[dict]) -> list[int]:
         """Ids of the conversation so far + the template's generation prompt."""
         return template_chat.render_prompt(self, self._template(), messages)
+
+    def render_for_reward(self, messages: list[dict]) -> list[int]:
+        """The conversation up to the end of its last reply (its end-of-turn token) + `<|reward|>`,
+        the position the reward model reads (added to the vocabulary by `gptlab import`)."""
+        if messages and isinstance(messages, list) and isinstance(messages[-1], dict) and (
+            messages[-1].get("role") != "assistant"
+        ):
+            raise ValueError(
+                f"a conversation to score must end with an assistant message, not {messages[-1].get('role')}"
+            )
+        ids, mask = self.render_conversation(messages)
+        last = max(i for i, m in enumerate(mask) if m) if any(mask) else len(ids) - 1
+        return ids[: last + 1] + [self.token_id(REWARD)]
 
     def _template(self) -> ChatTemplate:
         if self.chat_template is None:

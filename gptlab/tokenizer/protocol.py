@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Protocol, runtime_checkable
 
+from gptlab.tokenizer import chat
+
 
 @runtime_checkable
 class TokenizerLike(Protocol):
@@ -21,6 +23,9 @@ class TokenizerLike(Protocol):
     eot_id: int  # end of text: gptlab's <|endoftext|>, an imported model's eos_token
     special_ids: dict[str, int]  # special token text -> id
     path: str | None  # the folder it was loaded from, as given
+    pad_id: int  # what batches are padded with (never a training target)
+    stop_ids: frozenset[int]  # ids that end an assistant turn (the engine stops on them)
+    end_of_turn_id: int  # the one a finished reply ends with (<|end|>, <|im_end|>): in stop_ids
 
     def encode(
         self, text: str, allowed_special: str | AbstractSet[str] = ...
@@ -45,9 +50,14 @@ class TokenizerLike(Protocol):
 
     def render_prompt(self, messages: list[dict]) -> list[int]: ...  # ends with the header
 
+    def render_for_reward(self, messages: list[dict]) -> list[int]: ...  # ends with <|reward|>
+
+    def parse_assistant(self, ids: list[int]) -> list[dict]: ...  # reply ids -> content parts
+
 
 class SpecialTokenLookup:
-    """`token_id` for any tokenizer with a `special_ids` dict: both backends share it."""
+    """What both backends share: `token_id`, and reading replies back into parts (tool calls
+    are gptlab's special tokens in both, see `chat.parse_assistant`)."""
 
     special_ids: dict[str, int]
 
@@ -57,3 +67,8 @@ class SpecialTokenLookup:
             return self.special_ids[special]
         except KeyError:
             raise KeyError(f"{special!r} is not a special token of this tokenizer") from None
+
+    def parse_assistant(self, ids: list[int]) -> list[dict]:
+        """Generated ids -> content parts ({"type": "text" | "tool_call" | "tool_result", ...}),
+        stopping at the first special token that is not a tool token."""
+        return chat.parse_assistant(self, ids)

@@ -16,8 +16,12 @@ Design decisions:
   template's trailing newline after it is not. A template that rewrites earlier turns once later
   ones come (some reasoning models drop old thoughts) has no such prefixes: a clear ValueError.
 - Messages are validated by gptlab's rules (`chat.validate_messages`) so both backends refuse the
-  same conversations. Content given as text parts is joined into one string; tool-call parts need
-  tool tokens or a text protocol this template does not define, so they raise ValueError.
+  same conversations. Content given as parts is joined into one string. Tool parts are written
+  with gptlab's tool tokens (`<|tool_call|>calculator: 2+2<|tool_call_end|><|tool_result|>4
+  <|tool_result_end|>`), which `gptlab import` adds to an imported vocabulary: the engine, the
+  server and the RL rollouts then handle tool calls by token id for every model. The result span
+  is forced in by the engine, so its tokens are masked out like gptlab's own renderer does. A
+  tokenizer without the tool tokens refuses tool parts (ValueError).
 - Known difference from gptlab's own renderer, shared with transformers: special-token text typed
   inside a message (`<|im_end|>`) becomes the control token.
 """
@@ -36,7 +40,10 @@ from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gptlab.tokenizer.chat import validate_messages
+from gptlab.tokenizer.special import TOOL_CALL, TOOL_CALL_END, TOOL_RESULT, TOOL_RESULT_END
 
+# How tool parts are written into a message's text (see the module doc).
+TOOL_FRAMES = {"tool_call": (TOOL_CALL, TOOL_CALL_END), "tool_result": (TOOL_RESULT, TOOL_RESULT_END)}
 # The named special tokens transformers passes to every template (its SPECIAL_TOKENS_ATTRIBUTES).
 TEMPLATE_TOKEN_NAMES = (
     "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
@@ -45,6 +52,8 @@ TEMPLATE_TOKEN_NAMES = (
 
 class OffsetEncoder(Protocol):
     """What rendering needs from a tokenizer: ids with character offsets, specials matched."""
+
+    special_ids: dict[str, int]
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]: ...
     def is_special(self, i: int) -> bool: ...
@@ -146,8 +155,9 @@ class ChatTemplate:
         )
 
 
-def template_messages(messages: list[dict]) -> list[dict]:
-    """Validated plain copies of `messages` as a template expects them: string content.
+def template_messages(messages: list[dict], tool_tokens: bool = False) -> list[dict]:
+    """Validated plain copies of `messages` as a template expects them: string content, tool
+    parts framed by gptlab's tool tokens when the tokenizer has them (`tool_tokens`).
 
     >>> template_messages([{"role": "user", "content": [{"type": "text", "text": "a"},
     ...                                                  {"type": "text", "text": "b"}]}])
@@ -158,21 +168,31 @@ def template_messages(messages: list[dict]) -> list[dict]:
     for i, m in enumerate(messages):
         content = m["content"]
         if not isinstance(content, str):
-            kinds = {p["type"] for p in content}
-            if kinds - {"text"}:
+            kinds = {p["type"] for p in content} - {"text"}
+            if kinds and not tool_tokens:
                 raise ValueError(
-                    f"message {i}: {', '.join(sorted(kinds - {'text'}))} parts cannot be rendered "
-                    "with this model's chat template (it has no tool-call tokens or protocol)"
+                    f"message {i}: {', '.join(sorted(kinds))} parts need gptlab's tool tokens, "
+                    "which this tokenizer lacks (`gptlab import` adds them)"
                 )
-            content = "".join(p["text"] for p in content)
+            content = "".join(_part_text(p) for p in content)
         # transformers drops keys whose value is None before rendering
         out.append({k: v for k, v in m.items() if v is not None} | {"content": content})
     return out
 
 
+def _part_text(part: dict) -> str:
+    """A content part as template text: tool spans framed by their special tokens."""
+    frame = TOOL_FRAMES.get(part["type"])
+    return part["text"] if frame is None else frame[0] + part["text"] + frame[1]
+
+
+def has_tool_tokens(tok: OffsetEncoder) -> bool:
+    return all(t in tok.special_ids for t in (TOOL_CALL, TOOL_CALL_END, TOOL_RESULT, TOOL_RESULT_END))
+
+
 def render_prompt(tok: OffsetEncoder, template: ChatTemplate, messages: list[dict]) -> list[int]:
     """Ids of the conversation so far (ending with a user message) + the generation prompt."""
-    msgs = template_messages(messages)
+    msgs = template_messages(messages, has_tool_tokens(tok))
     if msgs[-1]["role"] != "user":
         raise ValueError(f"a prompt must end with a user message, not {msgs[-1]['role']}")
     ids, _ = tok.encode_with_offsets(template.render(msgs, add_generation_prompt=True))
@@ -185,7 +205,7 @@ def render_conversation(
 ) -> tuple[list[int], list[int]]:
     """(ids, loss mask) of a whole conversation, cut to the first `max_tokens` tokens; the mask
     is 1 on each assistant reply and its end-of-turn token (see the module doc)."""
-    msgs = template_messages(messages)
+    msgs = template_messages(messages, has_tool_tokens(tok))
     text = template.render(msgs)
     ids, offsets = tok.encode_with_offsets(text)
     mask = [0] * len(ids)
@@ -195,9 +215,22 @@ def render_conversation(
         start = len(_prefix(template, msgs[:k], True, text, k))
         end = len(_prefix(template, msgs[: k + 1], False, text, k))
         _mark_turn(mask, ids, offsets, start, end, tok.is_special)
+    if has_tool_tokens(tok):
+        _unmask_results(mask, ids, tok.special_ids[TOOL_RESULT], tok.special_ids[TOOL_RESULT_END])
     if max_tokens is not None:
         ids, mask = ids[:max_tokens], mask[:max_tokens]
     return ids, mask
+
+
+def _unmask_results(mask: list[int], ids: list[int], start: int, end: int) -> None:
+    """0 on every `<|tool_result|> ... <|tool_result_end|>` span: the engine forces it in."""
+    inside = False
+    for i, t in enumerate(ids):
+        inside = inside or t == start
+        if inside:
+            mask[i] = 0
+        if t == end:
+            inside = False
 
 
 def _prefix(template: ChatTemplate, msgs: list[dict], gen: bool, full: str, k: int) -> str:

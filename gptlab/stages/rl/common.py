@@ -28,8 +28,8 @@ from gptlab.infer.loading import load_for_inference
 from gptlab.options import FromPath
 from gptlab.stages.rl.records import plot_rl, summary, write_eval
 from gptlab.tasks import task_names
-from gptlab.tokenizer.bpe import Tokenizer
-from gptlab.tokenizer.special import PAD
+from gptlab.tokenizer.loading import load_tokenizer
+from gptlab.tokenizer.protocol import TokenizerLike
 from gptlab.train.distributed import DistInfo
 from gptlab.train.loop import TrainConfig, TrainResult
 from gptlab.train.stage import LoopArgs
@@ -90,7 +90,7 @@ def at_least_one(cfg: Any, names: tuple[str, ...]) -> None:
 # ---------------------------------------------------------------------------- models
 
 
-def load_policy(folder: Path, tok: Tokenizer, device: str) -> nn.Module:
+def load_policy(folder: Path, tok: TokenizerLike, device: str) -> nn.Module:
     """A stage folder (full weights or LoRA adapter) as a GPT on `device`, without dropout."""
     model, _ = load_for_inference(folder, device=device, tokenizer=tok)
     model.requires_grad_(True)  # the policy trains (`frozen` turns this off again for the reference)
@@ -111,7 +111,7 @@ class Start:
     """What every RL command starts from: the tokenizer, the policy and its frozen reference."""
 
     init: Path  # the --from folder
-    tok: Tokenizer
+    tok: TokenizerLike
     pad_id: int
     policy: nn.Module
     ref: nn.Module
@@ -131,18 +131,18 @@ def load_start(cfg: RLArgs, dist: DistInfo) -> Start:
         raise InputError(tok_dir, "tokenizer folder not found (give --tokenizer)")
     if dist.enabled:
         raise InputError(None, "gptlab rl runs in one process (rollouts are not sharded across ranks)")
-    tok = Tokenizer.load(tok_dir)
+    tok = load_tokenizer(tok_dir)
     policy = load_policy(init, tok, dist.device)
     ref = frozen(load_policy(Path(cfg.ref or init), tok, dist.device))
     dtype = pick_autocast_dtype(dist.device, cfg.dtype)
-    return Start(init, tok, tok.token_id(PAD), policy, ref, dist.device, dtype)
+    return Start(init, tok, tok.pad_id, policy, ref, dist.device, dtype)
 
 
 # ---------------------------------------------------------------------------- prompts
 
 
 def prompt_pools(
-    cfg: RolloutArgs, tok: Tokenizer, max_prompt: int, scorable: bool, prompts_file: Path | None = None
+    cfg: RolloutArgs, tok: TokenizerLike, max_prompt: int, scorable: bool, prompts_file: Path | None = None
 ) -> tuple[list[PromptItem], list[PromptItem]]:
     """(train pool, held-out pool) of PromptItems from a prompts file or --tasks."""
     if prompts_file is not None:
