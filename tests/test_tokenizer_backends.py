@@ -200,6 +200,7 @@ def test_ids_match_transformers(hf_folder):
     for text in TEXTS + list(builtin_samples().values()):
         assert tok.encode(text) == ref.encode(text, add_special_tokens=False), text
         assert tok.decode(tok.encode(text)) == ref.decode(ref.encode(text, add_special_tokens=False))
+        assert tok.decode_bytes(tok.encode(text)).decode("utf-8") == text  # streaming's bytes
     chat = f"{IM_START}user\n你好 🎉{IM_END}\n"
     assert tok.encode(chat, allowed_special="all") == ref.encode(chat, add_special_tokens=False)
 

@@ -75,6 +75,7 @@ class HFTokenizer(SpecialTokenLookup):
         self.eot_id: int = self._eos_id()
         self.chat_template = ChatTemplate(chat_template, self.named_tokens) if chat_template else None
         self._byte_lengths: list[int] | None = None
+        self._token_bytes: list[bytes] | None = None
         self.pad_id: int = self._pad_id()
         self.end_of_turn_id: int = self._end_of_turn_id()
         fallbacks = {i for t in _EOS_FALLBACKS if (i := self._native.token_to_id(t)) is not None}
@@ -187,18 +188,29 @@ class HFTokenizer(SpecialTokenLookup):
     def token_byte_lengths(self) -> list[int]:
         """Bytes per id, 0 for specials: the denominator of bits-per-byte (see the module doc)."""
         if self._byte_lengths is None:
+            table = self._bytes_table()
+            self._byte_lengths = [0 if self.is_special(i) else len(b) for i, b in enumerate(table)]
+        return list(self._byte_lengths)
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        """The bytes ids stand for (special tokens as their text): streaming decodes these
+        incrementally, so a character split over two tokens is printed once it is whole."""
+        table = self._bytes_table()
+        return b"".join(table[i] for i in ids)
+
+    def _bytes_table(self) -> list[bytes]:
+        if self._token_bytes is None:
             byte_level = _mentions(self._spec.get("pre_tokenizer"), "ByteLevel") or _mentions(
                 self._spec.get("decoder"), "ByteLevel")
             fallback = bool((self._spec.get("model") or {}).get("byte_fallback"))
-            lengths = [0] * self.vocab_size
+            table = [b""] * self.vocab_size
             for token, i in self._native.get_vocab(with_added_tokens=True).items():
                 if i in self._added:
-                    added = self._added[i]
-                    lengths[i] = 0 if added.special else len(added.content.encode("utf-8"))
+                    table[i] = self._added[i].content.encode("utf-8")
                 else:
-                    lengths[i] = _token_length(token, byte_level, fallback)
-            self._byte_lengths = lengths
-        return list(self._byte_lengths)
+                    table[i] = _token_bytes(token, byte_level, fallback)
+            self._token_bytes = table
+        return self._token_bytes
 
     # ---------------------------------------------------------------- chat
     def render_conversation(
@@ -272,21 +284,21 @@ def _mentions(component: Any, kind: str) -> bool:
     return False
 
 
-def _token_length(token: str, byte_level: bool, byte_fallback: bool) -> int:
-    """Bytes one vocabulary entry stands for.
+def _token_bytes(token: str, byte_level: bool, byte_fallback: bool) -> bytes:
+    """The bytes one vocabulary entry stands for.
 
-    >>> _token_length("Ġthe", True, False), _token_length("â½", True, False)
-    (4, 2)
-    >>> _token_length("▁the", False, True), _token_length("<0x0A>", False, True)
-    (4, 1)
+    >>> _token_bytes("Ġthe", True, False), len(_token_bytes("â½", True, False))
+    (b' the', 2)
+    >>> _token_bytes("▁the", False, True), _token_bytes("<0x0A>", False, True)
+    (b' the', b'\\n')
     """
     if byte_level:
         to_byte = _unicode_to_byte()
         if all(c in to_byte for c in token):
-            return len(token)  # one alphabet character per byte
+            return bytes(to_byte[c] for c in token)  # one alphabet character per byte
     if byte_fallback and _BYTE_TOKEN.fullmatch(token):
-        return 1
-    return len(token.replace("▁", " ").encode("utf-8"))
+        return bytes([int(token[3:5], 16)])
+    return token.replace("▁", " ").encode("utf-8")
 
 
 @lru_cache(maxsize=1)

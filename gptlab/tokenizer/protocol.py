@@ -38,6 +38,8 @@ class TokenizerLike(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
+    def decode_bytes(self, ids: Sequence[int]) -> bytes: ...  # for streaming text safely
+
     def token_id(self, special: str) -> int: ...  # KeyError if not a special token
 
     def is_special(self, i: int) -> bool: ...
