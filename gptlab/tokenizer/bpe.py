@@ -239,6 +239,10 @@ class Tokenizer(SpecialTokenLookup):
         """`chat.render_for_reward`: the whole conversation + `<|reward|>`."""
         return chat.render_for_reward(self, messages)
 
+    def parse_assistant(self, ids: list[int]) -> list[dict]:
+        """Reply ids -> content parts (`chat.parse_assistant`: tool spans by their tokens)."""
+        return chat.parse_assistant(self, ids)
+
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, path={self.path!r})"
 

@@ -35,7 +35,7 @@ import tokenizers
 
 from gptlab.errors import InputError
 from gptlab.fileio import read_json
-from gptlab.tokenizer import template_chat
+from gptlab.tokenizer import chat, template_chat
 from gptlab.tokenizer.hf_export import byte_to_unicode
 from gptlab.tokenizer.protocol import SpecialTokenLookup
 from gptlab.tokenizer.special import PAD, REWARD
@@ -235,6 +235,10 @@ class HFTokenizer(SpecialTokenLookup):
         ids, mask = self.render_conversation(messages)
         last = max(i for i, m in enumerate(mask) if m) if any(mask) else len(ids) - 1
         return ids[: last + 1] + [self.token_id(REWARD)]
+
+    def parse_assistant(self, ids: list[int]) -> list[dict]:
+        """Reply ids -> content parts (`chat.parse_assistant`: tool spans by their tokens)."""
+        return chat.parse_assistant(self, ids)
 
     def _template(self) -> ChatTemplate:
         if self.chat_template is None:

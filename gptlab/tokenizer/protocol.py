@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Protocol, runtime_checkable
 
-from gptlab.tokenizer import chat
-
 
 @runtime_checkable
 class TokenizerLike(Protocol):
@@ -58,8 +56,7 @@ class TokenizerLike(Protocol):
 
 
 class SpecialTokenLookup:
-    """What both backends share: `token_id`, and reading replies back into parts (tool calls
-    are gptlab's special tokens in both, see `chat.parse_assistant`)."""
+    """`token_id` for any tokenizer with a `special_ids` dict: both backends share it."""
 
     special_ids: dict[str, int]
 
@@ -69,8 +66,3 @@ class SpecialTokenLookup:
             return self.special_ids[special]
         except KeyError:
             raise KeyError(f"{special!r} is not a special token of this tokenizer") from None
-
-    def parse_assistant(self, ids: list[int]) -> list[dict]:
-        """Generated ids -> content parts ({"type": "text" | "tool_call" | "tool_result", ...}),
-        stopping at the first special token that is not a tool token."""
-        return chat.parse_assistant(self, ids)
