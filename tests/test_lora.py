@@ -171,3 +171,32 @@ def test_adapter_only_view_state_dict():
     view.load_state_dict(fresh)
     assert all(torch.equal(v, fresh[k]) for k, v in lora.lora_state_dict(model).items())
     torch.testing.assert_close(view(IDX), model(IDX))
+
+
+@pytest.mark.parametrize("tie", [False, True], ids=["untied", "tied"])
+def test_token_rows_train_beside_lora_and_merge_exactly(tie):
+    """Rows of a few token ids train (in and out); merged weights give the same logits."""
+    model = tiny_model(tie=tie)
+    idx = torch.tensor([[1, 5, 2, 7, 5, 3]])
+    with torch.no_grad():
+        before = model(idx)
+    lora.apply_lora(model, "q_proj", r=2, alpha=4.0, token_rows=[5, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx), before, rtol=0, atol=1e-6)  # starts as the base
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "embed_tokens.rows" in trainable and ("lm_head.rows" in trainable) != tie
+    loss = model(idx, targets=torch.tensor([[5, 2, 7, 5, 3, 2]]))
+    loss.backward()
+    assert model.embed_tokens.rows.grad.abs().sum() > 0
+    with torch.no_grad():
+        for p in (model.embed_tokens.rows, *([] if tie else [model.lm_head.rows])):
+            p.add_(torch.randn_like(p))
+        wrapped = model(idx)
+        assert not torch.allclose(wrapped, before)
+    state = lora.lora_state_dict(model)
+    assert {k for k in state if k.endswith(".rows")} == ({"embed_tokens.rows"} | (set() if tie else {"lm_head.rows"}))
+    lora.merge_lora(model)
+    assert type(model.embed_tokens) is torch.nn.Embedding and type(model.lm_head) is torch.nn.Linear
+    assert (model.lm_head.weight is model.embed_tokens.weight) == tie
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx), wrapped, rtol=1e-5, atol=1e-5)

@@ -282,7 +282,14 @@ def test_lora_cli_writes_only_the_adapter_and_equals_merged(setup, tmp_path):
     assert (out / "adapter.safetensors").exists() and (out / "adapter_config.json").exists()
     assert not (out / "model.safetensors").exists()
     adapter = load_file(str(out / "adapter.safetensors"))
-    assert adapter and all(k.endswith((".lora_A", ".lora_B")) for k in adapter)
+    assert adapter and all(k.endswith((".lora_A", ".lora_B", ".rows")) for k in adapter)
+    # the special tokens the conversations use train beside the adapters (in and out: untied head)
+    rows = json.loads((out / "adapter_config.json").read_text())["token_rows"]
+    tok = setup["tok"]
+    assert tok.token_id("<|assistant|>") in rows and all(tok.is_special(i) for i in rows)
+    base_rows = load_model(setup["root"] / "base").embed_tokens.weight[rows]
+    assert adapter["embed_tokens.rows"].shape == base_rows.shape
+    assert not torch.allclose(adapter["embed_tokens.rows"], base_rows)  # they trained
     assert any(
         float(v.abs().sum()) > 0 for k, v in adapter.items() if k.endswith("lora_B")
     )  # it trained

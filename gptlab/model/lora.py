@@ -12,9 +12,11 @@ dict has exactly the base names (`layers.0.self_attn.q_proj.weight`) and exports
 like any other checkpoint.
 
 Files (an SFT folder trained with LoRA, unless merged):
-    adapter.safetensors    only the lora_A / lora_B tensors, keyed by their module names
+    adapter.safetensors    only the lora_A / lora_B tensors, keyed by their module names (and
+                           `embed_tokens.rows`: trained rows of special tokens, token_rows.py)
     adapter_config.json    {"base": <base folder, relative to this folder>, "rank", "alpha",
-                            "targets", "dropout", "modules": [wrapped module names]}
+                            "targets", "dropout", "modules": [wrapped module names],
+                            "token_rows": [their ids], when there are any}
 
     >>> model = load_model("runs/tiny/base")                              # doctest: +SKIP
     >>> apply_lora(model, ["q_proj", "v_proj"], r=8, alpha=16)            # doctest: +SKIP
@@ -32,6 +34,7 @@ from torch import nn
 
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_write_json, read_json
+from gptlab.model.token_rows import merge_rows, row_ids, rows_state_dict, wrap_rows
 from gptlab.model.weights import WEIGHTS, load_full_model, read_tensors, save_tensors
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
@@ -114,8 +117,10 @@ def apply_lora(
     r: int = 8,
     alpha: float = 16.0,
     dropout: float = 0.0,
+    token_rows: list[int] | None = None,
 ) -> list[str]:
-    """Wrap every nn.Linear whose last name part is in `targets`; freeze every other parameter.
+    """Wrap every nn.Linear whose last name part is in `targets`; freeze every other parameter
+    except the embedding (and head) rows of `token_rows` (see token_rows.py).
 
     Returns the wrapped module names (e.g. 'layers.0.self_attn.q_proj'). Raises ValueError when a
     target matches nothing (a typo would otherwise train nothing at all).
@@ -138,6 +143,8 @@ def apply_lora(
         p.requires_grad_(False)
     for name in found:
         _set_module(model, name, LoRALinear(model.get_submodule(name), r, alpha, dropout))
+    if token_rows:
+        wrap_rows(model, token_rows)
     return found
 
 
@@ -154,6 +161,7 @@ def merge_lora(model: nn.Module) -> list[str]:
     names = list(lora_modules(model))
     for name in names:
         _set_module(model, name, model.get_submodule(name).merged())
+    merge_rows(model)
     if names:
         for p in model.parameters():
             p.requires_grad_(True)
@@ -161,11 +169,14 @@ def merge_lora(model: nn.Module) -> list[str]:
 
 
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the adapter tensors: {'layers.0.self_attn.q_proj.lora_A': ..., '....lora_B': ...}."""
+    """Only the adapter tensors: {'layers.0.self_attn.q_proj.lora_A': ..., '....lora_B': ...},
+    plus the trained token rows ('embed_tokens.rows') when there are any."""
     out = {}
     for name, m in lora_modules(model).items():
         out[f"{name}.lora_A"] = m.lora_A.detach()
         out[f"{name}.lora_B"] = m.lora_B.detach()
+    if hasattr(model, "embed_tokens"):
+        out |= {k: v.detach() for k, v in rows_state_dict(model).items()}
     return out
 
 
@@ -198,7 +209,8 @@ def save_adapter(folder: str | Path, model: nn.Module, config: dict[str, Any]) -
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.to("cpu").contiguous() for k, v in lora_state_dict(model).items()}
     save_tensors(folder / ADAPTER_WEIGHTS, tensors, metadata={"format": "pt"})
-    atomic_write_json(folder / ADAPTER_CONFIG, {**config, "modules": sorted(lora_modules(model))})
+    rows = {"token_rows": row_ids(model)} if hasattr(model, "embed_tokens") and row_ids(model) else {}
+    atomic_write_json(folder / ADAPTER_CONFIG, {**config, **rows, "modules": sorted(lora_modules(model))})
 
 
 def load_adapter(model: nn.Module, folder: str | Path) -> None:
@@ -237,7 +249,7 @@ def load_model_with_adapter(
     cfg = adapter_config(folder)
     base_path = Path(base) if base is not None else folder / cfg["base"]
     model = load_merged(base_path) if is_adapter_folder(base_path) else load_full_model(base_path)
-    apply_lora(model, cfg["targets"], int(cfg["rank"]), float(cfg["alpha"]), 0.0)
+    apply_lora(model, cfg["targets"], int(cfg["rank"]), float(cfg["alpha"]), 0.0, cfg.get("token_rows"))
     load_adapter(model, folder)
     if merge:
         merge_lora(model)

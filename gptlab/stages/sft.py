@@ -84,6 +84,7 @@ class SFTConfig(LoopArgs):
     lora_targets: str = "all"  # comma-separated linear layers to adapt (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or 'all'
     lora_dropout: float = 0.0  # dropout on the adapter's input
     merge: bool = False  # with --lora-rank: save merged full weights instead of the adapter
+    lora_token_rows: bool = True  # with --lora-rank: also train the embedding rows of the special tokens the conversations use (tool and chat tokens a base model never saw)
     sample_every: int | None = 100  # answer held-out prompts into samples.md every N steps, and at 0 and the end (None: off)
     num_samples: int = 4  # held-out prompts answered per sampling
     sample_tokens: int = 64  # max new tokens per sampled answer
@@ -160,21 +161,26 @@ def stale_outputs(use_lora: bool, merge: bool) -> tuple[str, ...]:
     return RECORDS + adapter
 
 
+def special_ids_used(tok: TokenizerLike, examples: list[tuple[list[int], list[int]]]) -> list[int]:
+    """The special tokens the rendered conversations contain (their rows train beside LoRA)."""
+    return sorted({i for ids, _ in examples for i in ids if tok.is_special(i)})
+
+
 def setup_lora(
-    model: torch.nn.Module, cfg: SFTConfig, base: Path, out: Path
+    model: torch.nn.Module, cfg: SFTConfig, base: Path, out: Path, token_rows: list[int]
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Wrap the targets with adapters (all else frozen); the adapter-only view to train and
-    the adapter_config.json contents."""
+    """Wrap the targets with adapters (all else frozen but `token_rows`); the adapter-only view
+    to train and the adapter_config.json contents."""
     rank = cfg.lora_rank
     assert rank is not None
     alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2.0 * rank
     try:
-        wrapped = lora.apply_lora(model, cfg.lora_targets, rank, alpha, cfg.lora_dropout)
+        wrapped = lora.apply_lora(model, cfg.lora_targets, rank, alpha, cfg.lora_dropout, token_rows)
     except ValueError as e:
         raise InputError(None, f"--lora-targets: {e}") from None
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print0(
-        f"lora: rank {rank}, alpha {alpha:g}, {len(wrapped)} layers, "
+        f"lora: rank {rank}, alpha {alpha:g}, {len(wrapped)} layers + {len(token_rows)} token rows, "
         f"{n_train:,} trainable of {model.num_params():,} params"
     )
     adapter_cfg = {
@@ -238,7 +244,8 @@ def build(cfg: SFTConfig, base: Path, tok_dir: Path, out: Path, dist: DistInfo, 
         raise InputError(None, str(e)) from None
     train_model, adapter_cfg = model, None
     if cfg.lora_rank is not None:
-        train_model, adapter_cfg = setup_lora(model, cfg, base, out)
+        rows = special_ids_used(tok, train_ex) if cfg.lora_token_rows else []
+        train_model, adapter_cfg = setup_lora(model, cfg, base, out, rows)
     train = cfg.loop_config(
         DEFAULT_STEPS, lr=cfg.peak_lr, optimizer=cfg.optimizer, sample_every=cfg.sample_every
     )
