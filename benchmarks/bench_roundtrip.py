@@ -33,8 +33,18 @@ import time
 from pathlib import Path
 
 import torch
+from bench_import import (
+    END_OF_TURN,
+    PROMPTS,
+    SAMPLE,
+    chat_ids,
+    greedy_gptlab,
+    greedy_hf,
+    load_hf,
+    max_gap,
+    prompt_logits,
+)
 
-from bench_import import END_OF_TURN, PROMPTS, SAMPLE, chat_ids, greedy_gptlab, greedy_hf, load_hf, max_gap, prompt_logits
 from gptlab.model.io import load_model
 
 GGUF_TYPES = ("f32", "bf16", "q8_0")
@@ -43,7 +53,9 @@ GGUF_TYPES = ("f32", "bf16", "q8_0")
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        for line in subprocess.run(
+            ["lscpu"], check=False, capture_output=True, text=True
+        ).stdout.splitlines():
             if line.startswith("Model name:"):
                 cpu = line.split(":", 1)[1].strip()
     except OSError:
@@ -54,7 +66,18 @@ def machine() -> dict:
 def export(stage: Path, out: Path, *flags: str) -> float:
     """Run `gptlab export` as a user would; returns its wall time in seconds."""
     t = time.time()
-    cmd = [sys.executable, "-m", "gptlab", "export", "--from", str(stage), "--out", str(out), "--force", *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gptlab",
+        "export",
+        "--from",
+        str(stage),
+        "--out",
+        str(out),
+        "--force",
+        *flags,
+    ]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return time.time() - t
 
@@ -64,19 +87,29 @@ def greedy_agreement(mine: list[list[int]], theirs: list[list[int]]) -> dict:
     first_diff = []
     for a, b in zip(mine, theirs):
         if a != b:
-            first_diff.append(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))))
-    return {"identical": f"{len(mine) - len(first_diff)}/{len(mine)}", "first_differing_token": first_diff}
+            first_diff.append(
+                next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            )
+    return {
+        "identical": f"{len(mine) - len(first_diff)}/{len(mine)}",
+        "first_differing_token": first_diff,
+    }
 
 
-def compare(name: str, logits: list[torch.Tensor], greedy: list[list[int]], base: dict, tok_text) -> dict:
+def compare(
+    name: str, logits: list[torch.Tensor], greedy: list[list[int]], base: dict, tok_text
+) -> dict:
     row = {
         "max_abs_logit_diff_vs_gptlab": max_gap(logits, base["ours_logits"]),
         "max_abs_logit_diff_vs_original_gguf_in_transformers": max_gap(logits, base["ref_logits"]),
         "greedy_vs_gptlab": greedy_agreement(greedy, base["ours_greedy"]),
         "continuations": [tok_text(g) for g in greedy],
     }
-    print(f"{name:28s} vs gptlab {row['max_abs_logit_diff_vs_gptlab']:.3g} | vs original {row['max_abs_logit_diff_vs_original_gguf_in_transformers']:.3g} "
-          f"| greedy identical {row['greedy_vs_gptlab']['identical']} {row['greedy_vs_gptlab']['first_differing_token']}", flush=True)
+    print(
+        f"{name:28s} vs gptlab {row['max_abs_logit_diff_vs_gptlab']:.3g} | vs original {row['max_abs_logit_diff_vs_original_gguf_in_transformers']:.3g} "
+        f"| greedy identical {row['greedy_vs_gptlab']['identical']} {row['greedy_vs_gptlab']['first_differing_token']}",
+        flush=True,
+    )
     return row
 
 
@@ -92,7 +125,13 @@ def llama_cpp_run(path: Path, prompts: list[list[int]], vocab: int, eos: set[int
     import numpy as np
     from llama_cpp import Llama  # optional: llama-cpp-python
 
-    llm = Llama(model_path=str(path), n_ctx=512, logits_all=True, n_threads=torch.get_num_threads(), verbose=False)
+    llm = Llama(
+        model_path=str(path),
+        n_ctx=512,
+        logits_all=True,
+        n_threads=torch.get_num_threads(),
+        verbose=False,
+    )
     logits, greedy = [], []
     for ids in prompts:
         llm.reset()
@@ -111,10 +150,22 @@ def llama_cpp_run(path: Path, prompts: list[list[int]], vocab: int, eos: set[int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", type=Path, default=Path("runs/smollm2/base"), help="the imported stage folder")
-    ap.add_argument("--gguf", type=Path, default=Path.home() / ".cache/gptlab/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
-                    help="the original GGUF file, loaded by transformers as the reference")
-    ap.add_argument("--work", type=Path, default=None, help="folder for the exports (default: a temporary folder)")
+    ap.add_argument(
+        "--stage", type=Path, default=Path("runs/smollm2/base"), help="the imported stage folder"
+    )
+    ap.add_argument(
+        "--gguf",
+        type=Path,
+        default=Path.home()
+        / ".cache/gptlab/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+        help="the original GGUF file, loaded by transformers as the reference",
+    )
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="folder for the exports (default: a temporary folder)",
+    )
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/roundtrip_smollm2.json"))
@@ -154,12 +205,19 @@ def main() -> None:
     result["vocab_compared"] = vocab
     result["stage_vocab_size"] = ours.config.vocab_size
     result["import"] = {
-        "max_abs_logit_diff_vs_original_gguf_in_transformers": max_gap(base["ours_logits"], base["ref_logits"]),
-        "greedy_original_gguf_in_transformers_vs_gptlab": greedy_agreement(ref_greedy, base["ours_greedy"]),
+        "max_abs_logit_diff_vs_original_gguf_in_transformers": max_gap(
+            base["ours_logits"], base["ref_logits"]
+        ),
+        "greedy_original_gguf_in_transformers_vs_gptlab": greedy_agreement(
+            ref_greedy, base["ours_greedy"]
+        ),
         "continuations": [text(g) for g in base["ours_greedy"]],
     }
-    print(f"import: gptlab vs transformers(original GGUF) {result['import']['max_abs_logit_diff_vs_original_gguf_in_transformers']:.3g}, "
-          f"greedy identical {result['import']['greedy_original_gguf_in_transformers_vs_gptlab']['identical']}", flush=True)
+    print(
+        f"import: gptlab vs transformers(original GGUF) {result['import']['max_abs_logit_diff_vs_original_gguf_in_transformers']:.3g}, "
+        f"greedy identical {result['import']['greedy_original_gguf_in_transformers_vs_gptlab']['identical']}",
+        flush=True,
+    )
     del ours
 
     exports: dict = {}
@@ -170,9 +228,20 @@ def main() -> None:
         hf_dir = work / "smollm2-hf"
         secs = export(args.stage, hf_dir)
         model, tok = load_hf(hf_dir)
-        row = compare("hf (float32)", prompt_logits(model, prompts, vocab), greedy_hf(model, prompts, eos, args.max_new_tokens), base, text)
-        exports["hf_float32"] = {"command": f"gptlab export --from {args.stage} --out OUT", "export_s": round(secs, 1),
-                                 "vocab_size": model.config.vocab_size, **tokenizer_check(tok, prompts, ref_tok), **row}
+        row = compare(
+            "hf (float32)",
+            prompt_logits(model, prompts, vocab),
+            greedy_hf(model, prompts, eos, args.max_new_tokens),
+            base,
+            text,
+        )
+        exports["hf_float32"] = {
+            "command": f"gptlab export --from {args.stage} --out OUT",
+            "export_s": round(secs, 1),
+            "vocab_size": model.config.vocab_size,
+            **tokenizer_check(tok, prompts, ref_tok),
+            **row,
+        }
         del model
 
         gguf_files = {}
@@ -181,11 +250,20 @@ def main() -> None:
             secs = export(args.stage, path, "--format", "gguf", "--gguf-type", kind)
             gguf_files[kind] = path
             model, tok = load_hf(path.parent, path.name)
-            row = compare(f"gguf {kind} (transformers)", prompt_logits(model, prompts, vocab), greedy_hf(model, prompts, eos, args.max_new_tokens), base, text)
+            row = compare(
+                f"gguf {kind} (transformers)",
+                prompt_logits(model, prompts, vocab),
+                greedy_hf(model, prompts, eos, args.max_new_tokens),
+                base,
+                text,
+            )
             exports[f"gguf_{kind}_transformers"] = {
                 "command": f"gptlab export --from {args.stage} --out OUT.gguf --format gguf --gguf-type {kind}",
-                "export_s": round(secs, 1), "file_mb": round(path.stat().st_size / 2**20, 1),
-                "vocab_size": model.config.vocab_size, **tokenizer_check(tok, prompts, ref_tok), **row,
+                "export_s": round(secs, 1),
+                "file_mb": round(path.stat().st_size / 2**20, 1),
+                "vocab_size": model.config.vocab_size,
+                **tokenizer_check(tok, prompts, ref_tok),
+                **row,
             }
             del model
 
@@ -195,7 +273,9 @@ def main() -> None:
             result["versions"]["llama_cpp_python"] = llama_cpp.__version__
             for kind, path in gguf_files.items():
                 logits, greedy = llama_cpp_run(path, prompts, vocab, eos, args.max_new_tokens)
-                exports[f"gguf_{kind}_llama_cpp"] = compare(f"gguf {kind} (llama.cpp)", logits, greedy, base, text)
+                exports[f"gguf_{kind}_llama_cpp"] = compare(
+                    f"gguf {kind} (llama.cpp)", logits, greedy, base, text
+                )
             llama_note = None
         except ImportError as e:
             llama_note = f"llama-cpp-python not importable ({e}); see the note in the report for why it did not install"

@@ -17,6 +17,10 @@ import torch
 
 from gptlab.model.config import ModelConfig
 
+# Default room per slot when none is asked for. A long-context model (SmolLM2: 8,192 positions)
+# would otherwise reserve 5.6 GiB for 16 slots up front; ask for more with `max_len`.
+DEFAULT_MAX_LEN = 2048
+
 
 class KVCache:
     def __init__(
@@ -28,7 +32,7 @@ class KVCache:
     ):
         self.cfg = cfg
         self.n_slots = batch_size
-        self.max_len = min(max_len or cfg.max_seq_len, cfg.max_seq_len)
+        self.max_len = min(max_len or DEFAULT_MAX_LEN, cfg.max_seq_len)
         self.device = torch.device(device or "cpu")
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
