@@ -189,6 +189,38 @@ def profile_ours(engine, prompts, new_tokens: int, path: Path) -> str:
     return s.getvalue()
 
 
+def copy_bandwidth(mib: int = 512, repeats: int = 7) -> float:
+    """Measured memory bandwidth in GB/s: `dst.copy_(src)` of `mib` MiB (bytes read + written,
+    far bigger than the caches), median of `repeats`, on torch's threads as the decode uses them."""
+    import torch
+
+    n = mib * 2**20 // 4
+    src, dst = torch.ones(n), torch.empty(n)
+    dst.copy_(src)  # touch the pages first
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - t)
+    return 2 * n * 4 / statistics.median(times) / 1e9
+
+
+def decode_bytes_per_token(model) -> int:
+    """Bytes of weights one batch-1 decode step must read: every matrix once (the output head
+    reads the whole embedding when tied; the embedding lookup itself reads one row)."""
+    seen, total = set(), 0
+    for name, p in model.named_parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        tied_head = model.lm_head.weight is model.embed_tokens.weight
+        if name == "embed_tokens.weight" and not tied_head:
+            total += p.shape[1] * p.element_size()
+        else:
+            total += p.numel() * p.element_size()
+    return total
+
+
 def cpu_model() -> str:
     """lscpu's model name (platform.processor() is empty on many Linux machines)."""
     import subprocess
@@ -320,8 +352,23 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(text[:3000])
 
+    bandwidth = copy_bandwidth()
+    per_token = decode_bytes_per_token(model)
+    limit = bandwidth * 1e9 / per_token
+    print(
+        f"memory bandwidth {bandwidth:.1f} GB/s (copy); {per_token / 1e6:.0f} MB of weights per "
+        f"token -> batch-1 limit {limit:.1f} tok/s; ours reaches "
+        + ", ".join(f"{r['ours']['tokens_per_s'] / limit:.0%}" for r in results if r["batch"] == 1)
+    )
     out = {
         "benchmark": "decode",
+        "bandwidth": {
+            "copy_gb_per_s": round(bandwidth, 2),
+            "weight_bytes_per_token": per_token,
+            "batch1_limit_tokens_per_s": round(limit, 1),
+            "how": "median of 7 torch copy_ of 512 MiB fp32 (read + write bytes / time); weights "
+            "per token: every parameter once, the embedding one row unless it is the tied head",
+        },
         "command": "python benchmarks/bench_decode.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": source,

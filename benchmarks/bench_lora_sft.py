@@ -12,7 +12,7 @@ the same adapters and the same optimizer on the same batches:
   tool tokens) rendered with the model's own chat template (`tok.render_conversation`), packed
   by `gptlab.data.sft_batches.SFTBatches` into `--batch-size` x `--seq-len` rows, loss on the
   assistant's tokens only, fixed seed, saved once and read by both sides;
-- loss: gptlab's `lm_loss` (the model's own cross-entropy, as `gptlab sft`); on the HF side the
+- loss: gptlab's `masked_lm_loss` (the model's own cross-entropy on target positions only, as `gptlab sft`); on the HF side the
   same cross-entropy on `model(input_ids).logits` with the same targets (-1 ignored);
 - step: forward, backward, clip the gradient norm to 1.0, fused AdamW (lr `--lr`, betas 0.9/0.95,
   no weight decay, constant LR), zero_grad: the step of gptlab's training loop.
@@ -130,7 +130,7 @@ def prepare(args, tmp: Path) -> dict:
 def build_gptlab(args, init: dict):
     from gptlab.model.io import load_model
     from gptlab.model.lora import apply_lora, load_lora_state_dict
-    from gptlab.train.loop import lm_loss
+    from gptlab.train.loop import masked_lm_loss
     from gptlab.train.optim import build_optimizer
 
     model = load_model(args.from_)
@@ -140,7 +140,7 @@ def build_gptlab(args, init: dict):
     opt = build_optimizer(model, "adamw", lr=args.lr, weight_decay=0.0, betas=(0.9, 0.95))
 
     def loss_fn(x, y):
-        return lm_loss(model, (x, y))[0]
+        return masked_lm_loss(model, (x, y))[0]
 
     return model, opt, loss_fn
 

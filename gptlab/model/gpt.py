@@ -159,14 +159,23 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         reduction: str = "mean",
         cache: KVCacheLike | None = None,
+        targets_only: bool = False,
     ) -> torch.Tensor:
         """Logits (B, T, V) when `targets` is None; else the cross-entropy loss.
 
         Targets equal to -1 are ignored (padding, masked prompt tokens). `reduction='none'`
         returns per-token losses (B, T), which evaluation sums into bits per byte. `cache`
         (inference) continues each row's sequence from what the KV cache holds.
+        `targets_only` (mean loss only): the head and the softmax run on the positions that have
+        a target and nowhere else; SFT, whose prompts carry no loss, skips their vocabulary-wide
+        work (a data-dependent shape, so not for pretraining under torch.compile).
         """
-        logits = self.lm_head(self.hidden_states(idx, cache))
+        h = self.hidden_states(idx, cache)
+        if targets is not None and targets_only and reduction == "mean":
+            keep = targets.reshape(-1) != -1
+            logits = self.lm_head(h.reshape(-1, h.size(-1))[keep])
+            return F.cross_entropy(logits.float(), targets.reshape(-1)[keep])
+        logits = self.lm_head(h)
         if targets is None:
             return logits
         loss = F.cross_entropy(

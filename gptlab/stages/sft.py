@@ -49,7 +49,7 @@ from gptlab.tasks.mixture import DEFAULT_SIZES, sft_mixture
 from gptlab.tokenizer.loading import load_tokenizer
 from gptlab.tokenizer.protocol import TokenizerLike
 from gptlab.train.distributed import DistInfo
-from gptlab.train.loop import TrainResult, lm_loss
+from gptlab.train.loop import TrainResult, masked_lm_loss
 from gptlab.train.stage import LoopArgs, StageParts, run_stage
 
 DEFAULT_STEPS = 300
@@ -261,7 +261,7 @@ def build(cfg: SFTConfig, base: Path, tok_dir: Path, out: Path, dist: DistInfo, 
         f"{dist.world_size} ranks per step | lr {cfg.peak_lr:g} | device {dist.device}"
     )
     return StageParts(
-        train_model, batches, lm_loss, train, describe, evaluate=evaluate, sample=sample,
+        train_model, batches, masked_lm_loss, train, describe, evaluate=evaluate, sample=sample,
         metadata={
             "params": model.num_params(), "base": str(base), "lora": adapter_cfg,
             "train_conversations": len(train_ex), "val_conversations": len(val_ex),

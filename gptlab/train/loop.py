@@ -109,6 +109,13 @@ def lm_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple
     return model(x, y), {"tokens": y.numel()}
 
 
+def masked_lm_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """`lm_loss` computed on the target positions only (`GPT.forward(targets_only=True)`): the
+    same mean, without the head and softmax over the vocabulary where nothing is learned (SFT)."""
+    x, y = batch
+    return model(x, y, targets_only=True), {"tokens": y.numel()}
+
+
 class Trainer:
     """Holds the wrapped model, optimizer and counters; `fit()` runs the loop.
 
