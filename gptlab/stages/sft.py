@@ -84,7 +84,7 @@ class SFTConfig(LoopArgs):
     lora_targets: str = "all"  # comma-separated linear layers to adapt (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or 'all'
     lora_dropout: float = 0.0  # dropout on the adapter's input
     merge: bool = False  # with --lora-rank: save merged full weights instead of the adapter
-    lora_token_rows: bool = True  # with --lora-rank: also train the embedding rows of the special tokens the conversations use (tool and chat tokens a base model never saw)
+    lora_frozen_rows: bool = False  # with --lora-rank: keep every embedding row frozen (by default the rows of the special tokens the conversations use train beside the adapters: tool and chat tokens a base model never saw)
     sample_every: int | None = 100  # answer held-out prompts into samples.md every N steps, and at 0 and the end (None: off)
     num_samples: int = 4  # held-out prompts answered per sampling
     sample_tokens: int = 64  # max new tokens per sampled answer
@@ -244,7 +244,7 @@ def build(cfg: SFTConfig, base: Path, tok_dir: Path, out: Path, dist: DistInfo, 
         raise InputError(None, str(e)) from None
     train_model, adapter_cfg = model, None
     if cfg.lora_rank is not None:
-        rows = special_ids_used(tok, train_ex) if cfg.lora_token_rows else []
+        rows = [] if cfg.lora_frozen_rows else special_ids_used(tok, train_ex)
         train_model, adapter_cfg = setup_lora(model, cfg, base, out, rows)
     train = cfg.loop_config(
         DEFAULT_STEPS, lr=cfg.peak_lr, optimizer=cfg.optimizer, sample_every=cfg.sample_every
