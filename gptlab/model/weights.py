@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from gptlab.errors import InputError
 from gptlab.fileio import atomic_path, atomic_write_json, read_json
 from gptlab.model.config import ModelConfig
-from gptlab.model.gpt import GPT
+from gptlab.model.gpt import GPT, rotary_tables
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -116,12 +116,19 @@ def load_full_model(folder: str | Path, device: str | torch.device = "cpu") -> G
     if not weights.exists():
         raise InputError(folder, f"no {WEIGHTS} here; is this a stage folder (e.g. runs/x/base)?")
     cfg = load_config(folder)
-    model = GPT(cfg)
+    # Built on the meta device and given the file's tensors as they are (assign): no random
+    # init to throw away, and no second copy of the weights (a 135M model took 842 MB, not 450).
+    with torch.device("meta"):
+        model = GPT(cfg)
     state = fill_tied(model, read_tensors(weights))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:  # a tensor of another shape than config.json says
         raise InputError(weights, f"weights do not match config.json ({str(e).splitlines()[-1].strip()})") from None
     if missing or unexpected:
         raise InputError(weights, f"weights do not match config.json (missing={missing[:3]}, unexpected={unexpected[:3]})")
+    if cfg.tie_embeddings:  # assign made two Parameters of one tensor: one Parameter again
+        model.lm_head.weight = model.embed_tokens.weight
+    model.rope_cos, model.rope_sin = rotary_tables(cfg)  # buffers are not in the file
     return model.to(device)
