@@ -210,7 +210,8 @@ def test_help_explains_every_flag(capsys):
 def test_summary_counts_replies_that_end_their_turn():
     from gptlab.eval.generative import GenResult, summarise
 
-    rs = [GenResult(True, 1.0, "a", "1", 0.1, 3, stopped=True), GenResult(False, 0.0, "b", None, 0.2, 9),
-          GenResult(False, 0.5, "c", "2", 0.3, 4, stopped=True), GenResult(True, 1.0, "d", "3", 0.4, 5, stopped=True)]
+    rs = [GenResult(True, 1.0, "a", "1", 0.1, 3, stopped=True, tool_calls=2), GenResult(False, 0.0, "b", None, 0.2, 9),
+          GenResult(False, 0.5, "c", "2", 0.3, 4, stopped=True), GenResult(True, 1.0, "d", "3", 0.4, 5, stopped=True, tool_calls=1)]
     s = summarise(rs)
     assert s["stop_rate"] == 0.75 and s["acc"] == 0.5 and s["reply_tokens"] == 5.25
+    assert s["tool_use_rate"] == 0.5  # replies with at least one call, not calls per reply

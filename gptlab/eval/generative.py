@@ -127,6 +127,7 @@ class GenResult:
     n_tokens: int
     votes: dict[str, int] | None = None  # sc only
     stopped: bool = False  # the reply ended with the end-of-turn token (not cut by max_new_tokens)
+    tool_calls: int = 0  # tool calls in the scored reply (the calculator, the python sandbox)
 
 
 @torch.inference_mode()
@@ -178,7 +179,8 @@ def generate_scores(
     results = []
     for k, item in enumerate(items):
         extract = answer_extractor(task, item)
-        replies = [(ids, reply_text(tok.parse_assistant(ids))) for ids in outs[k * n : (k + 1) * n]]
+        parsed = [tok.parse_assistant(ids) for ids in outs[k * n : (k + 1) * n]]
+        replies = [(ids, reply_text(parts)) for ids, parts in zip(outs[k * n : (k + 1) * n], parsed)]
         answers = [extract(text) for _, text in replies]
         votes = Counter(a for a in answers if a is not None)
         pick = 0
@@ -195,6 +197,7 @@ def generate_scores(
                 n_tokens=len(ids),
                 votes=dict(votes) if mode == "sc" else None,
                 stopped=bool(ids) and ids[-1] in engine.eos_ids,
+                tool_calls=sum(p["type"] == "tool_call" for p in parsed[pick]),
             )
         )
     return results
@@ -210,6 +213,7 @@ def summarise(results: Sequence[GenResult]) -> dict:
         "entropy": sum(ents) / len(ents) if ents else None,
         "reply_tokens": sum(r.n_tokens for r in results) / n,
         "stop_rate": sum(r.stopped for r in results) / n,  # a chat model must end its turns
+        "tool_use_rate": sum(r.tool_calls > 0 for r in results) / n,  # replies that called a tool
         "random_baseline": 0.0,
         "n": n,
     }
