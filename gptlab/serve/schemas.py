@@ -74,7 +74,7 @@ class _Sampling(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**62), le=2**62)  # torch seeds are 64-bit; room for seed + n
     user: str | None = None
     logprobs: bool | None = None
 
