@@ -56,7 +56,9 @@ def add_gptlab_tokens(imp: Imported) -> dict[str, int]:
         return {}
     first = max(imp.config.vocab_size, max(vocab.values()) + 1)
     new_ids = {t: first + k for k, t in enumerate(missing)}
-    sources = {t: _text_ids(tok, t) if t in TOOL_TOKENS else [] for t in missing}
+    plain = tokenizers.Tokenizer.from_str(imp.tokenizer["tokenizer.json"])
+    plain.encode_special_tokens = True  # a tool token's text form, as plain text
+    sources = {t: plain.encode(t, add_special_tokens=False).ids if t in TOOL_TOKENS else [] for t in missing}
     spec.setdefault("added_tokens", [])
     spec["added_tokens"] += [_added_token(t, i) for t, i in new_ids.items()]
     imp.tokenizer["tokenizer.json"] = json.dumps(spec, ensure_ascii=False)
@@ -67,13 +69,6 @@ def add_gptlab_tokens(imp: Imported) -> dict[str, int]:
     _grow_rows(imp, first + len(missing), new_ids, sources)
     imp.config.vocab_size = first + len(missing)
     return new_ids
-
-
-def _text_ids(tok: tokenizers.Tokenizer, text: str) -> list[int]:
-    """The ids of `text` as plain text (special-token text is not matched)."""
-    plain = tokenizers.Tokenizer.from_str(tok.to_str())
-    plain.encode_special_tokens = True
-    return plain.encode(text, add_special_tokens=False).ids
 
 
 def _added_token(content: str, i: int) -> dict[str, Any]:

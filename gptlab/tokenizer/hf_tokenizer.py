@@ -226,13 +226,11 @@ class HFTokenizer(SpecialTokenLookup):
     def render_for_reward(self, messages: list[dict]) -> list[int]:
         """The conversation up to the end of its last reply (its end-of-turn token) + `<|reward|>`,
         the position the reward model reads (added to the vocabulary by `gptlab import`)."""
-        if messages and isinstance(messages, list) and isinstance(messages[-1], dict) and (
-            messages[-1].get("role") != "assistant"
-        ):
+        ids, mask = self.render_conversation(messages)  # validates the messages first
+        if messages[-1]["role"] != "assistant":
             raise ValueError(
-                f"a conversation to score must end with an assistant message, not {messages[-1].get('role')}"
+                f"a conversation to score must end with an assistant message, not {messages[-1]['role']}"
             )
-        ids, mask = self.render_conversation(messages)
         last = max(i for i, m in enumerate(mask) if m) if any(mask) else len(ids) - 1
         return ids[: last + 1] + [self.token_id(REWARD)]
 
