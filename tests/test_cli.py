@@ -121,3 +121,17 @@ def test_input_error_is_one_line_and_exit_2(tmp_path, capsys):
     assert captured.err.startswith("error: ")
     assert captured.err.count("\n") == 1 and str(missing) in captured.err
     assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_help_piped_into_a_reader_that_leaves_is_no_traceback():
+    """`gptlab rl ppo --help | head -1`: the pipe closes early; the command exits quietly."""
+    import subprocess
+    import sys
+
+    code = "import sys; from gptlab import cli; sys.exit(cli.main(['rl', 'ppo', '--help']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.read(20)  # the first line only, then the reader goes away
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gptlab.data import corpora
+from gptlab.data import corpora, splits
 from gptlab.data.sources import Skips, SourceSpec, load_config, parse_spec, read_source
+from gptlab.data.splits import in_test
 from gptlab.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -223,6 +224,14 @@ def test_embedded_corpora_come_from_the_cache(tmp_path, monkeypatch):
         docs[2].text
         == "Epilogue:\nIf we shadows have offended,\nThink but this, and all is mended."
     )
+    # split=test keeps the scenes every task holds out (the same hash), split=train the rest
+    monkeypatch.setattr(splits, "TEST_FRAC", 0.5)  # 3 scenes: make both splits non-empty
+    test_ids = {d.id for d in read("shakespeare@split=test")[0]}
+    train_ids = {d.id for d in read("shakespeare@split=train")[0]}
+    assert test_ids and train_ids and test_ids | train_ids == {d.id for d in docs} and not test_ids & train_ids
+    assert test_ids == {d.id for d in docs if in_test(d.id)}
+    with pytest.raises(InputError, match="split=dev of an embedded corpus"):
+        parse_spec("shakespeare@split=dev")
     whl = tmp_path / "chitchat.whl"
     with zipfile.ZipFile(whl, "w") as z:
         z.write(FIXTURES / "chitchat" / "dataset.json", "chitchat_dataset/dataset.json")

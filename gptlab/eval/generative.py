@@ -131,16 +131,27 @@ class GenResult:
 
 
 @torch.inference_mode()
-def reply_entropy(model: torch.nn.Module, prompt: list[int], reply: list[int]) -> float:
-    """Mean entropy (nats) of the model's next-token distribution at each reply position."""
-    if not reply:
-        return float("nan")
-    seq = (prompt + reply)[-model.config.max_seq_len - 1 :]
-    n = min(len(reply), len(seq) - 1)
-    x = torch.tensor([seq[:-1]], device=next(model.parameters()).device)
-    h = model.hidden_states(x)[0, -n:]
-    logp = torch.log_softmax(model.lm_head(h).float(), dim=-1)
-    return float(-(logp.exp() * logp).sum(-1).mean())
+def reply_entropies(
+    model: torch.nn.Module, prompts: Sequence[list[int]], replies: Sequence[list[int]], batch_size: int = 16
+) -> list[float]:
+    """Mean entropy (nats) of the model's next-token distribution at each reply position, per
+    (prompt, reply); batched, right-padded (causal attention: padding after a row changes nothing)."""
+    device = next(model.parameters()).device
+    limit = model.config.max_seq_len
+    out: list[float] = []
+    for s in range(0, len(prompts), batch_size):
+        seqs = [(p + r)[-limit - 1 :][:-1] for p, r in zip(prompts[s : s + batch_size], replies[s : s + batch_size])]
+        counts = [min(len(r), len(q)) for r, q in zip(replies[s : s + batch_size], seqs)]
+        width = max(len(q) for q in seqs)
+        x = torch.tensor([q + [0] * (width - len(q)) for q in seqs], device=device)
+        h = model.hidden_states(x)
+        for row, (q, n) in enumerate(zip(seqs, counts)):
+            if n == 0:
+                out.append(float("nan"))
+                continue
+            logp = torch.log_softmax(model.lm_head(h[row, len(q) - n : len(q)]).float(), dim=-1)
+            out.append(float(-(logp.exp() * logp).sum(-1).mean()))
+    return out
 
 
 def generate_scores(
@@ -177,6 +188,7 @@ def generate_scores(
         # the engine also stops a row when the context is full
         outs += engine.generate_all(rows[s : s + chunk], max_new_tokens, **kw)
     results = []
+    picked: list[list[int]] = []
     for k, item in enumerate(items):
         extract = answer_extractor(task, item)
         parsed = [tok.parse_assistant(ids) for ids in outs[k * n : (k + 1) * n]]
@@ -187,19 +199,22 @@ def generate_scores(
         if mode == "sc" and votes:
             pick = answers.index(votes.most_common(1)[0][0])  # ties: the answer seen first
         ids, text = replies[pick]
+        picked.append(ids)
         results.append(
             GenResult(
                 correct=bool(task.evaluate(item, text)),
                 reward=float(task.reward(item, text)),
                 completion=text,
                 answer=answers[pick],
-                entropy=reply_entropy(model, prompts[k], ids),
+                entropy=float("nan"),  # filled below, in batches
                 n_tokens=len(ids),
                 votes=dict(votes) if mode == "sc" else None,
                 stopped=bool(ids) and ids[-1] in engine.eos_ids,
                 tool_calls=sum(p["type"] == "tool_call" for p in parsed[pick]),
             )
         )
+    for r, ent in zip(results, reply_entropies(model, prompts, picked, engine.cache.n_slots)):
+        r.entropy = ent
     return results
 
 

@@ -17,6 +17,7 @@ it is reported with the random baseline (0.5) and a length baseline (prefer the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 from gptlab.errors import InputError
-from gptlab.eval.metrics import centred_accuracy, classification_report
+from gptlab.eval.metrics import bootstrap_ci, centred_accuracy, classification_report, sign_test
 from gptlab.eval.multiple_choice import choice_logprobs
 from gptlab.infer.loading import load_for_inference
 from gptlab.model.heads import ScalarHeadModel, keep_end
@@ -144,10 +145,19 @@ def rule_judge(task: Task, item_of: Callable[[list[dict]], Item]) -> Prefer:
 
 
 def rm_judge(scorer: RewardScorer, margin: float = 0.0) -> Prefer:
-    """The higher reward wins; a difference within `margin` ties."""
+    """The higher reward wins; a difference within `margin` ties. Each reply is scored once, so
+    the two presentation orders agree exactly (a batch's padding moves scores by ~1e-6, which
+    would otherwise turn two equal replies into a split verdict)."""
+
+    seen: dict[tuple[str, str], float] = {}  # one score per reply: both orders read the same numbers
 
     def prefer(prompt: list[dict], first: str, second: str) -> str:
-        a, b = scorer.score([[*prompt, {"role": "assistant", "content": x}] for x in (first, second)])
+        key = json.dumps(prompt, sort_keys=True)
+        todo = [x for x in dict.fromkeys((first, second)) if (key, x) not in seen]
+        if todo:
+            scores = scorer.score([[*prompt, {"role": "assistant", "content": x}] for x in todo])
+            seen.update({(key, x): r for x, r in zip(todo, scores)})
+        a, b = seen[key, first], seen[key, second]
         return "first" if a - b > margin else "second" if b - a > margin else "tie"
 
     return prefer
@@ -186,17 +196,44 @@ def both_orders(prefer: Prefer, prompt: list[dict], reply_a: str, reply_b: str) 
     return "tie", [w1, w2]  # each order favours whichever sits in the same slot: position bias
 
 
+def cut_to_words(text: str, n_words: int) -> str:
+    """The first `n_words` words of `text` (its own spacing kept up to the cut).
+
+    >>> cut_to_words("The answer is 84.", 2)
+    'The answer'
+    """
+    words = text.split()
+    if len(words) <= n_words:
+        return text
+    end, pos = 0, 0
+    for w in words[:n_words]:
+        pos = text.index(w, pos)
+        end = pos = pos + len(w)
+    return text[:end]
+
+
+def same_words(a: str, b: str) -> tuple[str, str]:
+    """Both replies cut to the shorter one's word count: a judge that likes length cannot tell."""
+    n = min(len(a.split()), len(b.split()))
+    return cut_to_words(a, n), cut_to_words(b, n)
+
+
 @dataclass
 class JudgeSummary:
     wins_a: int
     wins_b: int
     ties: int
     consistent: float  # fraction of prompts where both orders gave the same verdict
+    scores_b: list[float] | None = None  # per prompt: 1 if B wins, 0.5 a tie, 0 if A wins
 
     def as_dict(self) -> dict:
         n = self.wins_a + self.wins_b + self.ties
-        return {"wins_a": self.wins_a, "wins_b": self.wins_b, "ties": self.ties, "n": n,
-                "win_rate_b": (self.wins_b + 0.5 * self.ties) / n, "consistent": self.consistent}
+        out = {"wins_a": self.wins_a, "wins_b": self.wins_b, "ties": self.ties, "n": n,
+               "win_rate_b": (self.wins_b + 0.5 * self.ties) / n, "consistent": self.consistent}
+        if self.scores_b:
+            lo, hi = bootstrap_ci(self.scores_b, n=2000)
+            out.update(ci95=[lo, hi], sign_test_p=sign_test(self.wins_b, self.wins_a))
+        return out
 
 
 def judge_all(prefer: Prefer, prompts: Sequence[list[dict]], replies_a: Sequence[str], replies_b: Sequence[str],
@@ -209,4 +246,5 @@ def judge_all(prefer: Prefer, prompts: Sequence[list[dict]], replies_a: Sequence
         votes.append({"model_a": name_a, "model_b": name_b, "winner": winner, "judge": judge,
                       "orders": orders, "prompt": reply_text(prompt[-1]["content"]), "reply_a": a, "reply_b": b})
     count = {w: sum(v["winner"] == w for v in votes) for w in ("a", "b", "tie")}
-    return votes, JudgeSummary(count["a"], count["b"], count["tie"], agree / max(len(votes), 1))
+    scores = [{"a": 0.0, "b": 1.0, "tie": 0.5}[v["winner"]] for v in votes]
+    return votes, JudgeSummary(count["a"], count["b"], count["tie"], agree / max(len(votes), 1), scores)

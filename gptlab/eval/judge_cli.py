@@ -27,18 +27,22 @@ from gptlab.eval.judge import (
     model_judge,
     rm_judge,
     rule_judge,
+    same_words,
 )
+from gptlab.eval.results import EVAL_FILE, merge_results
 from gptlab.fileio import atomic_write_text
 from gptlab.infer.loading import load_for_inference, make_engine
-from gptlab.options import DeviceArgs
+from gptlab.options import InferenceArgs
 from gptlab.tasks import Item, Task, scorable_task
 from gptlab.tasks.base import reply_text
 
 
 @dataclass(kw_only=True)
-class JudgeConfig(DeviceArgs):
+class JudgeConfig(InferenceArgs):
     """Model A vs model B on the same held-out prompts, judged in both orders by a rule (the
-    task's reward), a reward model or a judge model with a rubric; writes arena votes (JSONL)."""
+    task's reward), a reward model or a judge model with a rubric; writes arena votes (JSONL) and
+    B's win rate (95% CI, reply lengths, and again with both replies cut to the same length) into
+    B's eval.json as judge/<task>/<judge>."""
 
     a: Path  # stage folder of model A
     b: Path  # stage folder of model B
@@ -54,14 +58,15 @@ class JudgeConfig(DeviceArgs):
     seed: int = 0  # task order
     out: Path | None = None  # votes JSONL (default: runs/<run of A>/judge/votes.jsonl)
     append: bool = False  # add to --out instead of replacing it
+    batch_size: int = 16  # replies generated at once
 
 
-def replies(folder: Path, prompts: list[list[dict]], max_new: int, device: str) -> list[str]:
-    """The greedy reply of the model in `folder` to each prompt, as text."""
-    model, tok = load_for_inference(folder, device)
-    engine = make_engine(model, tok)
-    outs = engine.generate_all([tok.render_prompt(p) for p in prompts], max_new, temperature=0.0)
-    return [reply_text(tok.parse_assistant(ids)) for ids in outs]
+def replies(cfg: JudgeConfig, folder: Path, prompts: list[list[dict]]) -> tuple[list[str], list[int]]:
+    """The greedy reply of the model in `folder` to each prompt, as text, and its length in tokens."""
+    model, tok = load_for_inference(folder, cfg.device)
+    engine = make_engine(model, tok, max_batch=cfg.batch_size, autocast_dtype=cfg.autocast_dtype(model))
+    outs = engine.generate_all([tok.render_prompt(p) for p in prompts], cfg.max_new_tokens, temperature=0.0)
+    return [reply_text(tok.parse_assistant(ids)) for ids in outs], [len(ids) for ids in outs]
 
 
 def make_judge(cfg: JudgeConfig, task: Task, prompts: list[list[dict]], items: list[Item]) -> Prefer:
@@ -86,20 +91,30 @@ def run(cfg: JudgeConfig) -> int:
     task = scorable_task(cfg.task, "test", cfg.seed)
     items = [task.example(i) for i in range(min(cfg.limit, len(task)))]
     prompts = [task.prompt(it) for it in items]
-    replies_a = replies(cfg.a, prompts, cfg.max_new_tokens, cfg.device)
-    replies_b = replies(cfg.b, prompts, cfg.max_new_tokens, cfg.device)
+    replies_a, len_a = replies(cfg, cfg.a, prompts)
+    replies_b, len_b = replies(cfg, cfg.b, prompts)
     prefer = make_judge(cfg, task, prompts, items)
     name_a, name_b = cfg.name_a or cfg.a.name, cfg.name_b or cfg.b.name
     if name_a == name_b:
         raise InputError(None, f"both models are named {name_a!r}: pass --name-a / --name-b")
     votes, summary = judge_all(prefer, prompts, replies_a, replies_b, name_a, name_b, cfg.judge)
+    # the same pairs with both replies cut to the shorter one's words: the gain length cannot explain
+    cut = [same_words(a, b) for a, b in zip(replies_a, replies_b)]
+    _, matched = judge_all(prefer, prompts, [a for a, _ in cut], [b for _, b in cut], name_a, name_b, cfg.judge)
     out = cfg.out or cfg.a.parent / "judge" / "votes.jsonl"
     old = out.read_text(encoding="utf-8") if cfg.append and out.exists() else ""
     atomic_write_text(out, old + "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in votes))
-    s = summary.as_dict()
-    print(f"{name_a} vs {name_b} on {task.name} ({cfg.judge} judge): {name_a} {s['wins_a']}, "
-          f"{name_b} {s['wins_b']}, ties {s['ties']} | {name_b} win rate {s['win_rate_b']:.1%} | "
-          f"orders agree {s['consistent']:.0%} -> {out}")
+    s, m = summary.as_dict(), matched.as_dict()
+    record = {**s, "mode": "judge", "task": task.name, "judge": cfg.judge, "vs": name_a, "vs_path": str(cfg.a),
+              "reply_tokens_a": sum(len_a) / len(len_a), "reply_tokens_b": sum(len_b) / len(len_b),
+              "matched_length": {k: m[k] for k in ("win_rate_b", "ci95", "wins_a", "wins_b", "ties")}}
+    merge_results(cfg.b / EVAL_FILE, {f"judge/{task.name}/{cfg.judge}": record},
+                  {"stage": cfg.b.name, "model": str(cfg.b)})
+    print(f"{name_a} vs {name_b} on {task.name} ({cfg.judge} judge, both orders): {name_a} {s['wins_a']}, "
+          f"{name_b} {s['wins_b']}, ties {s['ties']} | {name_b} win rate {s['win_rate_b']:.1%} "
+          f"(95% CI {s['ci95'][0]:.1%} to {s['ci95'][1]:.1%}), at matched length {m['win_rate_b']:.1%} "
+          f"(95% CI {m['ci95'][0]:.1%} to {m['ci95'][1]:.1%}) | reply tokens {record['reply_tokens_a']:.1f} -> "
+          f"{record['reply_tokens_b']:.1f} | orders agree {s['consistent']:.0%} -> {out}, {cfg.b / EVAL_FILE}")
     return 0
 
 

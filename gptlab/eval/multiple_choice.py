@@ -7,9 +7,9 @@ score `acc_bytes` and divides by characters for its `acc_norm`; on ASCII text th
 Scores are reported with the random baseline (mean of 1/len(choices)) and centred accuracy,
 (acc - baseline) / (1 - baseline), so tasks with 2 and 4 choices read on one scale.
 
-All choices of an item go through the model in one forward pass: rows `context + choice`,
-right-padded, targets -1 except on the choice's tokens. Token ids only; `make_item` builds an
-item from text with a gptlab tokenizer.
+An item's context goes through the model once; its choices continue from the context's keys and
+values in the KV cache, one row each. Token ids only; `make_item` builds an item from text with
+a gptlab tokenizer.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from gptlab.eval.metrics import centred_accuracy
+from gptlab.infer.kv_cache import KVCache
 
 if TYPE_CHECKING:
     from gptlab.tokenizer.protocol import TokenizerLike
@@ -58,10 +59,12 @@ def _device(model: torch.nn.Module) -> torch.device:
 def choice_logprobs(
     model: torch.nn.Module, context_ids: list[int], choices_ids: list[list[int]]
 ) -> list[tuple[float, int]]:
-    """(sum of log-probs, number of tokens) of each choice after the context, in one forward.
+    """(sum of log-probs, number of tokens) of each choice after the context.
 
-    When context + choice exceeds the model's context, the context loses tokens from its left
-    (as lm-eval does); the choice itself must fit after at least one context token.
+    The context goes through the model once, into a KV cache whose keys and values every choice
+    then continues from (one row per choice): a long context with four short choices costs about
+    one context instead of four. When context + a choice exceeds the model's context, each choice
+    is scored in its own row with the context cut from the left to fit it (as lm-eval does).
     """
     if not context_ids:
         raise ValueError(
@@ -72,19 +75,43 @@ def choice_logprobs(
             "every item needs at least one choice, and every choice at least one token"
         )
     max_len = model.config.max_seq_len
-    rows: list[tuple[list[int], int]] = []  # (input ids, index of the first choice token in it)
-    for choice in choices_ids:
-        if len(choice) > max_len:
-            raise ValueError(
-                f"a choice of {len(choice)} tokens does not fit the model's context of {max_len}"
-            )
-        # the input is seq[:-1], so context + choice may hold max_len + 1 tokens
-        ctx = context_ids[-(max_len + 1 - len(choice)) :]
-        seq = ctx + choice
-        rows.append((seq, len(ctx)))
-    # The input drops the last token (nothing to predict after it); target t is token t+1.
-    L = max(len(seq) for seq, _ in rows) - 1
+    longest = max(len(c) for c in choices_ids)
+    if longest >= max_len:
+        raise ValueError(
+            f"a choice of {longest} tokens does not fit the model's context of {max_len} after a context token"
+        )
+    if len(context_ids) + longest > max_len + 1:  # each choice keeps as much context as fits it
+        return [_choice_logprobs_cut(model, context_ids, [c])[0] for c in choices_ids]
+    ctx = context_ids
     dev = _device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        cache = KVCache(model.config, len(choices_ids), max_len=len(ctx) + longest, device=dev)
+        first = _logsoftmax(model, model.hidden_states(torch.tensor([ctx], device=dev), cache.select([0]))[0, -1])
+        share_prefix(cache, len(ctx))
+        rest = [c[:-1] for c in choices_ids]  # each choice token after the first follows these
+        width = max(len(r) for r in rest)
+        out = [float(first[c[0]]) for c in choices_ids]
+        if width:
+            x = torch.tensor([r + [0] * (width - len(r)) for r in rest], device=dev)  # right padding: unseen
+            logp = _logsoftmax(model, model.hidden_states(x, cache.select(None)))
+            for r, c in enumerate(choices_ids):
+                if len(c) > 1:
+                    out[r] += float(logp[r, torch.arange(len(c) - 1), torch.tensor(c[1:], device=dev)].sum())
+    finally:
+        model.train(was_training)
+    return [(lp, len(c)) for lp, c in zip(out, choices_ids)]
+
+
+def _choice_logprobs_cut(model: torch.nn.Module, context_ids: list[int], choices_ids: list[list[int]]) -> list[tuple[float, int]]:
+    """One row per choice, its context cut from the left to fit (a context longer than the model's)."""
+    max_len = model.config.max_seq_len
+    rows = []
+    for choice in choices_ids:
+        ctx = context_ids[-(max_len + 1 - len(choice)) :]  # the input is seq[:-1]: max_len + 1 fit
+        rows.append((ctx + choice, len(ctx)))
+    L = max(len(seq) for seq, _ in rows) - 1
     x = torch.zeros(len(rows), L, dtype=torch.long)
     y = torch.full((len(rows), L), -1, dtype=torch.long)
     for r, (seq, start) in enumerate(rows):
@@ -93,12 +120,24 @@ def choice_logprobs(
     was_training = model.training
     model.eval()
     try:
-        nll = (
-            model(x.to(dev), y.to(dev), reduction="none").double().cpu()
-        )  # (n_choices, L), 0 where ignored
+        dev = _device(model)
+        nll = model(x.to(dev), y.to(dev), reduction="none").double().cpu()  # 0 where ignored
     finally:
         model.train(was_training)
     return [(-float(nll[r].sum()), len(c)) for r, c in enumerate(choices_ids)]
+
+
+def _logsoftmax(model: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(model.lm_head(h).double(), dim=-1)
+
+
+def share_prefix(cache: KVCache, n: int) -> None:
+    """Copy slot 0's first n keys and values into every other slot: one prefill, many rows."""
+    assert cache.k is not None and cache.v is not None
+    cache.k[:, 1:, :, :n] = cache.k[:, :1, :, :n]
+    cache.v[:, 1:, :, :n] = cache.v[:, :1, :, :n]
+    for slot in range(cache.n_slots):
+        cache.set_length(slot, n)
 
 
 def score_multiple_choice(

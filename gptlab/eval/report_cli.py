@@ -15,7 +15,7 @@ import tyro
 
 from gptlab.commandline import parse
 from gptlab.common import run_dir
-from gptlab.eval.report import checks, collect, write_report
+from gptlab.eval.report import Bounds, checks, collect, write_report
 from gptlab.options import RunArgs
 
 
@@ -27,12 +27,15 @@ class ReportConfig(RunArgs):
 
     folder: Annotated[Path | None, tyro.conf.Positional, tyro.conf.arg(metavar="FOLDER")] = None  # run folder (default: runs/<--run>)
     out: Path | None = None  # markdown file to write (default: <run folder>/report.md)
+    max_bpb_rise: float | None = None  # fail a stage whose held-out bits per byte rose by more than this over the stage it started from (None: no check)
+    max_acc_drop: float | None = None  # fail a stage whose multiple-choice accuracy may have dropped by more than this: paired 95% CI below -this (None: no check)
 
 
 def run(cfg: ReportConfig) -> int:
     folder = cfg.folder or run_dir(cfg.run)
-    path = write_report(folder, cfg.out)
-    for c in checks(collect(folder)):
+    bounds = Bounds(cfg.max_bpb_rise, cfg.max_acc_drop)
+    path = write_report(folder, cfg.out, bounds)
+    for c in checks(collect(folder), bounds):
         print(f"{c.mark} {c.stage}: {c.claim} ({c.detail})")
     print(f"wrote {path}")
     return 0

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 
 from gptlab.commandline import parse
-from gptlab.common import run_dir, run_metadata
+from gptlab.common import autocast_context, run_dir, run_metadata
 from gptlab.errors import InputError
 from gptlab.eval.bpb import eval_bpb
 from gptlab.eval.generative import generate_scores, mc_item, shot_messages, summarise
@@ -36,13 +36,13 @@ from gptlab.eval.multiple_choice import score_multiple_choice
 from gptlab.eval.results import EVAL_FILE, merge_results
 from gptlab.infer.engine import Engine
 from gptlab.infer.loading import load_for_inference, make_engine
-from gptlab.options import DeviceArgs, FromPath, RunArgs
+from gptlab.options import FromPath, InferenceArgs, RunArgs
 from gptlab.tasks import Item, Task, scorable_task, split_names
 from gptlab.tokenizer.protocol import TokenizerLike
 
 
 @dataclass
-class EvalConfig(RunArgs, DeviceArgs):
+class EvalConfig(RunArgs, InferenceArgs):
     """Evaluate a stage folder (base, sft, rl, rm) on held-out tasks; results merge into
     <stage>/eval.json, keyed by task and mode. `gptlab eval judge --help`: model A vs model B;
     `gptlab eval diversity --help`: entropy and distinct-n of samples from several stages."""
@@ -58,7 +58,7 @@ class EvalConfig(RunArgs, DeviceArgs):
     max_new_tokens: int = 64  # reply length limit for gen/cot/sc
     limit: int | None = None  # score only the first N test items of each task (None: all)
     bpb_tokens: int = 32768  # val tokens scored by the bpb task
-    shards: Path | None = None  # shard folder for bpb (default: the run's 'shards' beside the stage)
+    shards: Path | None = None  # shard folder for bpb (default: the run's 'shards' beside the stage); its result is keyed bpb/<folder name>
     seed: int = 0  # task order and sampling seed
     batch_size: int = 16  # rows per forward pass (generation, bpb)
     out: Path | None = None  # results file to merge into (default: <stage>/eval.json)
@@ -73,6 +73,7 @@ class Loaded:
     stage: Path
     is_rm: bool
     fmt: str
+    dtype: torch.dtype | None = None  # autocast dtype of every forward pass
     engine: Engine | None = None
 
 
@@ -102,7 +103,7 @@ def score_items(cfg: EvalConfig, m: Loaded, task: Task, items: list[Item]) -> tu
         raise InputError(None, f"task {task.name!r} has no choices: use --mode gen, cot or sc")
     mode = "gen" if mode == "auto" else mode
     if m.engine is None:
-        m.engine = make_engine(m.model, m.tok, max_batch=cfg.batch_size)
+        m.engine = make_engine(m.model, m.tok, max_batch=cfg.batch_size, autocast_dtype=m.dtype)
     res = generate_scores(
         m.model, m.engine, m.tok, task, items, mode, cfg.shots, cfg.n_samples,
         cfg.temperature, cfg.max_new_tokens, cfg.seed, progress=True,
@@ -118,28 +119,35 @@ def score_items(cfg: EvalConfig, m: Loaded, task: Task, items: list[Item]) -> tu
     return rec, mode
 
 
+def score_task(cfg: EvalConfig, m: Loaded, name: str) -> tuple[dict, str]:
+    """(record, results key) of one task name: bpb on the shards, or the task's test items."""
+    if name == "bpb":  # the run's own shards are "bpb"; other text (--shards DIR) is "bpb/DIR's name"
+        shards = cfg.shards or m.stage.parent / "shards"
+        key = "bpb" if cfg.shards is None else f"bpb/{Path(cfg.shards).name}"
+        return eval_bpb(m.model, m.tok, shards, cfg.bpb_tokens, cfg.batch_size), key
+    task = scorable_task(name, "test", cfg.seed, extra=("bpb",))
+    n = len(task) if cfg.limit is None else min(cfg.limit, len(task))
+    items = [task.example(i) for i in range(n)]
+    if not items:
+        raise InputError(None, f"task {name!r} has no test items")
+    rec, mode = score_items(cfg, m, task, items)
+    rec.update(task=name, mode=mode, shots=cfg.shots, split="test")
+    return rec, f"{name}/{mode}"
+
+
 def evaluate(cfg: EvalConfig, stage: Path) -> dict[str, dict]:
     """Every requested task on the stage; returns {key: record}."""
     is_rm = (stage / "head.safetensors").exists()
     model, tok = load_for_inference(stage, cfg.device, cfg.tokenizer)
     fmt = cfg.format if cfg.format != "auto" else ("text" if stage.name == "base" else "chat")
-    m = Loaded(model, tok, stage, is_rm, fmt)
+    device = next(model.parameters()).device
+    m = Loaded(model, tok, stage, is_rm, fmt, cfg.autocast_dtype(model))
     results: dict[str, dict] = {}
     for name in split_names(cfg.tasks):
         t0 = time.perf_counter()
-        if name == "bpb":
-            shards = cfg.shards or stage.parent / "shards"
-            rec = eval_bpb(model, tok, shards, cfg.bpb_tokens, cfg.batch_size)
-            key = "bpb"
-        else:
-            task = scorable_task(name, "test", cfg.seed, extra=("bpb",))
-            n = len(task) if cfg.limit is None else min(cfg.limit, len(task))
-            items = [task.example(i) for i in range(n)]
-            if not items:
-                raise InputError(None, f"task {name!r} has no test items")
-            rec, mode = score_items(cfg, m, task, items)
-            key = f"{name}/{mode}"
-            rec.update(task=name, mode=mode, shots=cfg.shots, split="test")
+        with autocast_context(device, m.dtype):
+            rec, key = score_task(cfg, m, name)
+        rec["dtype"] = "bf16" if m.dtype is not None else "fp32"
         rec["seconds"] = round(time.perf_counter() - t0, 2)
         results[key] = rec
         print(f"{key}: " + " | ".join(f"{k} {v:.4f}" for k, v in rec.items() if isinstance(v, float)), flush=True)

@@ -113,24 +113,29 @@ class DecodeStep:
             self._key = None
 
     def _weights(self) -> list[_LayerWeights]:
-        """The fused weights, rebuilt when any parameter was changed in place or replaced."""
-        key = tuple((p._version, p.data_ptr()) for p in self._params)
+        """The fused weights, rebuilt when any parameter was changed in place or replaced, or the
+        autocast dtype changed: under bf16 autocast the copies are bf16, so each step reads half
+        the bytes and autocast never re-casts a whole matrix per token."""
+        device = self.model.lm_head.weight.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        key = (dtype, *((p._version, p.data_ptr()) for p in self._params))
         if key != self._key:
-            split = torch.get_num_threads() if self.model.lm_head.weight.device.type == "cpu" else 1
+            split = torch.get_num_threads() if device == "cpu" else 1
+            cast = (lambda w: w.to(dtype)) if dtype is not None else (lambda w: w)
             with torch.no_grad():
                 self._layers = [
                     _LayerWeights(
                         ln1=blk.input_layernorm.weight,
-                        wqkv=_t(torch.cat((blk.self_attn.q_proj.weight, blk.self_attn.k_proj.weight,
-                                           blk.self_attn.v_proj.weight)), split),
-                        wo=_t(blk.self_attn.o_proj.weight, split),
+                        wqkv=cast(_t(torch.cat((blk.self_attn.q_proj.weight, blk.self_attn.k_proj.weight,
+                                                blk.self_attn.v_proj.weight)), split)),
+                        wo=cast(_t(blk.self_attn.o_proj.weight, split)),
                         ln2=blk.post_attention_layernorm.weight,
-                        wgu=_t(torch.cat((blk.mlp.gate_proj.weight, blk.mlp.up_proj.weight)), split),
-                        wd=_t(blk.mlp.down_proj.weight, split),
+                        wgu=cast(_t(torch.cat((blk.mlp.gate_proj.weight, blk.mlp.up_proj.weight)), split)),
+                        wd=cast(_t(blk.mlp.down_proj.weight, split)),
                     )
                     for blk in self.model.layers
                 ]
-                self._head = _t(self.model.lm_head.weight, split)
+                self._head = cast(_t(self.model.lm_head.weight, split))
                 # Rebuilt with the weights, so it follows the model to another device too.
                 sin, half = self.model.rope_sin, self.hd // 2
                 self._sin_signed = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)

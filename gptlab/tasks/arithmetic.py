@@ -11,7 +11,8 @@ expression is in both splits, however it is worded.
 
 from __future__ import annotations
 
-from gptlab.tasks.base import Item, Task, extract_number, split_of
+from gptlab.data.splits import split_of
+from gptlab.tasks.base import Item, Task, extract_number
 from gptlab.tools.calculator import CalcError, format_number
 from gptlab.tools.calculator import (
     evaluate as run_calculator,  # the tool; `Arithmetic.evaluate` is the verifier

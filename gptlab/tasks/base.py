@@ -12,7 +12,6 @@ the same problem can never land in both splits whatever the seed or the size ask
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import dataclass, field
@@ -75,20 +74,6 @@ class Task:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def in_test(key: str, test_frac: float) -> bool:
-    """Stable split membership: the same key is in the same split on every machine and run.
-
-    >>> in_test("macbeth/1.1", 0.0), in_test("macbeth/1.1", 1.0)
-    (False, True)
-    """
-    h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-    return h / 2**64 < test_frac
-
-
-def split_of(key: str, test_frac: float) -> str:
-    return "test" if in_test(key, test_frac) else "train"
 
 
 def normalise(text: str) -> str:

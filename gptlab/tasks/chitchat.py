@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from gptlab.data import corpora
 from gptlab.data.chats import Chat
-from gptlab.tasks.base import Item, Task, in_test
+from gptlab.data.splits import in_test
+from gptlab.tasks.base import Item, Task
 
 
 def chat_messages(chat: Chat, max_turns: int | None = None) -> list[dict]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 
-from gptlab.tasks.base import Item, Task, extract_number, in_test
+from gptlab.data.splits import in_test
+from gptlab.tasks.base import Item, Task, extract_number
 
 # name -> reasoning-gym config overrides: few terms and digits, so a small model has a chance.
 DEFAULT_DATASETS: dict[str, dict] = {

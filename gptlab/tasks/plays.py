@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from gptlab.data import corpora
 from gptlab.data.plays import Play, Scene, Speech
-from gptlab.tasks.base import Item, Task, contains_phrase, in_test, normalise
+from gptlab.data.splits import in_test
+from gptlab.tasks.base import Item, Task, contains_phrase, normalise
 
 # Speakers that are not one character: useless as an answer to "who speaks this line".
 COLLECTIVE = {"ALL", "BOTH", "PROLOGUE", "EPILOGUE", "CHORUS"}

@@ -80,7 +80,7 @@ class TrainConfig:
     decay_frac: float = 0.2  # wsd: fraction of training spent decaying
     grad_clip: float | None = 1.0  # clip the global gradient norm to this (None: no clipping)
     device: str = "auto"  # 'auto' (cuda > mps > cpu), or 'cpu', 'cuda', ...
-    dtype: str = "auto"  # autocast: 'auto' (bf16 on GPUs and AMX CPUs, else fp32), 'bf16', 'fp32'
+    dtype: str = "auto"  # autocast: 'auto' (bf16 on GPUs and bf16-capable CPUs: AMX or AVX-512 BF16, else fp32), 'bf16', 'fp32'
     compile: bool = (
         False  # torch.compile the model (GPU: faster after a warmup; CPU: rarely worth it)
     )

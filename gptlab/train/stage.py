@@ -53,7 +53,7 @@ class LoopArgs(RunArgs, DeviceArgs):
     save_every: int | None = 100  # checkpoint every N steps, and at the end (None: at the end only)
     log_every: int = 1  # progress line + metrics.jsonl record every N steps
     tracker: Literal["none", "tensorboard", "wandb"] = "none"  # extra metrics sink (metrics.jsonl is always written)
-    dtype: Literal["auto", "bf16", "fp32"] = "auto"  # autocast dtype (auto: bf16 on GPUs and AMX CPUs, else fp32)
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"  # autocast dtype (auto: bf16 on GPUs and bf16-capable CPUs: AMX or AVX-512 BF16, else fp32)
     compile: bool = False  # torch.compile the model
 
     def check(self) -> None:
