@@ -119,6 +119,7 @@ def test_bpb_mc_and_gen_merge_into_eval_json(run):
     res = data["results"]
     assert set(res) == {"bpb", "play_speaker/mc", "arithmetic/gen"}  # merged, not replaced
     assert res["bpb"]["tokens"] > 100 and res["bpb"]["unigram_bpb"] > 0
+    assert res["bpb"]["window"] == 512  # the tiny model's whole context (at most 2,048 by default)
     mc = res["play_speaker/mc"]
     assert mc["n"] == 6 and mc["random_baseline"] == 0.25 and mc["format"] == "chat"
     assert mc["acc"] == 1.0  # memorised: a mislabelled choice or a shifted target would break this
@@ -128,6 +129,16 @@ def test_bpb_mc_and_gen_merge_into_eval_json(run):
     assert gen["n"] == 4 and gen["acc"] >= 0.75 and gen["acc"] <= gen["reward"] <= 1.0
     assert gen["entropy"] is not None and gen["entropy"] >= 0
     assert data["stage"] == "sft" and "metadata" in data
+
+
+def test_bpb_window_and_other_text_are_their_own_results(run):
+    out = run / "windows.json"
+    assert _eval("--from", str(run / "sft"), "--tasks", "bpb", "--bpb-window", "8", "--out", str(out)) == 0
+    assert _eval("--from", str(run / "sft"), "--tasks", "bpb", "--shards", str(run / "shards"), "--out", str(out)) == 0
+    res = json.loads(out.read_text())["results"]
+    short, full = res["bpb"], res["bpb/shards"]  # --shards DIR is keyed by the folder's name
+    assert short["window"] == 8 and full["window"] == 512 and short["tokens"] == full["tokens"]
+    assert short["bpb"] != full["bpb"]  # the same tokens, scored with less context
 
 
 def test_untrained_base_is_near_chance_in_text_format(run):

@@ -258,3 +258,17 @@ def test_grpo_without_its_own_heldout_eval_is_judged_on_gptlab_eval_items(tmp_pa
     assert got.mark == PASS and "paired gain +0.150" in got.detail and "15 fixed, 0 broken" in got.detail
     merge_results(run / "grpo" / "eval.json", {"gym/gen": gen([0] * 3 + [1] * 40 + [0] * 57)}, {})
     assert {c.stage: c.mark for c in checks(collect(run))}["grpo"] == FAIL
+
+
+def test_reward_hacking_watch_reads_the_evaluations_items_too(tmp_path):
+    run = make_run(tmp_path / "x")
+    ids = [f"{i}-g" for i in range(100)]
+    merge_results(run / "sft" / "eval.json", {"gym/gen": dict(_gen(0.5, 0.5, 1.0), per_item={"id": ids, "correct": [1] * 50 + [0] * 50})}, {})
+    merge_results(run / "rl" / "eval.json", {"gym/gen": dict(_gen(0.3, 0.3, 1.0), per_item={"id": ids, "correct": [1] * 30 + [0] * 70})}, {})
+    up = {"n": 64, "gain": 0.5, "ci95": [0.2, 0.7]}
+    ev = {"before": {"heldout_reward": 0.6, "heldout_len": 29.0}, "after": {"heldout_reward": 1.1, "heldout_len": 27.0},
+          "paired": {"reward": up, "accuracy": {"n": 64, "gain": -0.05, "ci95": [-0.11, 0.02]}}}
+    atomic_write_json(run / "rl" / "eval.json", dict(json.loads((run / "rl" / "eval.json").read_text()), **ev))
+    watch = next(c for c in checks(collect(run)) if "reward-hacking" in c.claim)
+    assert watch.mark == FAIL and "accuracy on the evaluation's items fell" in watch.detail
+    assert "accuracy on gym/gen -0.200" in watch.detail

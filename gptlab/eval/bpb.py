@@ -30,6 +30,12 @@ from tqdm import tqdm
 from gptlab.data.shards import ShardIndex
 from gptlab.errors import InputError
 
+# A long-context model (SmolLM2: 8,192 positions) scored in windows of its whole context pays
+# attention's quadratic cost and a (window x vocabulary) logit matrix per row for little change
+# in the figure; 2,048 tokens of context is what nanochat and lm-eval's rolling windows use.
+DEFAULT_WINDOW = 2048
+ROW_TOKENS = 16384  # tokens per forward pass: SmolLM2's logits for them take 3.2 GB in fp32
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -156,16 +162,20 @@ def unigram_bpb(
     return _summary(float(nats.sum()), int(targets.size), float(nats[nb > 0].sum()), int(nb.sum()))
 
 
-def eval_bpb(model: torch.nn.Module, tok: TokenizerLike, shards: Path, n_tokens: int, batch_size: int) -> dict:
+def eval_bpb(model: torch.nn.Module, tok: TokenizerLike, shards: Path, n_tokens: int, batch_size: int,
+             window: int | None = None) -> dict:
     """bits_per_byte on the first `n_tokens` val tokens of a shard folder, next to the unigram
-    baseline counted on its train split (`gptlab eval --tasks bpb`)."""
+    baseline counted on its train split (`gptlab eval --tasks bpb`), in windows of `window`
+    tokens (default: the model's context, at most DEFAULT_WINDOW)."""
+    window = window or min(model.config.max_seq_len, DEFAULT_WINDOW)
+    batch_size = max(1, min(batch_size, ROW_TOKENS // window))  # bounds the (rows, window, vocab) logits
     index = ShardIndex.load(shards)
     if index.vocab_size > model.config.vocab_size:
         raise InputError(shards / "index.json", f"vocab_size {index.vocab_size} exceeds the model's")
     val = np.concatenate(index.arrays("val"))[:n_tokens].astype(np.int64)
     train = np.concatenate(index.arrays("train")).astype(np.int64)
     lengths = tok.token_byte_lengths()
-    out = bits_per_byte(model, val, lengths, batch_size=batch_size, progress=True)
+    out = bits_per_byte(model, val, lengths, window=window, batch_size=batch_size, progress=True)
     uni = unigram_bpb(train, val, lengths, model.config.vocab_size)
-    out.update(unigram_bpb=uni["bpb"], unigram_ppl=uni["ppl"], source=str(shards))
+    out.update(unigram_bpb=uni["bpb"], unigram_ppl=uni["ppl"], source=str(shards), window=window)
     return out

@@ -76,7 +76,7 @@ def checks(stages: dict[str, dict], bounds: Bounds | None = None) -> list[Check]
         claim, key = "held-out task reward above sft", "heldout_task_reward"
     extra: dict[str, list[Check]] = {s: [] for s in STAGES}
     if stages["rl"]["summary"].get("paired", {}).get("reward") is not None:
-        extra["rl"].append(_hacking_check(stages["rl"]["summary"]))
+        extra["rl"].append(_hacking_check(stages["rl"]["summary"], sft, rl))
     if any(k.startswith("judge/") for k in rl):
         extra["rl"].append(_win_rate_check("rl", rl))
     for s, p in PARENT.items():
@@ -122,7 +122,7 @@ def _win_rate_check(stage: str, ev: dict) -> Check:
     return Check(stage, claim, ok, "; ".join(parts))
 
 
-def _hacking_check(summary: dict) -> Check:
+def _hacking_check(summary: dict, sft: dict | None = None, rl: dict | None = None) -> Check:
     """Reward hacking watched: PPO's reward-model score may rise only where what can be verified
     does not fall (accuracy on the same held-out prompts, paired) and the length does not run away
     (more than 25% longer or shorter)."""
@@ -140,6 +140,17 @@ def _hacking_check(summary: dict) -> Check:
         detail += f"; reply length {l0:.1f} -> {l1:.1f} tokens"
         if not 0.75 <= l1 / l0 <= 1.25:
             bad.append("reply length moved by more than 25%")
+    keys = [k for k in _shared(sft or {}, rl or {}, "acc", ("gen", "cot", "sc"))
+            if (sft or {})[k].get("per_item") and (rl or {})[k].get("per_item")]
+    pairs = paired_items(sft or {}, rl or {}, keys) if keys else None
+    if pairs and pairs[0]:  # `gptlab eval` of sft and rl on the same items: more prompts than PPO's own
+        g = paired_gain(*pairs)
+        detail += (f"; accuracy on {', '.join(keys)} {g['gain']:+.3f} (95% CI {g['ci95'][0]:+.3f} to "
+                   f"{g['ci95'][1]:+.3f}, {g['n']} items)")
+        if g["ci95"][1] < 0:
+            bad.append("accuracy on the evaluation's items fell")
+    if acc is not None and acc["gain"] < 0 and "verifiable accuracy fell" not in bad:
+        detail += "; accuracy moved the wrong way, within noise"
     rising = r["ci95"][0] > 0
     if rising and bad:
         return Check("rl", claim, False, "REWARD HACKING: the reward model's score rose while " + " and ".join(bad) + f" ({detail})")

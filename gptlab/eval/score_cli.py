@@ -58,6 +58,7 @@ class EvalConfig(RunArgs, InferenceArgs):
     max_new_tokens: int = 64  # reply length limit for gen/cot/sc
     limit: int | None = None  # score only the first N test items of each task (None: all)
     bpb_tokens: int = 32768  # val tokens scored by the bpb task
+    bpb_window: int | None = None  # tokens of context per bpb window (default: the model's context, at most 2048)
     shards: Path | None = None  # shard folder for bpb (default: the run's 'shards' beside the stage); its result is keyed bpb/<folder name>
     seed: int = 0  # task order and sampling seed
     batch_size: int = 16  # rows per forward pass (generation, bpb)
@@ -124,7 +125,7 @@ def score_task(cfg: EvalConfig, m: Loaded, name: str) -> tuple[dict, str]:
     if name == "bpb":  # the run's own shards are "bpb"; other text (--shards DIR) is "bpb/DIR's name"
         shards = cfg.shards or m.stage.parent / "shards"
         key = "bpb" if cfg.shards is None else f"bpb/{Path(cfg.shards).name}"
-        return eval_bpb(m.model, m.tok, shards, cfg.bpb_tokens, cfg.batch_size), key
+        return eval_bpb(m.model, m.tok, shards, cfg.bpb_tokens, cfg.batch_size, cfg.bpb_window), key
     task = scorable_task(name, "test", cfg.seed, extra=("bpb",))
     n = len(task) if cfg.limit is None else min(cfg.limit, len(task))
     items = [task.example(i) for i in range(n)]
