@@ -76,12 +76,12 @@ def choice_logprobs(
         )
     max_len = model.config.max_seq_len
     longest = max(len(c) for c in choices_ids)
-    if longest >= max_len:
+    if longest > max_len:
         raise ValueError(
             f"a choice of {longest} tokens does not fit the model's context of {max_len} after a context token"
         )
     if len(context_ids) + longest > max_len + 1:  # each choice keeps as much context as fits it
-        return [_choice_logprobs_cut(model, context_ids, [c])[0] for c in choices_ids]
+        return _choice_logprobs_cut(model, context_ids, choices_ids)
     ctx = context_ids
     dev = _device(model)
     was_training = model.training
