@@ -9,9 +9,9 @@ RUN="${RUN:-smol}"
 SFT_STEPS="${SFT_STEPS:-60}"     # optimizer steps of 8 conversations of <= 256 tokens (LoRA r=8)
 RANK_PROMPTS="${RANK_PROMPTS:-160}"  # gym problems whose 4 sampled answers the checker ranks
 RM_STEPS="${RM_STEPS:-40}"       # reward-model steps of 16 pairs
-DPO_STEPS="${DPO_STEPS:-40}"     # DPO steps of 8 pairs
-PPO_STEPS="${PPO_STEPS:-8}"      # PPO rollout iterations of 16 prompts
-GRPO_STEPS="${GRPO_STEPS:-15}"   # GRPO rollout iterations of 8 problems x 8 replies
+DPO_STEPS="${DPO_STEPS:-30}"     # DPO steps of 8 pairs
+PPO_STEPS="${PPO_STEPS:-6}"      # PPO rollout iterations of 16 prompts
+GRPO_STEPS="${GRPO_STEPS:-12}"   # GRPO rollout iterations of 8 problems x 8 replies
 N_EVAL="${N_EVAL:-300}"          # held-out problems per generative task, the same for every stage
 N_MC="${N_MC:-200}"              # held-out play questions (multiple choice)
 N_JUDGE="${N_JUDGE:-100}"        # held-out prompts for the win rates against SFT
@@ -33,15 +33,13 @@ for set in plays:shakespeare chats:chitchat; do
 done
 stamp "model and held-out text ready"
 
-# Every stage is scored on the same items: generative tasks (greedy, exact answers, tools on), the
-# play questions (multiple choice, log-likelihood), and bits per byte on the held-out plays and chats.
+# Every stage is scored on the same items, in one process: generative tasks (greedy, exact answers,
+# tools on), the play questions (multiple choice, log-likelihood), and bits per byte on the held-out
+# plays and chats (8,192 tokens each, windows of 2,048).
 evaluate() {
   local stage="$1"; shift
-  gptlab eval --from "$stage" --tasks "$@" --limit "$N_EVAL" --max-new-tokens 48 --format chat --dtype auto
-  gptlab eval --from "$stage" --tasks play_speaker --limit "$N_MC" --format chat --dtype auto
-  for set in plays chats; do
-    gptlab eval --from "$stage" --tasks bpb --shards "$R/heldout/$set" --bpb-tokens 16384 --dtype auto
-  done
+  gptlab eval --from "$stage" --tasks "$@" "play_speaker:$N_MC" bpb --limit "$N_EVAL" --max-new-tokens 48 \
+    --shards "$R/heldout/plays" "$R/heldout/chats" --bpb-tokens 8192 --format chat --dtype auto
 }
 
 # --- Before: arithmetic word problems and reasoning-gym problems (basic arithmetic, chain sums, gcd).
@@ -83,13 +81,11 @@ evaluate "$R/grpo" arithmetic gym
 stamp "grpo trained and evaluated"
 
 # --- Win rates against SFT on held-out gym prompts, each pair judged in both orders: by the reward
-# model, and by the original SmolLM2 as a judge model; again with both replies cut to one length.
+# model, and by the gym's own checker (a rule judge; SmolLM2-135M as a judge model called every pair
+# a tie, always preferring one slot: docs/benchmarks.md); again with both replies cut to one length.
 for stage in dpo rl; do
-  for judge in rm model; do
-    gptlab eval judge --a "$R/sft" --b "$R/$stage" --task gym --judge "$judge" --rm "$R/rm" \
-      --judge-model "$R/base" --limit "$N_JUDGE" --max-new-tokens 48 --dtype auto \
-      --out "$R/judge/$stage-$judge.jsonl"
-  done
+  gptlab eval judge --a "$R/sft" --b "$R/$stage" --task gym --judge rm rule --rm "$R/rm" \
+    --limit "$N_JUDGE" --max-new-tokens 48 --dtype auto --out "$R/judge/$stage.jsonl"
 done
 stamp "win rates judged"
 

@@ -123,3 +123,17 @@ def test_slot_api_budget_and_length_limits() -> None:
         engine.open_slot([1])
     engine.close_slot(s)
     assert engine.free_slots() == 1
+
+
+def test_entropies_from_the_decode_equal_a_second_forward_pass() -> None:
+    model = tiny_gpt()
+    prompts = [[1, 2, 3, 4, 5], [7], [9, 9, 9, 8, 7, 6, 5, 4, 3, 2]]
+    engine = Engine(model, eos_ids={11}, max_batch=2)  # one prompt waits for a slot, some may stop early
+    outs, ents = engine.generate_with_entropy(prompts, 10, temperature=1.0, seed=5)
+    assert outs == engine.generate_all(prompts, 10, temperature=1.0, seed=5)  # tracking changes no token
+    with torch.no_grad():
+        for p, reply, ent in zip(prompts, outs, ents):
+            logp = torch.log_softmax(model(torch.tensor([p + reply[:-1]]))[0, len(p) - 1 :], dim=-1)
+            want = float(-(logp.exp() * logp).sum(-1).mean())
+            assert ent == pytest.approx(want, rel=1e-4)
+    assert len(set(ents)) == 3  # a value per row, not one shared number

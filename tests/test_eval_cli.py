@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,21 @@ def test_bpb_window_and_other_text_are_their_own_results(run):
     short, full = res["bpb"], res["bpb/shards"]  # --shards DIR is keyed by the folder's name
     assert short["window"] == 8 and full["window"] == 512 and short["tokens"] == full["tokens"]
     assert short["bpb"] != full["bpb"]  # the same tokens, scored with less context
+
+
+def test_one_call_scores_several_shard_folders_and_per_task_limits(run, tmp_path):
+    other = tmp_path / "plays"
+    shutil.copytree(run / "shards", other)
+    out = tmp_path / "eval.json"
+    argv = ["--from", str(run / "sft"), "--tasks", "bpb", "play_speaker:3", "arithmetic", "--limit", "2",
+            "--max-new-tokens", "8", "--shards", str(run / "shards"), str(other), "--out", str(out)]
+    assert _eval(*argv) == 0
+    res = json.loads(out.read_text())["results"]
+    assert set(res) == {"bpb/shards", "bpb/plays", "play_speaker/mc", "arithmetic/gen"}
+    assert res["bpb/shards"]["bpb"] == res["bpb/plays"]["bpb"]  # the same text under two names
+    assert res["play_speaker/mc"]["n"] == 3 and res["arithmetic/gen"]["n"] == 2  # NAME:N beats --limit
+    with pytest.raises(InputError, match="play_speaker:x"):
+        _eval("--from", str(run / "sft"), "--tasks", "play_speaker:x", "--out", str(out))
 
 
 def test_untrained_base_is_near_chance_in_text_format(run):

@@ -82,10 +82,11 @@ def test_judge_cli_writes_votes_arena_reads(run, capsys):
     out = run / "judge" / "votes.jsonl"
     argv = ["--a", str(run / "base"), "--b", str(run / "sft"), "--task", "arithmetic", "--limit", "3",
             "--max-new-tokens", "40", "--device", "cpu", "--out", str(out)]
-    assert judge_cli.main(argv) == 0
+    assert judge_cli.main([*argv, "--judge", "rule", "rm", "--rm", str(run / "rm")]) == 0  # one set of replies
     assert judge_cli.main([*argv, "--judge", "rm", "--rm", str(run / "rm"), "--append"]) == 0
     votes = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(votes) == 6 and {v["judge"] for v in votes} == {"rule", "rm"}
+    assert len(votes) == 9 and [v["judge"] for v in votes[::3]] == ["rule", "rm", "rm"]
+    assert [v["winner"] for v in votes[3:6]] == [v["winner"] for v in votes[6:]]  # the same replies, judged again
     assert all(v["model_a"] == "base" and v["model_b"] == "sft" for v in votes)
     # the memorising sft model answers its three training problems; the random base cannot
     assert [v["winner"] for v in votes[:3]] == ["b", "b", "b"]

@@ -229,6 +229,15 @@ def test_dpo_win_rate_check_needs_every_judge_and_matched_length_above_half(tmp_
     assert {c.stage: c.mark for c in checks(collect(run))}["dpo"] == FAIL  # one judge's matched-length CI reaches 0.5
 
 
+def test_a_rule_judge_needs_its_win_rate_but_not_at_matched_length(tmp_path):
+    run = make_run(tmp_path / "x")
+    (run / "dpo").mkdir()
+    merge_results(run / "dpo" / "eval.json", {"judge/gym/rule": dict(_judged(0.7, 0.6, 0.3), judge="rule")}, {})
+    assert {c.stage: c.mark for c in checks(collect(run))}["dpo"] == PASS  # cutting a reply cuts its answer
+    merge_results(run / "dpo" / "eval.json", {"judge/gym/rule": dict(_judged(0.55, 0.45, 0.6), judge="rule")}, {})
+    assert {c.stage: c.mark for c in checks(collect(run))}["dpo"] == FAIL  # the win rate itself still counts
+
+
 def test_reward_hacking_is_named_when_the_rm_rises_and_accuracy_falls(tmp_path):
     run = make_run(tmp_path / "x")
     up = {"n": 100, "gain": 1.0, "ci95": [0.5, 1.5]}

@@ -189,6 +189,36 @@ def test_grpo_step_moves_probability_toward_above_average_replies(run):
     assert float((mb["adv"] * gain).sum()) > 0  # above-average replies gained, below-average lost
 
 
+class _HalfFlat(_Letters):
+    """Even prompts score 1 whatever the reply (a flat group); odd ones by their share of e's."""
+
+    def reward(self, item: Item, completion: str) -> float:
+        return 1.0 if item.messages[0]["content"][-2] in "02" else super().reward(item, completion)
+
+
+@pytest.mark.parametrize("train_flat", [False, True])
+def test_grpo_leaves_flat_groups_out_of_the_update_and_keeps_its_step_count(run, train_flat):
+    from contextlib import nullcontext
+
+    policy, tok = load_for_inference(run / "sft", device="cpu")
+    task = _HalfFlat()
+    pool = [rollout.PromptItem(task.prompt(it), render_prompt(tok, task.prompt(it)), task, it)
+            for it in map(task.example, range(4))]
+    cfg = grpo.GRPOConfig(prompts_per_iter=4, group_size=6, minibatch=12, max_new_tokens=12, seed=3,
+                          train_flat_groups=train_flat)
+    batches = grpo.GRPOBatches(policy, copy.deepcopy(policy), make_engine(policy, tok, max_batch=24), tok, pool,
+                               cfg, tok.token_id(PAD), nullcontext)
+    first, second = next(batches), next(batches)
+    assert batches.steps_per_iteration == 2 and not batches.queue  # two steps, whatever was kept
+    stats = first["stats"]
+    assert stats["zero_std_groups"] >= 0.5  # the two even prompts at least
+    rows = first["idx"].size(0) + second["idx"].size(0)
+    flat = round(stats["zero_std_groups"] * 4) * 6
+    assert stats["trained_rows"] == rows == (24 if train_flat else 24 - flat)
+    if not train_flat:
+        assert bool((torch.cat([first["adv"], second["adv"]]) != 0).all())  # only rows with signal
+
+
 # ---------------------------------------------------------------------------- the CLI
 
 

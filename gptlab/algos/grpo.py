@@ -3,7 +3,10 @@
 For each prompt, G replies are sampled; each is scored by the task's own verifier
 (`task.reward(item, completion)`: the arithmetic result, the right speaker). A reply's advantage
 is its reward standardised within its group, A_i = (r_i - mean(r)) / (std(r) + eps), and every
-token of the reply shares it. A group whose replies all score the same teaches nothing (A = 0).
+token of the reply shares it. A group whose replies all score the same teaches nothing (A = 0),
+so by default its rows are left out of the update (DAPO's dynamic sampling, without the
+re-sampling): the forward and backward passes go to the groups that carry signal. With a KL
+penalty this also drops that penalty on the flat groups' replies; `train_flat_groups` keeps them.
 
 The loss is the token-level clipped surrogate (every reply token weighs the same across the batch,
 as in DAPO, so long replies are not diluted per sequence), plus an optional KL penalty to the
@@ -52,6 +55,7 @@ class GRPOConfig:
     clip: float = 0.2  # ratio clip
     eps: float = 1e-4  # added to the group's std
     seed: int = 1337  # prompt order and sampling seeds
+    train_flat_groups: bool = False  # also update on groups whose replies all scored the same (A = 0)
 
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -111,11 +115,15 @@ class GRPOBatches(OnPolicyBatches):
         adv = group_advantages(groups, c.eps).view(-1)
         device = next(self.policy.parameters()).device
         rows = ro.pack(self.tok, self.pad_id, device)
+        rows["adv"] = adv.to(device)
+        keep = self.informative_rows(groups)
+        if keep is not None:
+            rows = {k: v[keep.to(device)] for k, v in rows.items()}
         with self.autocast():
             old_logp, entropy = token_logprobs(self.policy, rows["idx"], rows["targets"])
             ref_logp, _ = token_logprobs(self.ref, rows["idx"], rows["targets"], with_entropy=False)
         m = rows["mask"]
-        rows.update(old_logp=old_logp.float(), ref_logp=ref_logp.float(), adv=adv.to(device))
+        rows.update(old_logp=old_logp.float(), ref_logp=ref_logp.float())
         kl_seq = (kl_per_token(old_logp, ref_logp, "k1") * m).sum(1)
         stats = {
             "reward": float(rewards.mean()),
@@ -127,5 +135,17 @@ class GRPOBatches(OnPolicyBatches):
             "gen_tok_per_s": ro.tokens_per_s,
             "solved_groups": float((groups.max(1).values > 0.5).float().mean()),
             "zero_std_groups": float((groups.std(1) == 0).float().mean()),
+            "trained_rows": int(m.size(0)),
         }
         return rows, stats
+
+    def informative_rows(self, groups: torch.Tensor) -> torch.Tensor | None:
+        """Indices of the rows in groups whose rewards differ, or None to train on every row:
+        when asked to, or when too few rows would be left to fill each of the iteration's
+        optimizer steps (the step count per iteration is fixed, so a resumed run lines up)."""
+        if self.cfg.train_flat_groups:
+            return None
+        live = (groups.std(1) > 0).repeat_interleave(groups.size(1))
+        if int(live.sum()) < self.steps_per_iteration // self.epochs:
+            return None
+        return live.nonzero().view(-1)

@@ -265,10 +265,15 @@ class OnPolicyBatches:
             self.last_stats = stats
             n = next(iter(rows.values())).size(0)
             g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.iteration) % 2**31)
+            per_epoch = self.steps_per_iteration // self.epochs
             for _ in range(self.epochs):
                 order = torch.randperm(n, generator=g)
-                for lo in range(0, n, self.minibatch):
-                    pick = order[lo : lo + self.minibatch].to(next(iter(rows.values())).device)
+                # A batch that kept fewer rows (GRPO leaves out flat groups) is cut into as many
+                # (smaller) minibatches as a full one, so every iteration takes the same steps.
+                parts = ([order[lo : lo + self.minibatch] for lo in range(0, n, self.minibatch)]
+                         if n >= self.rollout_rows else list(order.tensor_split(per_epoch)))
+                for part in parts:
+                    pick = part.to(next(iter(rows.values())).device)
                     mb = {k: v[pick] for k, v in rows.items()}
                     if "last" in mb:  # drop padding columns past the longest row of the minibatch
                         width = int(mb["last"].max()) + 2

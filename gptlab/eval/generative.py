@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
 from tqdm import tqdm
 
 from gptlab.eval.multiple_choice import MCItem
@@ -130,32 +129,7 @@ class GenResult:
     tool_calls: int = 0  # tool calls in the scored reply (the calculator, the python sandbox)
 
 
-@torch.inference_mode()
-def reply_entropies(
-    model: torch.nn.Module, prompts: Sequence[list[int]], replies: Sequence[list[int]], batch_size: int = 16
-) -> list[float]:
-    """Mean entropy (nats) of the model's next-token distribution at each reply position, per
-    (prompt, reply); batched, right-padded (causal attention: padding after a row changes nothing)."""
-    device = next(model.parameters()).device
-    limit = model.config.max_seq_len
-    out: list[float] = []
-    for s in range(0, len(prompts), batch_size):
-        seqs = [(p + r)[-limit - 1 :][:-1] for p, r in zip(prompts[s : s + batch_size], replies[s : s + batch_size])]
-        counts = [min(len(r), len(q)) for r, q in zip(replies[s : s + batch_size], seqs)]
-        width = max(len(q) for q in seqs)
-        x = torch.tensor([q + [0] * (width - len(q)) for q in seqs], device=device)
-        h = model.hidden_states(x)
-        for row, (q, n) in enumerate(zip(seqs, counts)):
-            if n == 0:
-                out.append(float("nan"))
-                continue
-            logp = torch.log_softmax(model.lm_head(h[row, len(q) - n : len(q)]).float(), dim=-1)
-            out.append(float(-(logp.exp() * logp).sum(-1).mean()))
-    return out
-
-
 def generate_scores(
-    model: torch.nn.Module,
     engine: Engine,
     tok: TokenizerLike,
     task: Task,
@@ -177,18 +151,22 @@ def generate_scores(
         raise ValueError(f"a prompt does not fit the model's context ({engine.max_len}); use fewer --shots")
     n = n_samples if mode == "sc" else 1
     rows = [p for p in prompts for _ in range(n)]
-    # One batched call; greedy for gen/cot, seeded sampling for sc (row j samples with seed + j).
+    # Greedy for gen/cot, seeded sampling for sc (row j samples with seed + j, whatever its chunk).
+    # Chunks of several batches keep the engine's slots refilled (continuous batching) and still
+    # move the progress bar; each reply's entropy comes from the decode's own logits.
     outs: list[list[int]] = []
-    chunk = engine.cache.n_slots
+    ents: list[float] = []
+    chunk = 4 * engine.cache.n_slots
     starts = range(0, len(rows), chunk)
     if progress:
-        starts = tqdm(starts, desc=f"{task.name} {mode}", unit="batch")
+        starts = tqdm(starts, desc=f"{task.name} {mode}", unit="chunk")
     for s in starts:
         kw = {"temperature": 0.0} if mode != "sc" else {"temperature": temperature, "seed": seed + s}
         # the engine also stops a row when the context is full
-        outs += engine.generate_all(rows[s : s + chunk], max_new_tokens, **kw)
+        ids, ent = engine.generate_with_entropy(rows[s : s + chunk], max_new_tokens, **kw)
+        outs += ids
+        ents += ent
     results = []
-    picked: list[list[int]] = []
     for k, item in enumerate(items):
         extract = answer_extractor(task, item)
         parsed = [tok.parse_assistant(ids) for ids in outs[k * n : (k + 1) * n]]
@@ -199,22 +177,19 @@ def generate_scores(
         if mode == "sc" and votes:
             pick = answers.index(votes.most_common(1)[0][0])  # ties: the answer seen first
         ids, text = replies[pick]
-        picked.append(ids)
         results.append(
             GenResult(
                 correct=bool(task.evaluate(item, text)),
                 reward=float(task.reward(item, text)),
                 completion=text,
                 answer=answers[pick],
-                entropy=float("nan"),  # filled below, in batches
+                entropy=ents[k * n + pick],
                 n_tokens=len(ids),
                 votes=dict(votes) if mode == "sc" else None,
                 stopped=bool(ids) and ids[-1] in engine.eos_ids,
                 tool_calls=sum(p["type"] == "tool_call" for p in parsed[pick]),
             )
         )
-    for r, ent in zip(results, reply_entropies(model, prompts, picked, engine.cache.n_slots)):
-        r.entropy = ent
     return results
 
 

@@ -1,6 +1,6 @@
 """`gptlab eval judge`: model A vs model B on the same held-out prompts; writes arena votes.
 
-    gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --task arithmetic --judge rule
+    gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --task arithmetic --judge rule rm  # one set of replies, two judges
     gptlab eval judge --a runs/tiny/base --b runs/tiny/sft --task play_speaker --judge rm --rm runs/tiny/rm
     gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --task play_title --judge model \\
         --judge-model runs/tiny/sft --rubric rubric.txt
@@ -49,7 +49,7 @@ class JudgeConfig(InferenceArgs):
     name_a: str | None = None  # model A's name in the votes (default: its folder name)
     name_b: str | None = None  # model B's name in the votes (default: its folder name)
     task: str = "arithmetic"  # the one task whose test prompts both models answer
-    judge: Literal["rule", "rm", "model"] = "rule"  # rule: the task's reward; rm: a reward model (--rm); model: a judge model (--judge-model)
+    judge: tuple[Literal["rule", "rm", "model"], ...] = ("rule",)  # judges of the same replies: rule (the task's reward), rm (a reward model, --rm), model (a judge model, --judge-model)
     rm: Path | None = None  # reward-model folder for --judge rm (default: runs/<run of A>/rm)
     judge_model: Path | None = None  # chat model folder for --judge model
     rubric: Path | None = None  # text file with the judge model's rubric (default: a built-in one)
@@ -58,7 +58,7 @@ class JudgeConfig(InferenceArgs):
     seed: int = 0  # task order
     out: Path | None = None  # votes JSONL (default: runs/<run of A>/judge/votes.jsonl)
     append: bool = False  # add to --out instead of replacing it
-    batch_size: int = 16  # replies generated at once
+    batch_size: int = 32  # replies generated at once
 
 
 def replies(cfg: JudgeConfig, folder: Path, prompts: list[list[dict]]) -> tuple[list[str], list[int]]:
@@ -69,12 +69,12 @@ def replies(cfg: JudgeConfig, folder: Path, prompts: list[list[dict]]) -> tuple[
     return [reply_text(tok.parse_assistant(ids)) for ids in outs], [len(ids) for ids in outs]
 
 
-def make_judge(cfg: JudgeConfig, task: Task, prompts: list[list[dict]], items: list[Item]) -> Prefer:
-    """The judge `--judge` names, ready to compare two replies to one of `prompts`."""
-    if cfg.judge == "rule":
+def make_judge(cfg: JudgeConfig, name: str, task: Task, prompts: list[list[dict]], items: list[Item]) -> Prefer:
+    """Judge `name` (one of --judge), ready to compare two replies to one of `prompts`."""
+    if name == "rule":
         by_prompt = {json.dumps(p): it for p, it in zip(prompts, items)}
         return rule_judge(task, lambda p: by_prompt[json.dumps(p)])
-    if cfg.judge == "rm":
+    if name == "rm":
         return rm_judge(RewardScorer.load(cfg.rm or cfg.a.parent / "rm", cfg.device))
     if cfg.judge_model is None:
         raise InputError(None, "--judge model needs --judge-model FOLDER")
@@ -91,31 +91,46 @@ def run(cfg: JudgeConfig) -> int:
     task = scorable_task(cfg.task, "test", cfg.seed)
     items = [task.example(i) for i in range(min(cfg.limit, len(task)))]
     prompts = [task.prompt(it) for it in items]
-    replies_a, len_a = replies(cfg, cfg.a, prompts)
-    replies_b, len_b = replies(cfg, cfg.b, prompts)
-    prefer = make_judge(cfg, task, prompts, items)
     name_a, name_b = cfg.name_a or cfg.a.name, cfg.name_b or cfg.b.name
     if name_a == name_b:
         raise InputError(None, f"both models are named {name_a!r}: pass --name-a / --name-b")
-    votes, summary = judge_all(prefer, prompts, replies_a, replies_b, name_a, name_b, cfg.judge)
-    # the same pairs with both replies cut to the shorter one's words: the gain length cannot explain
-    cut = [same_words(a, b) for a, b in zip(replies_a, replies_b)]
-    _, matched = judge_all(prefer, prompts, [a for a, _ in cut], [b for _, b in cut], name_a, name_b, cfg.judge)
+    replies_a, len_a = replies(cfg, cfg.a, prompts)
+    replies_b, len_b = replies(cfg, cfg.b, prompts)
     out = cfg.out or cfg.a.parent / "judge" / "votes.jsonl"
-    old = out.read_text(encoding="utf-8") if cfg.append and out.exists() else ""
-    atomic_write_text(out, old + "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in votes))
+    lines = out.read_text(encoding="utf-8") if cfg.append and out.exists() else ""
+    for name in dict.fromkeys(cfg.judge):  # each judge once, in the order given
+        prefer = make_judge(cfg, name, task, prompts, items)
+        votes, record = judge_replies(prefer, name, prompts, (replies_a, len_a), (replies_b, len_b), (name_a, name_b))
+        lines += "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in votes)
+        record.update(task=task.name, vs_path=str(cfg.a))
+        merge_results(cfg.b / EVAL_FILE, {f"judge/{task.name}/{name}": record},
+                      {"stage": cfg.b.name, "model": str(cfg.b)})
+        m = record["matched_length"]
+        print(f"{name_a} vs {name_b} on {task.name} ({name} judge, both orders): {name_a} {record['wins_a']}, "
+              f"{name_b} {record['wins_b']}, ties {record['ties']} | {name_b} win rate {record['win_rate_b']:.1%} "
+              f"(95% CI {record['ci95'][0]:.1%} to {record['ci95'][1]:.1%}), at matched length "
+              f"{m['win_rate_b']:.1%} (95% CI {m['ci95'][0]:.1%} to {m['ci95'][1]:.1%}) | reply tokens "
+              f"{record['reply_tokens_a']:.1f} -> {record['reply_tokens_b']:.1f} | orders agree "
+              f"{record['consistent']:.0%}", flush=True)
+    atomic_write_text(out, lines)
+    print(f"votes -> {out}; win rates -> {cfg.b / EVAL_FILE}")
+    return 0
+
+
+def judge_replies(prefer: Prefer, judge: str, prompts: list[list[dict]], a: tuple[list[str], list[int]],
+                  b: tuple[list[str], list[int]], names: tuple[str, str]) -> tuple[list[dict], dict]:
+    """(votes, record) of one judge on the replies (texts, token counts) of A and B: B's win rate
+    over both orders, and again with both replies cut to the shorter one's words (the gain that
+    length cannot explain)."""
+    (replies_a, len_a), (replies_b, len_b) = a, b
+    votes, summary = judge_all(prefer, prompts, replies_a, replies_b, *names, judge)
+    cut = [same_words(x, y) for x, y in zip(replies_a, replies_b)]
+    _, matched = judge_all(prefer, prompts, [x for x, _ in cut], [y for _, y in cut], *names, judge)
     s, m = summary.as_dict(), matched.as_dict()
-    record = {**s, "mode": "judge", "task": task.name, "judge": cfg.judge, "vs": name_a, "vs_path": str(cfg.a),
+    record = {**s, "mode": "judge", "judge": judge, "vs": names[0],
               "reply_tokens_a": sum(len_a) / len(len_a), "reply_tokens_b": sum(len_b) / len(len_b),
               "matched_length": {k: m[k] for k in ("win_rate_b", "ci95", "wins_a", "wins_b", "ties")}}
-    merge_results(cfg.b / EVAL_FILE, {f"judge/{task.name}/{cfg.judge}": record},
-                  {"stage": cfg.b.name, "model": str(cfg.b)})
-    print(f"{name_a} vs {name_b} on {task.name} ({cfg.judge} judge, both orders): {name_a} {s['wins_a']}, "
-          f"{name_b} {s['wins_b']}, ties {s['ties']} | {name_b} win rate {s['win_rate_b']:.1%} "
-          f"(95% CI {s['ci95'][0]:.1%} to {s['ci95'][1]:.1%}), at matched length {m['win_rate_b']:.1%} "
-          f"(95% CI {m['ci95'][0]:.1%} to {m['ci95'][1]:.1%}) | reply tokens {record['reply_tokens_a']:.1f} -> "
-          f"{record['reply_tokens_b']:.1f} | orders agree {s['consistent']:.0%} -> {out}, {cfg.b / EVAL_FILE}")
-    return 0
+    return votes, record
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -106,15 +106,19 @@ def _bpb_check(base: dict) -> Check:
 
 def _win_rate_check(stage: str, ev: dict) -> Check:
     """`gptlab eval judge` records against sft (judged in both orders): every judge's win rate must
-    have its 95% interval above 0.5, and so must the verdicts with both replies cut to one length."""
-    claim = "held-out win rate against sft above 0.5 by every judge, also at matched length (95% CI)"
+    have its 95% interval above 0.5, and so must a reward model's or judge model's verdicts with both
+    replies cut to one length (they can be pleased by length; a task's checker reads the answer,
+    which a cut may remove, so its matched-length figure is reported, not required)."""
+    claim = ("held-out win rate against sft above 0.5 by every judge, also at matched length for the rm "
+             "and model judges (95% CI)")
     recs = {k: v for k, v in sorted(ev.items()) if k.startswith("judge/") and v.get("vs") == "sft" and v.get("ci95")}
     if not recs:
         return Check(stage, claim, None, f"no `gptlab eval judge --a sft --b {stage}` result")
     parts, ok = [], True
     for r in recs.values():
         m = r.get("matched_length") or {}
-        ok = ok and r["ci95"][0] > 0.5 and bool(m.get("ci95")) and m["ci95"][0] > 0.5
+        length_ok = r["judge"] == "rule" or (bool(m.get("ci95")) and m["ci95"][0] > 0.5)
+        ok = ok and r["ci95"][0] > 0.5 and length_ok
         parts.append(f"{r['judge']} on {r['task']}: {r['win_rate_b']:.3f} (95% CI {r['ci95'][0]:.3f} to "
                      f"{r['ci95'][1]:.3f}; {r['wins_b']} won, {r['wins_a']} lost, {r['ties']} tied of {r['n']}), "
                      f"matched length {m.get('win_rate_b', float('nan')):.3f}, reply tokens "

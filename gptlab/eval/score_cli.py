@@ -49,7 +49,7 @@ class EvalConfig(RunArgs, InferenceArgs):
 
     from_: FromPath = None  # stage folder to evaluate (default: runs/<run>/sft)
     tokenizer: Path | None = None  # tokenizer folder (default: the stage's sibling 'tokenizer')
-    tasks: tuple[str, ...] = ("bpb", "play_speaker", "arithmetic")  # tasks to run: bpb and/or task names
+    tasks: tuple[str, ...] = ("bpb", "play_speaker", "arithmetic")  # tasks to run: bpb and/or task names; NAME:N scores that task's first N test items (overrides --limit)
     mode: Literal["auto", "mc", "gen", "cot", "sc"] = "auto"  # mc: log-likelihood of each choice; gen: greedy reply + exact match; cot: with "Let's think step by step."; sc: self-consistency over --n-samples; auto: mc if the task has choices
     shots: int = 0  # few-shot examples from the task's train split
     format: Literal["auto", "chat", "text"] = "auto"  # multiple-choice prompt format: chat template, or plain 'Question:/Answer:' text for base models; auto: text for a folder named 'base', chat otherwise
@@ -59,9 +59,9 @@ class EvalConfig(RunArgs, InferenceArgs):
     limit: int | None = None  # score only the first N test items of each task (None: all)
     bpb_tokens: int = 32768  # val tokens scored by the bpb task
     bpb_window: int | None = None  # tokens of context per bpb window (default: the model's context, at most 2048)
-    shards: Path | None = None  # shard folder for bpb (default: the run's 'shards' beside the stage); its result is keyed bpb/<folder name>
+    shards: tuple[Path, ...] = ()  # shard folders for bpb (default: the run's 'shards' beside the stage); each result is keyed bpb/<folder name>
     seed: int = 0  # task order and sampling seed
-    batch_size: int = 16  # rows per forward pass (generation, bpb)
+    batch_size: int = 32  # rows per forward pass (generation, bpb)
     out: Path | None = None  # results file to merge into (default: <stage>/eval.json)
 
 
@@ -106,7 +106,7 @@ def score_items(cfg: EvalConfig, m: Loaded, task: Task, items: list[Item]) -> tu
     if m.engine is None:
         m.engine = make_engine(m.model, m.tok, max_batch=cfg.batch_size, autocast_dtype=m.dtype)
     res = generate_scores(
-        m.model, m.engine, m.tok, task, items, mode, cfg.shots, cfg.n_samples,
+        m.engine, m.tok, task, items, mode, cfg.shots, cfg.n_samples,
         cfg.temperature, cfg.max_new_tokens, cfg.seed, progress=True,
     )
     rec = summarise(res)
@@ -120,14 +120,30 @@ def score_items(cfg: EvalConfig, m: Loaded, task: Task, items: list[Item]) -> tu
     return rec, mode
 
 
-def score_task(cfg: EvalConfig, m: Loaded, name: str) -> tuple[dict, str]:
-    """(record, results key) of one task name: bpb on the shards, or the task's test items."""
-    if name == "bpb":  # the run's own shards are "bpb"; other text (--shards DIR) is "bpb/DIR's name"
-        shards = cfg.shards or m.stage.parent / "shards"
-        key = "bpb" if cfg.shards is None else f"bpb/{Path(cfg.shards).name}"
-        return eval_bpb(m.model, m.tok, shards, cfg.bpb_tokens, cfg.batch_size, cfg.bpb_window), key
+def task_limit(name: str, limit: int | None) -> tuple[str, int | None]:
+    """A --tasks entry as (task name, item limit): 'NAME:N' overrides --limit for that task.
+
+    >>> task_limit("play_speaker:200", 300), task_limit("gym", 300)
+    (('play_speaker', 200), ('gym', 300))
+    """
+    name, sep, n = name.partition(":")
+    if not sep:
+        return name, limit
+    if not n.isdigit() or int(n) < 1:
+        raise InputError(None, f"--tasks {name}:{n}: the item limit after ':' must be a whole number >= 1")
+    return name, int(n)
+
+
+def score_task(cfg: EvalConfig, m: Loaded, entry: str, shards: Path | None = None) -> tuple[dict, str]:
+    """(record, results key) of one --tasks entry: bpb on `shards` (keyed bpb/<folder name>; the
+    run's own shards are plain "bpb"), or the task's test items."""
+    name, limit = task_limit(entry, cfg.limit)
+    if name == "bpb":
+        key = "bpb" if shards is None else f"bpb/{Path(shards).name}"
+        folder = shards or m.stage.parent / "shards"
+        return eval_bpb(m.model, m.tok, folder, cfg.bpb_tokens, cfg.batch_size, cfg.bpb_window), key
     task = scorable_task(name, "test", cfg.seed, extra=("bpb",))
-    n = len(task) if cfg.limit is None else min(cfg.limit, len(task))
+    n = len(task) if limit is None else min(limit, len(task))
     items = [task.example(i) for i in range(n)]
     if not items:
         raise InputError(None, f"task {name!r} has no test items")
@@ -144,10 +160,12 @@ def evaluate(cfg: EvalConfig, stage: Path) -> dict[str, dict]:
     device = next(model.parameters()).device
     m = Loaded(model, tok, stage, is_rm, fmt, cfg.autocast_dtype(model))
     results: dict[str, dict] = {}
-    for name in split_names(cfg.tasks):
+    # bpb runs once per --shards folder (or on the run's own shards)
+    jobs = [(e, d) for e in split_names(cfg.tasks) for d in ((cfg.shards or (None,)) if e == "bpb" else (None,))]
+    for entry, shards in jobs:
         t0 = time.perf_counter()
         with autocast_context(device, m.dtype):
-            rec, key = score_task(cfg, m, name)
+            rec, key = score_task(cfg, m, entry, shards)
         rec["dtype"] = "bf16" if m.dtype is not None else "fp32"
         rec["seconds"] = round(time.perf_counter() - t0, 2)
         results[key] = rec

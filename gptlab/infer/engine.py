@@ -48,6 +48,14 @@ class _Slot:
     forced: deque[int] = field(default_factory=deque)
     tool_ids: list[int] | None = None  # inside a tool call: its ids so far
     finish_reason: str | None = None  # 'stop' (end-of-turn id), 'length', or None while running
+    next_entropy: float = 0.0  # entropy (nats) of `logits`, when the engine tracks entropy
+    entropy_sum: float = 0.0  # summed over the generated tokens' distributions
+
+
+def _entropies(logits: torch.Tensor) -> list[float]:
+    """Entropy (nats) of each row's next-token distribution; logits (B, V) in fp32."""
+    logp = torch.log_softmax(logits, dim=-1)
+    return (-(logp.exp() * logp).sum(-1)).tolist()
 
 
 class Engine:
@@ -77,6 +85,9 @@ class Engine:
         self._decode = DecodeStep(model) if DecodeStep.supports(model) else None
         self._generating = False
         self.slots: dict[int, _Slot] = {}
+        # Evaluation reads each reply's mean next-token entropy from the decode's own logits
+        # (`generate_with_entropy`) instead of a second forward pass over prompt + reply.
+        self.track_entropy = False
 
     # ----- low-level slot API (continuous batching) -----
     def free_slots(self) -> int:
@@ -127,13 +138,14 @@ class Engine:
         for row, ids in enumerate(prompts):
             idx[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         logits = self._forward_last(slots, idx, [len(ids) - 1 for ids in prompts])
+        ents = _entropies(logits) if self.track_entropy else [0.0] * len(prompts)
         for row, (slot, ids, p) in enumerate(zip(slots, prompts, params)):
             self.cache.set_length(slot, len(ids))
             gen = None
             if p.seed is not None:
                 gen = torch.Generator(device=self.device)
                 gen.manual_seed(p.seed)
-            self.slots[slot] = _Slot(p, logits[row], gen)
+            self.slots[slot] = _Slot(p, logits[row], gen, next_entropy=ents[row])
             if p.max_new_tokens <= 0:
                 self.slots[slot].finish_reason = "length"
         return slots
@@ -178,6 +190,7 @@ class Engine:
             s = self.slots[i]
             tok = self._choose(s)
             s.generated.append(tok)
+            s.entropy_sum += s.next_entropy
             out[i] = tok
             if tok in self.eos_ids and not s.forced:
                 s.finish_reason = "stop"
@@ -189,8 +202,9 @@ class Engine:
         if feed:
             idx = torch.tensor([[out[i]] for i in feed], dtype=torch.long, device=self.device)
             logits = self._forward_last(feed, idx)
+            ents = _entropies(logits) if self.track_entropy else [0.0] * len(feed)
             for row, i in enumerate(feed):
-                self.slots[i].logits = logits[row]
+                self.slots[i].logits, self.slots[i].next_entropy = logits[row], ents[row]
         return out
 
     # ----- batch API -----
@@ -202,11 +216,13 @@ class Engine:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        entropy_out: dict[int, float] | None = None,
     ) -> Iterator[list[int | None]]:
         """Stream tokens: each step yields one new id per prompt (None once that prompt is done).
 
         Prompts beyond `max_batch` wait for a free slot. With a seed, prompt j samples with
-        seed + j, so its tokens do not depend on the batch it ran in.
+        seed + j, so its tokens do not depend on the batch it ran in. With `entropy_out`, each
+        finished prompt j gets the mean entropy of the distributions its tokens were drawn from.
         """
         if self.slots:
             raise RuntimeError("generate() needs an idle engine; use the slot API alongside a server")
@@ -230,7 +246,10 @@ class Engine:
                 row: list[int | None] = [None] * len(prompts)
                 for j, slot in list(slot_of.items()):
                     row[j] = toks.get(slot)
-                    if self.slots[slot].finish_reason is not None:
+                    s = self.slots[slot]
+                    if s.finish_reason is not None:
+                        if entropy_out is not None:
+                            entropy_out[j] = s.entropy_sum / len(s.generated) if s.generated else float("nan")
                         self.close_slot(slot)
                         del slot_of[j]
                         done.add(j)
@@ -248,3 +267,20 @@ class Engine:
                 if tok is not None:
                     outs[j].append(tok)
         return outs
+
+    def generate_with_entropy(
+        self, prompts: list[list[int]], max_new_tokens: int, **kw
+    ) -> tuple[list[list[int]], list[float]]:
+        """`generate_all`, and each reply's mean next-token entropy (nats) taken from the decode's
+        own logits, so scoring a reply's confidence costs no second forward pass."""
+        outs: list[list[int]] = [[] for _ in prompts]
+        ents: dict[int, float] = {}
+        self.track_entropy = True
+        try:
+            for row in self.generate(prompts, max_new_tokens, entropy_out=ents, **kw):
+                for j, tok in enumerate(row):
+                    if tok is not None:
+                        outs[j].append(tok)
+        finally:
+            self.track_entropy = False
+        return outs, [ents.get(j, float("nan")) for j in range(len(prompts))]
