@@ -7,7 +7,7 @@
 set -euo pipefail
 RUN="${RUN:-smol}"
 SFT_STEPS="${SFT_STEPS:-60}"     # optimizer steps of 8 conversations of <= 256 tokens (LoRA r=8)
-RANK_PROMPTS="${RANK_PROMPTS:-160}"  # gym problems whose 4 sampled answers the checker ranks
+RANK_PROMPTS="${RANK_PROMPTS:-400}"  # gym problems whose 4 sampled answers the checker ranks
 RM_STEPS="${RM_STEPS:-40}"       # reward-model steps of 16 pairs
 DPO_STEPS="${DPO_STEPS:-30}"     # DPO steps of 8 pairs
 PPO_STEPS="${PPO_STEPS:-6}"      # PPO rollout iterations of 16 prompts
@@ -54,9 +54,11 @@ evaluate "$R/sft" arithmetic gym
 stamp "sft trained and evaluated"
 
 # --- Rankings of its own samples, and the reward model. 4 answers per gym problem sampled from the
-# SFT model, ordered by the gym's checker (ties carry no pair); a reward model (the SFT trunk + a
-# scalar head) learns them, held out by prompt.
-gptlab rank rule --run "$RUN" --from "$R/sft" --tasks gym --n "$RANK_PROMPTS" --k 4 --max-new-tokens 48 --dtype auto
+# SFT model, split by the gym's pass/fail verdict (right above wrong; two wrong answers make no pair,
+# though the gym's partial credit would order them); a reward model (the SFT trunk + a scalar head)
+# learns them, held out by prompt.
+gptlab rank rule --run "$RUN" --from "$R/sft" --tasks gym --n "$RANK_PROMPTS" --k 4 --by correct \
+  --max-new-tokens 48 --dtype auto
 gptlab reward train --run "$RUN" --from "$R/sft" --data "$R/rankings/rule.jsonl" --steps "$RM_STEPS" \
   --batch-pairs 16 --max-tokens 128 --lr 2e-5 --head-lr 1e-3 --val-frac 0.2 --eval-every None
 gptlab reward eval --run "$RUN"

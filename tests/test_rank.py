@@ -145,6 +145,32 @@ def test_rule_rankings_sample_k_and_order_by_task_reward(model_dir, tok):
         assert r.meta["source"] == "rule" and r.meta["task"] == "longest"
 
 
+class _Graded(_Longest):
+    """Graded reward (length) and a pass/fail verdict (at least `cut` characters)."""
+
+    cut = 20
+
+    def evaluate(self, item: Item, completion: str) -> bool:
+        return len(completion) >= self.cut
+
+
+def test_rule_rankings_by_verdict_pair_only_right_against_wrong(model_dir, tok):
+    from gptlab.infer.loading import load_for_inference, make_engine
+
+    model, tok2 = load_for_inference(model_dir, device="cpu")
+    engine = make_engine(model, tok2, max_batch=4)
+    kw = {"n": 3, "k": 4, "max_new_tokens": 12, "seed": 1, "progress": False}
+    graded, _ = rule_rankings(engine, tok2, _Graded(), **kw)
+    task = _Graded()
+    task.cut = sorted(len(t) for r in graded for t in r.responses)[len(graded)]  # some pass, some fail
+    verdict, stats = rule_rankings(engine, tok2, task, by="correct", **kw)
+    assert verdict and stats["pairs"] < sum(len(r.pairs()) for r in graded)  # same samples, fewer pairs
+    for r in verdict:
+        assert set(r.meta["scores"]) == {0.0, 1.0}  # every ranking has a right and a wrong answer
+        for won, lost in r.pairs():
+            assert len(r.responses[won]) >= task.cut > len(r.responses[lost])
+
+
 def test_cut_words_keeps_whole_words_within_the_budget():
     text = "Now is the winter of our discontent\nMade glorious summer"
     for n in range(4, len(text) + 5):

@@ -46,10 +46,13 @@ def with_reference(c: Candidates, item: Any) -> Candidates:
 
 def rule_rankings(
     engine: Engine, tok: TokenizerLike, task: Task, n: int, k: int, progress: bool = True,
-    reference: bool = False, **sampling: Any
+    reference: bool = False, by: str = "reward", **sampling: Any
 ) -> tuple[list[Ranking], dict[str, Any]]:
-    """Rankings of K sampled answers to the first `n` prompts of `task`, by `task.reward`
-    (with `reference`, the task's own reference reply is ranked among them).
+    """Rankings of K sampled answers to the first `n` prompts of `task`, by `task.reward`, or
+    with by="correct" by the task's pass/fail verdict alone: a graded reward (the reasoning gym
+    gives partial credit) otherwise also orders two wrong answers, pairs that teach a reward
+    model which wrong number is nearer, not what is right. With `reference`, the task's own
+    reference reply is ranked among them.
 
     Returns (rankings, stats); stats counts prompts, prompts with any signal, pairs, mean reward.
     """
@@ -63,7 +66,10 @@ def rule_rankings(
             continue
         if reference:
             c = with_reference(c, item)
-        scores = [float(task.reward(item, text)) for text in c.responses]
+        if by == "correct":
+            scores = [float(task.evaluate(item, text)) for text in c.responses]
+        else:
+            scores = [float(task.reward(item, text)) for text in c.responses]
         rewards += scores
         got = rankings_from_scores(c, scores, {"source": "rule", "task": task.name})
         useful += bool(got)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from gptlab.align.options import SamplingOptions
 from gptlab.align.rankers import rule_rankings
@@ -20,6 +21,7 @@ class RuleConfig(SamplingOptions):
     tasks: tuple[str, ...] = ("arithmetic", "play_speaker")  # task names (gptlab.tasks), each with a verifier
     n: int = 200  # prompts per task (from the train split)
     reference: bool = False  # rank the task's reference reply among the K samples (a signal even when all K are wrong)
+    by: Literal["reward", "correct"] = "reward"  # reward: the task's graded reward; correct: its pass/fail verdict only (no pairs between two wrong answers)
 
 
 def run(cfg: RuleConfig) -> int:
@@ -28,7 +30,7 @@ def run(cfg: RuleConfig) -> int:
     rankings = []
     for t in names:
         got, stats = rule_rankings(engine, tok, get_task(t, "train"), cfg.n, cfg.k, reference=cfg.reference,
-                                   **cfg.sampling())
+                                   by=cfg.by, **cfg.sampling())
         print(f"{t}: {stats['prompts']} prompts, {stats['prompts_with_signal']} with a winner, "
               f"{stats['pairs']} pairs, mean reward {stats['mean_reward']:.3f}")
         rankings += got
