@@ -68,7 +68,7 @@ stamp "reward model trained and evaluated"
 # reference. PPO against the reward model with a KL price to the SFT model, on gym prompts; its own
 # held-out prompts are scored by the reward model and by the checker (the reward-hacking watch).
 gptlab rl dpo --run "$RUN" --from "$R/sft" --data "$R/rankings/rule.jsonl" --steps "$DPO_STEPS" \
-  --batch-size 8 --seq-len 192 --lr 5e-6 --beta 0.1 --eval-prompts 64 --out "$R/dpo"
+  --batch-size 8 --seq-len 192 --lr 5e-6 --beta 0.1 --nll-coef 1.0 --eval-prompts 64 --out "$R/dpo"
 evaluate "$R/dpo" gym
 gptlab rl ppo --run "$RUN" --from "$R/sft" --tasks gym --steps "$PPO_STEPS" --prompts-per-iter 16 \
   --max-new-tokens 48 --lr 5e-6 --kl-coef 0.05 --eval-prompts 64 --out "$R/rl"

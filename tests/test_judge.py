@@ -30,13 +30,17 @@ def test_both_orders_cancel_position_bias():
     assert [v["winner"] for v in votes] == ["tie", "tie"] and summary.consistent == 0.0
 
 
-def test_rule_judge_uses_the_task_reward():
+def test_rule_judge_uses_the_task_checker_not_partial_credit():
     task = get_task("arithmetic", "test", size=5)
     item = task.example(0)
     prefer = judge.rule_judge(task, lambda p: item)
     right, wrong = f"The answer is {item.answer}.", "The answer is -1."
     assert both_orders(prefer, task.prompt(item), right, wrong)[0] == "a"
     assert both_orders(prefer, task.prompt(item), wrong, right)[0] == "b"
+    graded = type("Graded", (type(task),), {"reward": lambda self, it, text: len(text) / 100})(task.split)
+    near = "The answer is -10000."  # more partial credit (longer), still wrong
+    assert graded.reward(item, near) > graded.reward(item, wrong) and not graded.evaluate(item, near)
+    assert both_orders(judge.rule_judge(graded, lambda p: item), task.prompt(item), near, wrong)[0] == "tie"
 
 
 @pytest.fixture(scope="module")

@@ -212,6 +212,18 @@ def test_damage_checks_fail_beyond_the_stated_bounds(tmp_path):
     assert next(c for c in checks(collect(run), bounds) if c.claim.startswith("no damage")).mark == FAIL
 
 
+def test_a_stage_whose_replies_stop_ending_their_turn_is_damaged(tmp_path):
+    run = tmp_path / "x"
+    merge_results(run / "sft" / "eval.json", {"gym/gen": {"acc": 0.45, "n": 300, "stop_rate": 1.0}}, {})
+    merge_results(run / "dpo" / "eval.json", {"gym/gen": {"acc": 0.50, "n": 300, "stop_rate": 0.97}}, {})
+    bounds = Bounds(max_bpb_rise=0.05, max_acc_drop=0.05)
+    got = next(c for c in checks(collect(run), bounds) if c.stage == "dpo" and c.claim.startswith("no damage"))
+    assert got.mark == PASS and "replies ending their turn 1.00 -> 0.97" in got.detail
+    merge_results(run / "dpo" / "eval.json", {"gym/gen": {"acc": 0.50, "n": 300, "stop_rate": 0.68}}, {})
+    got = next(c for c in checks(collect(run), bounds) if c.stage == "dpo" and c.claim.startswith("no damage"))
+    assert got.mark == FAIL  # more right answers, but a third of the replies never end
+
+
 def _judged(win_rate: float, lo: float, matched_lo: float) -> dict:
     return {"mode": "judge", "task": "gym", "judge": "rm", "vs": "sft", "win_rate_b": win_rate, "ci95": [lo, 0.9],
             "wins_a": 10, "wins_b": 30, "ties": 10, "n": 50, "reply_tokens_a": 30.0, "reply_tokens_b": 31.0,

@@ -85,6 +85,25 @@ def test_dpo_loss_is_log2_when_policy_equals_reference(run):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+def test_dpo_nll_term_adds_the_chosen_replies_nll_and_raises_their_likelihood(run):
+    from gptlab.train.optim import build_optimizer
+
+    model, tok = load_for_inference(run / "sft", device="cpu")
+    model.requires_grad_(True)
+    rankings = dpo_cmd.rankings(dpo_cmd.DPOArgs(data=(run / "rankings/rule.jsonl",)))
+    batch = dpo.collate(dpo.ranking_pairs(tok, rankings, 96, conversation)[0][:6], tok.token_id(PAD))
+    ref = copy.deepcopy(model)
+    plain, m = dpo.make_dpo_loss(ref, beta=0.1)(model, batch)
+    mixed, _ = dpo.make_dpo_loss(ref, beta=0.1, nll_coef=0.5)(model, batch)
+    expected = float(plain.detach()) + 0.5 * float(m["chosen_nll"])
+    assert float(m["chosen_nll"]) > 0 and float(mixed.detach()) == pytest.approx(expected, rel=1e-5)
+    opt = build_optimizer(model, lr=1e-3, weight_decay=0.0)
+    mixed.backward()
+    opt.step()
+    _, after = dpo.make_dpo_loss(ref, beta=0.1)(model, batch)
+    assert float(after["chosen_nll"]) < float(m["chosen_nll"])  # the chosen replies became more likely
+
+
 def test_grpo_advantages_sum_to_zero_per_group():
     g = torch.Generator().manual_seed(0)
     rewards = torch.rand(5, 8, generator=g)

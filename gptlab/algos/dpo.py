@@ -129,8 +129,14 @@ def dpo_objective(
     return -F.logsigmoid(margins).mean(), margins
 
 
-def make_dpo_loss(ref: nn.Module, beta: float):
-    """loss_fn(model, batch) for the loop: DPO with the frozen reference run on the same rows."""
+def make_dpo_loss(ref: nn.Module, beta: float, nll_coef: float = 0.0):
+    """loss_fn(model, batch) for the loop: DPO with the frozen reference run on the same rows.
+
+    With `nll_coef`, alpha * the chosen replies' mean token NLL is added (RPO, Pang et al. 2024):
+    DPO alone only widens the gap between chosen and rejected, and when both end with the same
+    end-of-turn token it can lower that token's probability in both; the NLL term keeps the
+    chosen reply, its ending included, likely.
+    """
 
     def dpo_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
         idx, targets = batch["idx"], batch["targets"]
@@ -141,12 +147,16 @@ def make_dpo_loss(ref: nn.Module, beta: float):
         B = idx.size(0) // 2
         loss, margins = dpo_objective(seq[:B], seq[B:], ref_seq[:B], ref_seq[B:], beta)
         mask = (targets >= 0).float()
+        nll = -(logp[:B] * mask[:B]).sum() / mask[:B].sum().clamp(min=1)
+        if nll_coef:
+            loss = loss + nll_coef * nll
         with torch.no_grad():
             chosen_r = beta * (seq[:B] - ref_seq[:B])
             metrics = {
                 "reward": margins.mean(),  # implicit reward margin, chosen minus rejected
                 "reward_chosen": chosen_r.mean(),
                 "reward_accuracy": (margins > 0).float().mean(),
+                "chosen_nll": nll.detach(),
                 # log pi - log pi_ref per chosen reply: a KL estimate on the data, not on samples
                 "kl": (seq[:B] - ref_seq[:B]).mean(),
                 "entropy": masked_mean(entropy, mask),

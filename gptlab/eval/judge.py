@@ -134,11 +134,13 @@ Prefer = Callable[[list[dict], str, str], str]
 
 
 def rule_judge(task: Task, item_of: Callable[[list[dict]], Item]) -> Prefer:
-    """The task's reward decides; equal rewards tie."""
+    """The task's checker decides: a right answer beats a wrong one; two right or two wrong tie.
+    (Not the graded reward: partial credit, as the reasoning gym gives it, would rank two wrong
+    answers, a verdict about which number is nearer, not about which reply is right.)"""
 
     def prefer(prompt: list[dict], first: str, second: str) -> str:
         item = item_of(prompt)
-        a, b = task.reward(item, first), task.reward(item, second)
+        a, b = task.evaluate(item, first), task.evaluate(item, second)
         return "first" if a > b else "second" if b > a else "tie"
 
     return prefer

@@ -162,10 +162,14 @@ def _hacking_check(summary: dict, sft: dict | None = None, rl: dict | None = Non
 
 
 def _damage_check(stage: str, parent: dict, ev: dict, bounds: Bounds) -> Check | None:
-    """No silent damage: held-out bits per byte and multiple-choice accuracy against the stage it
-    started from, within the stated bounds; None where the two share no such result or no bound is set."""
+    """No silent damage: held-out bits per byte, multiple-choice accuracy and the share of generated
+    replies that end their turn (a chat model that stops stopping is broken however right its
+    answers) against the stage it started from, within the stated bounds; None where the two share
+    no such result or no bound is set."""
     bpb = sorted(k for k in ev if (k == "bpb" or k.startswith("bpb/")) and k in parent)
     mc = sorted(k for k in ev if ev[k].get("mode") == "mc" and k in parent)
+    stops = sorted(k for k in ev if k in parent and ev[k].get("stop_rate") is not None
+                   and parent[k].get("stop_rate") is not None and ev[k].get("n") == parent[k].get("n"))
     parts, ok = [], True
     if bounds.max_bpb_rise is not None:
         for k in bpb:
@@ -181,13 +185,17 @@ def _damage_check(stage: str, parent: dict, ev: dict, bounds: Bounds) -> Check |
             ok = ok and g["ci95"][0] >= -bounds.max_acc_drop
             parts.append(f"{k} {parent[k]['acc']:.3f} -> {ev[k]['acc']:.3f} (paired {g['gain']:+.3f}, "
                          f"95% CI {g['ci95'][0]:+.3f} to {g['ci95'][1]:+.3f}, {g['n']} items)")
+        for k in stops:
+            drop = parent[k]["stop_rate"] - ev[k]["stop_rate"]
+            ok = ok and drop <= bounds.max_acc_drop
+            parts.append(f"{k} replies ending their turn {parent[k]['stop_rate']:.2f} -> {ev[k]['stop_rate']:.2f}")
     if not parts:
         return None
     limits = []
     if bounds.max_bpb_rise is not None:
         limits.append(f"bpb rise <= {bounds.max_bpb_rise:g}")
     if bounds.max_acc_drop is not None:
-        limits.append(f"accuracy CI above -{bounds.max_acc_drop:g}")
+        limits.append(f"accuracy CI above -{bounds.max_acc_drop:g}, stop rate drop <= {bounds.max_acc_drop:g}")
     return Check(stage, f"no damage against {PARENT[stage]} ({', '.join(limits)})", ok, "; ".join(parts))
 
 

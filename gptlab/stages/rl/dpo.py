@@ -33,6 +33,7 @@ class DPOArgs(RLArgs):
     steps: int | None = None  # the budget: optimizer steps of --batch-size pairs (default 100 unless --time-budget)
     data: tuple[Path, ...] = ()  # rankings files (default: runs/<run>/rankings/*.jsonl but candidates.jsonl)
     beta: float = 0.1  # beta of the implicit reward
+    nll_coef: float = 0.0  # alpha of an NLL term on the chosen replies (RPO): keeps them, and their end-of-turn token, likely
     batch_size: int = 8  # pairs per optimizer step
     seq_len: int | None = None  # tokens per conversation (default: the model's max_seq_len)
 
@@ -73,7 +74,7 @@ def build(cfg: DPOArgs, out: Path, dist: DistInfo) -> StageParts:
         evaluate = partial(heldout_preferences, ref=start.ref, pairs=held_pairs, beta=cfg.beta, pad_id=start.pad_id)
     train = train_config(cfg, DEFAULT_STEPS, 1, start.device)
     return StageParts(
-        start.policy, batches, make_dpo_loss(start.ref, cfg.beta), train, describe("dpo", cfg, start, 1),
+        start.policy, batches, make_dpo_loss(start.ref, cfg.beta, cfg.nll_coef), train, describe("dpo", cfg, start, 1),
         evaluate=evaluate, metadata={"algo": "dpo", "init": str(start.init), "params": start.policy.num_params()},
         stale=STALE, finish=make_finish("dpo", cfg, out, train, {"from": str(start.init)}, 1),
     )
