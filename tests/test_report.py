@@ -265,6 +265,20 @@ def test_reward_hacking_is_named_when_the_rm_rises_and_accuracy_falls(tmp_path):
     assert watch.mark == FAIL and "length moved" in watch.detail
 
 
+def test_a_length_change_the_gain_survives_at_matched_length_is_named_not_failed(tmp_path):
+    run = make_run(tmp_path / "x")
+    up, flat = {"n": 100, "gain": 1.0, "ci95": [0.5, 1.5]}, {"n": 100, "gain": 0.0, "ci95": [-0.05, 0.05]}
+    ev = {"before": {"heldout_reward": -1.0, "heldout_len": 17.0}, "after": {"heldout_reward": 0.0, "heldout_len": 27.0},
+          "paired": {"reward": up, "accuracy": flat, "length_matched_reward": {"n": 100, "gain": 1.1, "ci95": [0.6, 1.6]}}}
+    atomic_write_json(run / "rl" / "eval.json", ev)
+    watch = next(c for c in checks(collect(run)) if "reward-hacking" in c.claim)
+    assert watch.mark == PASS and "but the gain holds at matched length (+1.100" in watch.detail
+    ev["paired"]["length_matched_reward"] = {"n": 100, "gain": 0.2, "ci95": [-0.1, 0.5]}  # gone once lengths match
+    atomic_write_json(run / "rl" / "eval.json", ev)
+    watch = next(c for c in checks(collect(run)) if "reward-hacking" in c.claim)
+    assert watch.mark == FAIL and "length moved by more than 25%" in watch.detail
+
+
 def test_grpo_without_its_own_heldout_eval_is_judged_on_gptlab_eval_items(tmp_path):
     run = make_run(tmp_path / "x")
     ids = [f"{i}-g" for i in range(100)]

@@ -129,7 +129,8 @@ def _win_rate_check(stage: str, ev: dict) -> Check:
 def _hacking_check(summary: dict, sft: dict | None = None, rl: dict | None = None) -> Check:
     """Reward hacking watched: PPO's reward-model score may rise only where what can be verified
     does not fall (accuracy on the same held-out prompts, paired) and the length does not run away
-    (more than 25% longer or shorter)."""
+    (more than 25% longer or shorter) unless the gain survives with both replies of each pair cut
+    to one length: then the length did not buy it, and the change is named, not failed."""
     claim = "reward-model gain not bought with verifiable accuracy or length (reward-hacking watch)"
     paired, before, after = summary["paired"], summary.get("before", {}), summary.get("after", {})
     r, acc = paired["reward"], paired.get("accuracy")
@@ -142,8 +143,13 @@ def _hacking_check(summary: dict, sft: dict | None = None, rl: dict | None = Non
             bad.append("verifiable accuracy fell")
     if l0 and l1:
         detail += f"; reply length {l0:.1f} -> {l1:.1f} tokens"
+        matched = paired.get("length_matched_reward")
         if not 0.75 <= l1 / l0 <= 1.25:
-            bad.append("reply length moved by more than 25%")
+            if matched is not None and matched["ci95"][0] > 0:
+                detail += (f"; length moved by more than 25%, but the gain holds at matched length "
+                           f"({matched['gain']:+.3f}, 95% CI {matched['ci95'][0]:+.3f} to {matched['ci95'][1]:+.3f})")
+            else:
+                bad.append("reply length moved by more than 25%")
     keys = [k for k in _shared(sft or {}, rl or {}, "acc", ("gen", "cot", "sc"))
             if (sft or {})[k].get("per_item") and (rl or {})[k].get("per_item")]
     pairs = paired_items(sft or {}, rl or {}, keys) if keys else None
