@@ -8,7 +8,7 @@
 set -euo pipefail
 RUN="${RUN:-tiny}"
 PRETRAIN_STEPS="${PRETRAIN_STEPS:-200}"  # optimizer steps of 16 x 256 tokens
-SFT_STEPS="${SFT_STEPS:-300}"            # optimizer steps of 8 conversations
+SFT_STEPS="${SFT_STEPS:-600}"            # optimizer steps of 8 conversations (the calculator copy is learned between 300 and 600)
 RM_STEPS="${RM_STEPS:-100}"              # optimizer steps of 32 pairs
 PPO_STEPS="${PPO_STEPS:-15}"             # rollout iterations of 16 prompts
 GRPO_STEPS="${GRPO_STEPS:-25}"           # rollout iterations of 8 prompts x 8 replies
