@@ -273,14 +273,10 @@ class Engine:
     ) -> tuple[list[list[int]], list[float]]:
         """`generate_all`, and each reply's mean next-token entropy (nats) taken from the decode's
         own logits, so scoring a reply's confidence costs no second forward pass."""
-        outs: list[list[int]] = [[] for _ in prompts]
         ents: dict[int, float] = {}
         self.track_entropy = True
         try:
-            for row in self.generate(prompts, max_new_tokens, entropy_out=ents, **kw):
-                for j, tok in enumerate(row):
-                    if tok is not None:
-                        outs[j].append(tok)
+            outs = self.generate_all(prompts, max_new_tokens, entropy_out=ents, **kw)
         finally:
             self.track_entropy = False
         return outs, [ents.get(j, float("nan")) for j in range(len(prompts))]
