@@ -78,19 +78,38 @@ def test_engine_decodes_with_weights_a_fused_optimizer_just_wrote() -> None:
     assert got == want
 
 
-def test_engine_takes_the_lean_step_only_for_plain_models() -> None:
+def test_engine_takes_the_lean_step_for_plain_and_lora_models_only() -> None:
     plain = tiny_gpt()
     assert Engine(plain, eos_ids=set())._decode is not None
     wrapped = tiny_gpt()
-    apply_lora(wrapped, ["q_proj", "v_proj"], r=4, alpha=8)
-    assert not DecodeStep.supports(wrapped)
-    assert Engine(wrapped, eos_ids=set())._decode is None
+    apply_lora(wrapped, ["q_proj", "v_proj", "down_proj"], r=4, alpha=8)
+    assert Engine(wrapped, eos_ids=set())._decode is not None  # adapters fold into the fused copies
     cfg = plain.config
     dropping = GPT(type(cfg)(**{**cfg.to_dict(), "dropout": 0.1})).eval()
     step = DecodeStep(dropping)
     assert step.applies()  # eval mode: dropout is off
     dropping.train()
     assert not step.applies()
+    outer = torch.nn.Sequential(plain)
+    assert not DecodeStep.supports(outer)
+
+
+def test_decode_step_of_a_lora_model_equals_its_forward_and_follows_adapter_updates() -> None:
+    model = tiny_gpt()
+    apply_lora(model, "all", r=4, alpha=8)
+    step = DecodeStep(model)
+    prompt, nxt = torch.randint(0, 61, (2, 6)), torch.randint(0, 61, (2, 1))
+    for trial in range(2):
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:  # the adapters (B starts at 0: give them a real delta)
+                    p.add_(0.1 * torch.randn_like(p))
+            step.sync()
+            cache = KVCache(model.config, batch_size=2)
+            model(prompt, cache=cache.select(None))
+            got = step.step(nxt, cache.select(None))
+            want = model(torch.cat([prompt, nxt], 1))[:, -1]
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
 def test_lean_and_generic_engines_give_the_same_samples() -> None:
@@ -101,3 +120,25 @@ def test_lean_and_generic_engines_give_the_same_samples() -> None:
     generic._decode = None
     for kw in ({"temperature": 0.0}, {"temperature": 1.0, "top_k": 20, "seed": 7}):
         assert lean.generate_all(prompts, 24, **kw) == generic.generate_all(prompts, 24, **kw)
+
+
+def test_precast_matrices_give_the_same_bf16_logits_as_autocast_and_untie_the_head() -> None:
+    import pytest
+
+    from gptlab.infer.loading import precast_for_autocast
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=61, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, max_seq_len=64,
+                      tie_embeddings=True)
+    model = GPT(cfg).eval().requires_grad_(False)
+    idx = torch.randint(0, 61, (3, 10))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = model(idx)
+        precast_for_autocast(model, torch.bfloat16)
+        got = model(idx)
+    assert torch.equal(got, want)  # what autocast made of each weight, stored once
+    assert model.lm_head.weight.dtype == torch.bfloat16 and model.embed_tokens.weight.dtype == torch.float32
+    assert model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    trainable = GPT(cfg)
+    with pytest.raises(ValueError, match="frozen"):
+        precast_for_autocast(trainable, torch.bfloat16)

@@ -104,6 +104,23 @@ def test_judge_cli_writes_votes_arena_reads(run, capsys):
     assert "sft" in capsys.readouterr().out
 
 
+def test_judge_cli_judges_several_b_models_against_one_set_of_a_replies(run, tmp_path):
+    import shutil
+
+    twin = tmp_path / "sft2"
+    shutil.copytree(run / "sft", twin)
+    shutil.copytree(run / "tokenizer", tmp_path / "tokenizer")  # a stage's tokenizer sits beside it
+    (twin / "eval.json").unlink(missing_ok=True)
+    out = tmp_path / "votes.jsonl"
+    assert judge_cli.main(["--a", str(run / "base"), "--b", str(run / "sft"), str(twin), "--task", "arithmetic",
+                           "--limit", "3", "--max-new-tokens", "40", "--device", "cpu", "--out", str(out)]) == 0
+    votes = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [v["model_b"] for v in votes] == ["sft"] * 3 + ["sft2"] * 3
+    assert [v["winner"] for v in votes[:3]] == [v["winner"] for v in votes[3:]]  # same weights, same verdicts
+    for folder in (run / "sft", twin):
+        assert "judge/arithmetic/rule" in json.loads((folder / "eval.json").read_text())["results"]
+
+
 def test_same_words_cuts_the_longer_reply_only():
     a, b = judge.same_words("The answer is 84, as the calculator said.", "It is 84.")
     assert (a, b) == ("The answer is", "It is 84.")
@@ -127,6 +144,6 @@ def test_judge_cli_bad_input(run):
     with pytest.raises(InputError, match="judge-model"):
         judge_cli.main(["--a", str(run / "base"), "--b", str(run / "sft"), "--judge", "model", "--limit", "1",
                     "--max-new-tokens", "2", "--device", "cpu", "--out", str(run / "v.jsonl")])
-    with pytest.raises(InputError, match="both models are named"):
+    with pytest.raises(InputError, match="named alike"):
         judge_cli.main(["--a", str(run / "sft"), "--b", str(run / "sft"), "--limit", "1", "--max-new-tokens", "2",
                     "--device", "cpu", "--out", str(run / "v.jsonl")])

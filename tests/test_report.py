@@ -111,6 +111,14 @@ def test_report_cli_writes_markdown_and_plots(tmp_path, capsys):
         assert f"![{name}](report/{name}.png)" in md
     assert "grpo: not run" in md  # GRPO's curves get their own figure when it ran
     assert "wrote" in capsys.readouterr().out
+    # the clock lives beside the report, not in it: the same files give the same report.md
+    assert "12.5" not in md and "19 steps." in md and "(report/times.md)" in md
+    assert "| base | 19 | 12.5 |" in (run / "report" / "times.md").read_text()
+    first = md
+    (run / "base" / "train_state.json").write_text(json.dumps(
+        {"step": 19, "elapsed": 99.0, "stage": {"lr": 0.003}, "metadata": {"git_commit": "abc123", "device": "cpu"}}))
+    assert report_cli.main([str(run)]) == 0
+    assert (run / "report.md").read_text() == first and "| 99 |" in (run / "report" / "times.md").read_text()
 
 
 def _per_item(correct: list[int]) -> dict:

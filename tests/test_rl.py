@@ -162,6 +162,23 @@ def test_packed_logprobs_line_up_with_greedy_tokens_and_forced_spans_are_masked(
     assert fm == [1] * start + [0] * (end - start + 1) + [1] * (len(reply) - end - 1)
 
 
+def test_logprobs_on_target_positions_equal_the_full_logits_and_carry_gradients():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=50, n_layer=2, n_embd=32, n_head=4, n_kv_head=4, intermediate_size=64,
+                            max_seq_len=16))
+    idx = torch.randint(0, 50, (3, 12))
+    targets = torch.full((3, 12), -1)
+    targets[0, 4:9], targets[1, 0:12], targets[2, 11:] = idx[0, 5:10], torch.randint(0, 50, (12,)), 7
+    logp, entropy = rollout.token_logprobs(model, idx, targets)
+    full = model(idx).float().log_softmax(-1)
+    keep = targets >= 0
+    want = full.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * keep
+    assert torch.allclose(logp, want, atol=1e-5)
+    assert torch.allclose(entropy, -(full.exp() * full).sum(-1) * keep, atol=1e-5)
+    logp.sum().backward()  # the head's gradient reaches the weights through the kept positions only
+    assert model.lm_head.weight.grad is not None and model.lm_head.weight.grad.abs().sum() > 0
+
+
 class _Letters(Task):
     """A toy verifier with graded rewards: the share of 'e' among the reply's characters."""
 
@@ -323,6 +340,27 @@ def test_dpo_cli_lowers_the_loss_from_log2(run, tmp_path):
     assert report["before"]["heldout_dpo_loss"] == pytest.approx(math.log(2), abs=1e-5)
     assert report["before"]["heldout_pref_accuracy"] == 0.5  # policy = reference: every pair a tie
     assert report["after"]["heldout_dpo_loss"] < report["before"]["heldout_dpo_loss"]
+
+
+@pytest.mark.parametrize("algo", ["dpo", "grpo"])
+def test_lora_rl_trains_adapters_only_and_saves_a_plain_merged_policy(run, tmp_path, algo):
+    out = tmp_path / algo
+    argv = [algo, "--run", str(run), "--out", str(out), "--lora-rank", "4", "--lr", "5e-3",
+            "--device", "cpu", "--dtype", "fp32", "--eval-prompts", "8"]
+    argv += ["--steps", "6", "--batch-size", "4"] if algo == "dpo" else ["--steps", "2", "--group-size", "3",
+                                                                          "--max-new-tokens", "8"]
+    assert rl.main(argv) == 0
+    policy, sft = load_file(out / "model.safetensors"), load_file(run / "sft" / "model.safetensors")
+    assert policy.keys() == sft.keys()  # the adapters are merged: plain GPT weights, same names
+    changed = {k for k in sft if not torch.equal(policy[k], sft[k])}
+    assert all(k.endswith("proj.weight") for k in changed)  # only the adapted linear layers may move
+    ckpt = load_file(out / "checkpoint" / "model.safetensors")  # resumable state: the adapters alone
+    assert ckpt and all("lora" in k for k in ckpt)
+    if algo == "dpo":  # (a random model's GRPO groups all score 0: nothing to learn from)
+        train = [r for r in _records(out) if "loss" in r]
+        assert changed and train[-1]["loss"] < train[0]["loss"]
+    model, _ = load_for_inference(out, device="cpu", tokenizer=run / "tokenizer")
+    assert model.num_params() == GPT(model.config).num_params()
 
 
 def test_ppo_prompts_may_come_from_a_task_without_a_verifier(run, monkeypatch):

@@ -57,17 +57,29 @@ def token_logprobs(
     """log pi(targets[b, t] | idx[b, :t+1]) per position (B, T), 0 where targets is -1, and the
     policy's entropy there (B, T; no gradient: it is a diagnostic, not a loss term).
 
-    `model(idx)` must return logits (B, T, V). Log-softmax runs in fp32 whatever the autocast.
+    The head and the vocabulary-wide log-softmax run on the target positions alone (a reply is
+    a fraction of its row; the prompt and the padding need no logits), in fp32 whatever the
+    autocast. A model without `hidden_states` and `lm_head` is called for full logits (B, T, V).
     """
-    logits = model(idx).float()
+    keep = targets >= 0
+    logits = _target_logits(model, idx, keep).float()
     logp_all = F.log_softmax(logits, dim=-1)
-    safe = targets.clamp(min=0)
-    logp = logp_all.gather(-1, safe.unsqueeze(-1)).squeeze(-1) * (targets >= 0)
+    picked = logp_all.gather(-1, targets[keep].unsqueeze(-1)).squeeze(-1)
+    logp = picked.new_zeros(targets.shape).masked_scatter(keep, picked)
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1) * (targets >= 0)
+            ent = -(logp_all.exp() * logp_all).sum(-1)
+            entropy = ent.new_zeros(targets.shape).masked_scatter(keep, ent)
     return logp, entropy
+
+
+def _target_logits(model: torch.nn.Module, idx: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Logits (N, V) at the N positions where `keep` is true, in row-major order."""
+    gpt = getattr(model, "inner", model)  # a LoRA run's adapter-only view wraps the model
+    if hasattr(gpt, "hidden_states") and hasattr(gpt, "lm_head"):
+        return gpt.lm_head(gpt.hidden_states(idx)[keep])
+    return model(idx)[keep]
 
 
 # ---------------------------------------------------------------------------- masks

@@ -8,7 +8,7 @@ from pathlib import Path
 from gptlab.common import run_dir
 from gptlab.errors import InputError
 from gptlab.infer.engine import Engine
-from gptlab.infer.loading import load_for_inference, make_engine
+from gptlab.infer.loading import load_for_inference, make_engine, precast_for_autocast
 from gptlab.options import FromPath, InferenceArgs, RunArgs
 from gptlab.tokenizer.protocol import TokenizerLike
 
@@ -34,7 +34,7 @@ class SamplingOptions(RankOutput, InferenceArgs):
     temperature: float = 1.0  # sampling temperature (diversity among the K)
     top_k: int | None = None  # sample among the k likeliest tokens only (None: all)
     seed: int = 0  # sampling seed (answer j uses seed + j)
-    batch_size: int = 32  # answers generated at once
+    batch_size: int = 64  # answers generated at once
 
     def sampling(self) -> dict:
         """The keyword arguments of `sample_responses` these options set."""
@@ -46,4 +46,5 @@ class SamplingOptions(RankOutput, InferenceArgs):
         if self.k < 2:
             raise InputError(None, "--k must be at least 2 (a ranking compares answers)")
         model, tok = load_for_inference(self.from_ or run_dir(self.run, "sft"), device=self.device)
-        return make_engine(model, tok, max_batch=self.batch_size, autocast_dtype=self.autocast_dtype(model)), tok
+        dtype = self.autocast_dtype(model)
+        return make_engine(precast_for_autocast(model, dtype), tok, max_batch=self.batch_size, autocast_dtype=dtype), tok

@@ -1,6 +1,7 @@
 """`gptlab eval judge`: model A vs model B on the same held-out prompts; writes arena votes.
 
     gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --task arithmetic --judge rule rm  # one set of replies, two judges
+    gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl runs/tiny/grpo --judge rule  # A's replies made once for both
     gptlab eval judge --a runs/tiny/base --b runs/tiny/sft --task play_speaker --judge rm --rm runs/tiny/rm
     gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --task play_title --judge model \\
         --judge-model runs/tiny/sft --rubric rubric.txt
@@ -31,7 +32,7 @@ from gptlab.eval.judge import (
 )
 from gptlab.eval.results import EVAL_FILE, merge_results
 from gptlab.fileio import atomic_write_text
-from gptlab.infer.loading import load_for_inference, make_engine
+from gptlab.infer.loading import load_for_inference, make_engine, precast_for_autocast
 from gptlab.options import InferenceArgs
 from gptlab.tasks import Item, Task, scorable_task
 from gptlab.tasks.base import reply_text
@@ -45,9 +46,9 @@ class JudgeConfig(InferenceArgs):
     B's eval.json as judge/<task>/<judge>."""
 
     a: Path  # stage folder of model A
-    b: Path  # stage folder of model B
+    b: tuple[Path, ...]  # stage folder of model B (several: each against A, whose replies are made once)
     name_a: str | None = None  # model A's name in the votes (default: its folder name)
-    name_b: str | None = None  # model B's name in the votes (default: its folder name)
+    name_b: str | None = None  # model B's name in the votes, with one --b (default: its folder name)
     task: str = "arithmetic"  # the one task whose test prompts both models answer
     judge: tuple[Literal["rule", "rm", "model"], ...] = ("rule",)  # judges of the same replies: rule (the task's reward), rm (a reward model, --rm), model (a judge model, --judge-model)
     rm: Path | None = None  # reward-model folder for --judge rm (default: runs/<run of A>/rm)
@@ -58,13 +59,14 @@ class JudgeConfig(InferenceArgs):
     seed: int = 0  # task order
     out: Path | None = None  # votes JSONL (default: runs/<run of A>/judge/votes.jsonl)
     append: bool = False  # add to --out instead of replacing it
-    batch_size: int = 32  # replies generated at once
+    batch_size: int = 64  # replies generated at once
 
 
 def replies(cfg: JudgeConfig, folder: Path, prompts: list[list[dict]]) -> tuple[list[str], list[int]]:
     """The greedy reply of the model in `folder` to each prompt, as text, and its length in tokens."""
     model, tok = load_for_inference(folder, cfg.device)
-    engine = make_engine(model, tok, max_batch=cfg.batch_size, autocast_dtype=cfg.autocast_dtype(model))
+    dtype = cfg.autocast_dtype(model)
+    engine = make_engine(precast_for_autocast(model, dtype), tok, max_batch=cfg.batch_size, autocast_dtype=dtype)
     outs = engine.generate_all([tok.render_prompt(p) for p in prompts], cfg.max_new_tokens, temperature=0.0)
     return [reply_text(tok.parse_assistant(ids)) for ids in outs], [len(ids) for ids in outs]
 
@@ -91,30 +93,37 @@ def run(cfg: JudgeConfig) -> int:
     task = scorable_task(cfg.task, "test", cfg.seed)
     items = [task.example(i) for i in range(min(cfg.limit, len(task)))]
     prompts = [task.prompt(it) for it in items]
-    name_a, name_b = cfg.name_a or cfg.a.name, cfg.name_b or cfg.b.name
-    if name_a == name_b:
-        raise InputError(None, f"both models are named {name_a!r}: pass --name-a / --name-b")
-    replies_a, len_a = replies(cfg, cfg.a, prompts)
-    replies_b, len_b = replies(cfg, cfg.b, prompts)
+    if cfg.name_b is not None and len(cfg.b) != 1:
+        raise InputError(None, "--name-b names one --b model; several are named by their folders")
+    names_b = [cfg.name_b or b.name for b in cfg.b]
+    name_a = cfg.name_a or cfg.a.name
+    if name_a in names_b or len(set(names_b)) < len(names_b):
+        raise InputError(None, f"two models are named alike ({name_a}, {', '.join(names_b)}): pass --name-a / --name-b")
+    replies_a = replies(cfg, cfg.a, prompts)
+    judges = {name: make_judge(cfg, name, task, prompts, items) for name in dict.fromkeys(cfg.judge)}
     out = cfg.out or cfg.a.parent / "judge" / "votes.jsonl"
     lines = out.read_text(encoding="utf-8") if cfg.append and out.exists() else ""
-    for name in dict.fromkeys(cfg.judge):  # each judge once, in the order given
-        prefer = make_judge(cfg, name, task, prompts, items)
-        votes, record = judge_replies(prefer, name, prompts, (replies_a, len_a), (replies_b, len_b), (name_a, name_b))
-        lines += "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in votes)
-        record.update(task=task.name, vs_path=str(cfg.a))
-        merge_results(cfg.b / EVAL_FILE, {f"judge/{task.name}/{name}": record},
-                      {"stage": cfg.b.name, "model": str(cfg.b)})
-        m = record["matched_length"]
-        print(f"{name_a} vs {name_b} on {task.name} ({name} judge, both orders): {name_a} {record['wins_a']}, "
-              f"{name_b} {record['wins_b']}, ties {record['ties']} | {name_b} win rate {record['win_rate_b']:.1%} "
-              f"(95% CI {record['ci95'][0]:.1%} to {record['ci95'][1]:.1%}), at matched length "
-              f"{m['win_rate_b']:.1%} (95% CI {m['ci95'][0]:.1%} to {m['ci95'][1]:.1%}) | reply tokens "
-              f"{record['reply_tokens_a']:.1f} -> {record['reply_tokens_b']:.1f} | orders agree "
-              f"{record['consistent']:.0%}", flush=True)
+    for b, name_b in zip(cfg.b, names_b):
+        replies_b = replies(cfg, b, prompts)
+        for name, prefer in judges.items():  # each judge once, in the order given
+            votes, record = judge_replies(prefer, name, prompts, replies_a, replies_b, (name_a, name_b))
+            lines += "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in votes)
+            record.update(task=task.name, vs_path=str(cfg.a))
+            merge_results(b / EVAL_FILE, {f"judge/{task.name}/{name}": record}, {"stage": b.name, "model": str(b)})
+            print_record(record, name, task.name, name_a, name_b)
     atomic_write_text(out, lines)
-    print(f"votes -> {out}; win rates -> {cfg.b / EVAL_FILE}")
+    print(f"votes -> {out}; win rates -> {', '.join(str(b / EVAL_FILE) for b in cfg.b)}")
     return 0
+
+
+def print_record(record: dict, judge: str, task: str, name_a: str, name_b: str) -> None:
+    m = record["matched_length"]
+    print(f"{name_a} vs {name_b} on {task} ({judge} judge, both orders): {name_a} {record['wins_a']}, "
+          f"{name_b} {record['wins_b']}, ties {record['ties']} | {name_b} win rate {record['win_rate_b']:.1%} "
+          f"(95% CI {record['ci95'][0]:.1%} to {record['ci95'][1]:.1%}), at matched length "
+          f"{m['win_rate_b']:.1%} (95% CI {m['ci95'][0]:.1%} to {m['ci95'][1]:.1%}) | reply tokens "
+          f"{record['reply_tokens_a']:.1f} -> {record['reply_tokens_b']:.1f} | orders agree "
+          f"{record['consistent']:.0%}", flush=True)
 
 
 def judge_replies(prefer: Prefer, judge: str, prompts: list[list[dict]], a: tuple[list[str], list[int]],

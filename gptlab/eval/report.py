@@ -155,6 +155,22 @@ def heldout_lines(summary: dict) -> list[str]:
             "", *_table(["score", "before", "after", "paired gain", "95% CI"], rows)]
 
 
+def write_times(stages: dict, path: Path) -> Path:
+    """Seconds of training and of evaluation per stage (eval.json's per-result seconds), in a file
+    of their own: the clock is the one thing two runs of one commit never share."""
+    rows = []
+    for s in STAGES:
+        d = stages[s]
+        if not d["exists"]:
+            continue
+        st = d["state"] or {}
+        ev = sum(r.get("seconds", 0.0) for r in d["eval"].values() if isinstance(r, dict))
+        rows.append([s, st.get("step", ""), _fmt(st["elapsed"]) if "elapsed" in st else "", _fmt(ev) if ev else ""])
+    md = ["# Times", "", *_table(["stage", "steps", "training s", "evaluation s"], rows)]
+    atomic_write_text(path, "\n".join(md) + "\n")
+    return path
+
+
 def write_report(run: str | Path, out: str | Path | None = None, bounds: Bounds | None = None) -> Path:
     """Write `<run>/report.md` (+ PNGs in `<run>/report/`); returns the markdown path."""
     run = Path(run)
@@ -167,6 +183,10 @@ def write_report(run: str | Path, out: str | Path | None = None, bounds: Bounds 
     md = [f"# Run report: {run.name}", ""]
     md += ["## Summary", "", *_table(["stage", "claim", "result", "evidence"],
                                      [[c.stage, c.claim, c.mark, c.detail] for c in checks(stages, bounds)]), ""]
+    times = write_times(stages, figs / "times.md")
+    rel = times.relative_to(out.parent)
+    md += [f"Wall-clock times per stage: [{rel}]({rel}) (kept out of this file: two runs of one commit give the same report).",
+           ""]
     md += ["## Stages", ""]
     for s in STAGES:
         d = stages[s]
@@ -176,7 +196,7 @@ def write_report(run: str | Path, out: str | Path | None = None, bounds: Bounds 
             continue
         st = d["state"]
         if st:
-            md.append(f"\n{st.get('step', '?')} steps, {_fmt(st.get('elapsed', '?'))} s of training.")
+            md.append(f"\n{st.get('step', '?')} steps.")
         held = heldout_lines(d["summary"])
         if d["eval"]:
             cols = ["acc", "acc_norm", "centred_acc", "random_baseline", "length_baseline", "reward",

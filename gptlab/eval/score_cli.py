@@ -35,7 +35,7 @@ from gptlab.eval.judge import RewardScorer, rm_accuracy, task_pairs
 from gptlab.eval.multiple_choice import score_multiple_choice
 from gptlab.eval.results import EVAL_FILE, merge_results
 from gptlab.infer.engine import Engine
-from gptlab.infer.loading import load_for_inference, make_engine
+from gptlab.infer.loading import load_for_inference, make_engine, precast_for_autocast
 from gptlab.options import FromPath, InferenceArgs, RunArgs
 from gptlab.tasks import Item, Task, scorable_task, split_names
 from gptlab.tokenizer.protocol import TokenizerLike
@@ -61,7 +61,7 @@ class EvalConfig(RunArgs, InferenceArgs):
     bpb_window: int | None = None  # tokens of context per bpb window (default: the model's context, at most 2048)
     shards: tuple[Path, ...] = ()  # shard folders for bpb (default: the run's 'shards' beside the stage); each result is keyed bpb/<folder name>
     seed: int = 0  # task order and sampling seed
-    batch_size: int = 32  # rows per forward pass (generation, bpb)
+    batch_size: int = 64  # rows per forward pass (generation, bpb)
     out: Path | None = None  # results file to merge into (default: <stage>/eval.json)
 
 
@@ -159,6 +159,7 @@ def evaluate(cfg: EvalConfig, stage: Path) -> dict[str, dict]:
     fmt = cfg.format if cfg.format != "auto" else ("text" if stage.name == "base" else "chat")
     device = next(model.parameters()).device
     m = Loaded(model, tok, stage, is_rm, fmt, cfg.autocast_dtype(model))
+    precast_for_autocast(model, m.dtype)
     results: dict[str, dict] = {}
     # bpb runs once per --shards folder (or on the run's own shards)
     jobs = [(e, d) for e in split_names(cfg.tasks) for d in ((cfg.shards or (None,)) if e == "bpb" else (None,))]

@@ -35,9 +35,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gptlab.model.gpt import GPT, MLP, Attention, Block, KVCacheLike
+from gptlab.model.gpt import GPT, MLP, Attention, Block, KVCacheLike, attend
+from gptlab.model.lora import LoRALinear
 
-_PLAIN_MODULES = (GPT, Block, Attention, MLP, nn.ModuleList, nn.Linear, nn.Embedding, nn.RMSNorm, nn.Dropout, nn.Identity)
+_PLAIN_MODULES = (GPT, Block, Attention, MLP, nn.ModuleList, nn.Linear, nn.Embedding, nn.RMSNorm, nn.Dropout, nn.Identity,
+                  LoRALinear)
+
+
+def _weight(linear: nn.Module) -> torch.Tensor:
+    """A linear layer's effective weight: W, or W + (alpha / r) B A for a LoRA-wrapped one (an RL
+    policy training adapters decodes its rollouts with them folded into the fused copies)."""
+    if isinstance(linear, LoRALinear):
+        return linear.base.weight + linear.delta_weight().to(linear.base.weight.dtype)
+    return linear.weight
 
 
 @dataclass
@@ -73,11 +83,10 @@ class DecodeStep:
 
     def __init__(self, model: GPT):
         if not self.supports(model):
-            raise TypeError("DecodeStep needs a plain GPT (no LoRA or other wrapped layers, no sharded weights)")
+            raise TypeError("DecodeStep needs a plain GPT (LoRA adapters at most; no other wrapped layers, no sharded weights)")
         self.model = model
         cfg = model.config
         self.n_head, self.n_kv, self.hd, self.eps = cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.norm_eps
-        self.gqa = self.n_kv != self.n_head
         self._params = [p for _, p in model.named_parameters()]
         self._key: tuple | None = None
         self._layers: list[_LayerWeights] = []
@@ -86,8 +95,8 @@ class DecodeStep:
 
     @staticmethod
     def supports(model: nn.Module) -> bool:
-        """Only an exact GPT built of its own plain modules (no LoRA or other wrappers) over
-        ordinary tensors (not sharded DTensors): anything else takes the generic path."""
+        """Only an exact GPT built of its own plain modules (LoRA adapters allowed, no other
+        wrappers) over ordinary tensors (not sharded DTensors): anything else takes the generic path."""
         if type(model) is not GPT:
             return False
         if any(type(m) not in _PLAIN_MODULES for m in model.modules()):
@@ -126,12 +135,12 @@ class DecodeStep:
                 self._layers = [
                     _LayerWeights(
                         ln1=blk.input_layernorm.weight,
-                        wqkv=cast(_t(torch.cat((blk.self_attn.q_proj.weight, blk.self_attn.k_proj.weight,
-                                                blk.self_attn.v_proj.weight)), split)),
-                        wo=cast(_t(blk.self_attn.o_proj.weight, split)),
+                        wqkv=cast(_t(torch.cat((_weight(blk.self_attn.q_proj), _weight(blk.self_attn.k_proj),
+                                                _weight(blk.self_attn.v_proj))), split)),
+                        wo=cast(_t(_weight(blk.self_attn.o_proj), split)),
                         ln2=blk.post_attention_layernorm.weight,
-                        wgu=cast(_t(torch.cat((blk.mlp.gate_proj.weight, blk.mlp.up_proj.weight)), split)),
-                        wd=cast(_t(blk.mlp.down_proj.weight, split)),
+                        wgu=cast(_t(torch.cat((_weight(blk.mlp.gate_proj), _weight(blk.mlp.up_proj))), split)),
+                        wd=cast(_t(_weight(blk.mlp.down_proj), split)),
                     )
                     for blk in self.model.layers
                 ]
@@ -163,7 +172,7 @@ class DecodeStep:
             k = qk[:, :, H:].transpose(1, 2)  # (B, KV, 1, hd)
             v = qkv[:, :, H + KV :].transpose(1, 2)
             k, v, mask = cache.update(i, k, v)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.gqa)
+            y = attend(q, k, v, mask)
             x = x + _mm(y.transpose(1, 2).reshape(B, H * hd), w.wo).view(B, 1, C)
             gate, up = _mm(F.rms_norm(x, (C,), w.ln2, self.eps).view(B, C), w.wgu).chunk(2, dim=-1)
             x = x + _mm(F.silu(gate) * up, w.wd).view(B, 1, C)

@@ -25,6 +25,8 @@ from gptlab.errors import InputError
 from gptlab.eval.heldout import ITEMS
 from gptlab.eval.prompts import read_prompts
 from gptlab.infer.loading import load_for_inference
+from gptlab.model import lora
+from gptlab.model.io import save_model
 from gptlab.options import FromPath
 from gptlab.stages.rl.records import plot_rl, summary, write_eval
 from gptlab.tasks import task_names
@@ -35,6 +37,7 @@ from gptlab.train.loop import TrainConfig, TrainResult
 from gptlab.train.stage import LoopArgs
 
 STALE = ("metrics.jsonl", "eval.json", "rl.png", "loss.png", ITEMS)  # a fresh run removes these
+LORA_CHECKPOINT = "checkpoint"  # subfolder of --out with a LoRA run's resumable state
 NEVER = 10**12  # "never" for the periodic hooks: they still run at step 0 and at the end
 
 
@@ -53,6 +56,13 @@ class RLArgs(LoopArgs):
     eval_every: int | None = None  # held-out eval every N iterations (PPO, GRPO) or steps (DPO) (None: before and after only)
     save_every: int | None = 5  # checkpoint every N iterations (PPO, GRPO) or steps (DPO), and at the end (None: at the end only)
     log_every: int = 1  # progress line + metrics.jsonl record every N iterations (PPO, GRPO) or steps (DPO)
+    lora_rank: int | None = None  # train rank-r LoRA adapters on the policy's linear layers, not all its weights; the merged policy is saved (None: all weights)
+    lora_alpha: float | None = None  # adapter scale numerator: update = alpha/r * B A (default: 2 * rank)
+
+    def check(self) -> None:
+        super().check()
+        if self.lora_rank is not None and self.lora_rank < 1:
+            raise InputError(None, "--lora-rank must be at least 1")
 
 
 @dataclass
@@ -117,10 +127,28 @@ class Start:
     ref: nn.Module
     device: str
     dtype: torch.dtype | None  # autocast dtype of rollouts and of the loop
+    lora: bool = False  # the policy's linear layers carry trainable adapters, all else frozen
 
     @property
     def max_seq_len(self) -> int:
         return self.policy.config.max_seq_len
+
+    def trainable(self) -> nn.Module:
+        """What the loop trains and checkpoints: the policy, or with LoRA its adapter-only view
+        (a checkpoint of the adapters and their AdamW moments, not of the frozen weights)."""
+        return lora.AdapterOnly(self.policy) if self.lora else self.policy
+
+    def save_policy(self, out: Path) -> None:
+        """The policy as plain full weights in `out` (adapters merged in), like a full run's."""
+        if self.lora:
+            lora.merge_lora(self.policy)
+        save_model(out, self.policy)
+
+
+def checkpoint_dir(cfg: RLArgs, out: Path, default: Path | None = None) -> Path | None:
+    """Where the loop keeps its resumable state: with LoRA, a subfolder (adapters + optimizer),
+    since `out` receives the merged policy at the end."""
+    return out / LORA_CHECKPOINT if cfg.lora_rank is not None else default
 
 
 def load_start(cfg: RLArgs, dist: DistInfo) -> Start:
@@ -135,7 +163,13 @@ def load_start(cfg: RLArgs, dist: DistInfo) -> Start:
     policy = load_policy(init, tok, dist.device)
     ref = frozen(load_policy(Path(cfg.ref or init), tok, dist.device))
     dtype = pick_autocast_dtype(dist.device, cfg.dtype)
-    return Start(init, tok, tok.pad_id, policy, ref, dist.device, dtype)
+    if cfg.lora_rank is not None:
+        alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2.0 * cfg.lora_rank
+        wrapped = lora.apply_lora(policy, "all", cfg.lora_rank, alpha)
+        n_train = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+        print0(f"lora: rank {cfg.lora_rank}, alpha {alpha:g}, {len(wrapped)} layers, "
+               f"{n_train:,} trainable of {policy.num_params():,} params")
+    return Start(init, tok, tok.pad_id, policy, ref, dist.device, dtype, lora=cfg.lora_rank is not None)
 
 
 # ---------------------------------------------------------------------------- prompts

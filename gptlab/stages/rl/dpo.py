@@ -16,7 +16,15 @@ from gptlab.commandline import parse
 from gptlab.common import print0, run_dir
 from gptlab.data.preferences import Ranking, load_preferences
 from gptlab.errors import InputError
-from gptlab.stages.rl.common import STALE, RLArgs, describe, load_start, make_finish, train_config
+from gptlab.stages.rl.common import (
+    STALE,
+    RLArgs,
+    checkpoint_dir,
+    describe,
+    load_start,
+    make_finish,
+    train_config,
+)
 from gptlab.train.distributed import DistInfo
 from gptlab.train.stage import StageParts, run_stage
 
@@ -74,15 +82,16 @@ def build(cfg: DPOArgs, out: Path, dist: DistInfo) -> StageParts:
         evaluate = partial(heldout_preferences, ref=start.ref, pairs=held_pairs, beta=cfg.beta, pad_id=start.pad_id)
     train = train_config(cfg, DEFAULT_STEPS, 1, start.device)
     return StageParts(
-        start.policy, batches, make_dpo_loss(start.ref, cfg.beta, cfg.nll_coef), train, describe("dpo", cfg, start, 1),
+        start.trainable(), batches, make_dpo_loss(start.ref, cfg.beta, cfg.nll_coef), train, describe("dpo", cfg, start, 1),
         evaluate=evaluate, metadata={"algo": "dpo", "init": str(start.init), "params": start.policy.num_params()},
-        stale=STALE, finish=make_finish("dpo", cfg, out, train, {"from": str(start.init)}, 1),
+        stale=STALE, finish=make_finish("dpo", cfg, out, train, {"from": str(start.init)}, 1,
+                                       save=partial(start.save_policy, out) if start.lora else None),
     )
 
 
 def run(cfg: DPOArgs) -> int:
     out = Path(cfg.out or run_dir(cfg.run, "rl"))
-    run_stage(cfg, "rl dpo", out, lambda dist, resuming: build(cfg, out, dist))
+    run_stage(cfg, "rl dpo", out, lambda dist, resuming: build(cfg, out, dist), checkpoint_dir=checkpoint_dir(cfg, out))
     return 0
 
 

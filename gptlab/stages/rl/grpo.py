@@ -17,6 +17,7 @@ from gptlab.infer.loading import make_engine
 from gptlab.stages.rl.common import (
     STALE,
     RolloutArgs,
+    checkpoint_dir,
     describe,
     load_start,
     make_finish,
@@ -77,15 +78,16 @@ def build(cfg: GRPOArgs, out: Path, dist: DistInfo) -> StageParts:
     train = train_config(cfg, DEFAULT_ITERATIONS, spi, start.device)
     extra = {"from": str(start.init), "steps_per_iteration": spi}
     return StageParts(
-        start.policy, batches, loss_fn, train, describe("grpo", cfg, start, spi), evaluate=evaluate,
+        start.trainable(), batches, loss_fn, train, describe("grpo", cfg, start, spi), evaluate=evaluate,
         metadata={"algo": "grpo", "init": str(start.init), "params": start.policy.num_params()},
-        stale=STALE, finish=make_finish("grpo", cfg, out, train, extra, spi),
+        stale=STALE, finish=make_finish("grpo", cfg, out, train, extra, spi,
+                                         save=partial(start.save_policy, out) if start.lora else None),
     )
 
 
 def run(cfg: GRPOArgs) -> int:
     out = Path(cfg.out or run_dir(cfg.run, "rl"))
-    run_stage(cfg, "rl grpo", out, lambda dist, resuming: build(cfg, out, dist))
+    run_stage(cfg, "rl grpo", out, lambda dist, resuming: build(cfg, out, dist), checkpoint_dir=checkpoint_dir(cfg, out))
     return 0
 
 

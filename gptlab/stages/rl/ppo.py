@@ -23,7 +23,7 @@ from gptlab.common import autocast_context, run_dir
 from gptlab.eval.heldout import ITEMS, make_heldout_eval
 from gptlab.infer.loading import make_engine
 from gptlab.model.heads import ScalarHeadModel
-from gptlab.model.io import load_model, save_model
+from gptlab.model.io import load_model
 from gptlab.stages.rl.common import (
     STALE,
     RolloutArgs,
@@ -107,7 +107,7 @@ def build(cfg: PPOArgs, out: Path, dist: DistInfo) -> StageParts:
     spi = batches.steps_per_iteration
     train = train_config(cfg, DEFAULT_ITERATIONS, spi, start.device)
     extra = {"from": str(start.init), "rm": str(rm_dir), "steps_per_iteration": spi}
-    finish = make_finish("ppo", cfg, out, train, extra, spi, save=lambda: save_model(out, start.policy))
+    finish = make_finish("ppo", cfg, out, train, extra, spi, save=partial(start.save_policy, out))
     return StageParts(
         model, batches, loss_fn, train, describe("ppo", cfg, start, spi), evaluate=evaluate,
         metadata={"algo": "ppo", "init": str(start.init), "params": start.policy.num_params()},
