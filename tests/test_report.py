@@ -315,3 +315,12 @@ def test_reward_hacking_watch_reads_the_evaluations_items_too(tmp_path):
     watch = next(c for c in checks(collect(run)) if "reward-hacking" in c.claim)
     assert watch.mark == FAIL and "accuracy on the evaluation's items fell" in watch.detail
     assert "accuracy on gym/gen -0.200" in watch.detail
+
+
+def test_a_lora_stage_reads_its_loop_state_from_its_checkpoint_folder(tmp_path):
+    run = make_run(tmp_path / "x")
+    (run / "sft" / "checkpoint").mkdir()
+    (run / "sft" / "checkpoint" / "train_state.json").write_text(json.dumps({"step": 60, "elapsed": 298.0}))
+    write_report(run)
+    assert "| sft | 60 | 298 |" in (run / "report" / "times.md").read_text()
+    assert "### sft\n\n60 steps." in (run / "report.md").read_text()

@@ -54,7 +54,8 @@ def collect(run: Path) -> dict[str, dict]:
             "eval": data.get("results", {}),
             # what the stage itself measured on held-out data (reward eval, RL before/after)
             "summary": {k: v for k, v in data.items() if k not in ("results", "metadata")},
-            "state": _json(d / "train_state.json") or {},
+            # a LoRA or actor-critic run keeps its loop state in checkpoint/, beside its outputs
+            "state": _json(d / "train_state.json") or _json(d / "checkpoint" / "train_state.json") or {},
             "metrics": _metrics(d / "metrics.jsonl"),
         }
     return out
