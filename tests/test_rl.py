@@ -342,23 +342,28 @@ def test_dpo_cli_lowers_the_loss_from_log2(run, tmp_path):
     assert report["after"]["heldout_dpo_loss"] < report["before"]["heldout_dpo_loss"]
 
 
-@pytest.mark.parametrize("algo", ["dpo", "grpo"])
+@pytest.mark.parametrize("algo", ["dpo", "grpo", "ppo"])
 def test_lora_rl_trains_adapters_only_and_saves_a_plain_merged_policy(run, tmp_path, algo):
     out = tmp_path / algo
-    argv = [algo, "--run", str(run), "--out", str(out), "--lora-rank", "4", "--lr", "5e-3",
-            "--device", "cpu", "--dtype", "fp32", "--eval-prompts", "8"]
-    argv += ["--steps", "6", "--batch-size", "4"] if algo == "dpo" else ["--steps", "2", "--group-size", "3",
-                                                                          "--max-new-tokens", "8"]
+    argv = [algo, "--run", str(run), "--out", str(out), "--lora-rank", "4", "--lr", "5e-3", "--eval-prompts", "8"]
+    if algo == "dpo":
+        argv += ["--steps", "6", "--batch-size", "4", "--device", "cpu", "--dtype", "fp32"]
+    else:
+        argv += ["--steps", "2", "--max-new-tokens", "8", *FAST] + (["--group-size", "3"] if algo == "grpo" else [])
     assert rl.main(argv) == 0
     policy, sft = load_file(out / "model.safetensors"), load_file(run / "sft" / "model.safetensors")
     assert policy.keys() == sft.keys()  # the adapters are merged: plain GPT weights, same names
     changed = {k for k in sft if not torch.equal(policy[k], sft[k])}
     assert all(k.endswith("proj.weight") for k in changed)  # only the adapted linear layers may move
-    ckpt = load_file(out / "checkpoint" / "model.safetensors")  # resumable state: the adapters alone
-    assert ckpt and all("lora" in k for k in ckpt)
-    if algo == "dpo":  # (a random model's GRPO groups all score 0: nothing to learn from)
+    ckpt = load_file(out / "checkpoint" / "model.safetensors")  # resumable state: the adapters (PPO: + critic)
+    assert any("lora" in k for k in ckpt)
+    if algo != "ppo":
+        assert all("lora" in k for k in ckpt)
+    if algo != "grpo":  # (a random model's GRPO groups all score 0: nothing to learn from)
+        assert changed
+    if algo == "dpo":
         train = [r for r in _records(out) if "loss" in r]
-        assert changed and train[-1]["loss"] < train[0]["loss"]
+        assert train[-1]["loss"] < train[0]["loss"]
     model, _ = load_for_inference(out, device="cpu", tokenizer=run / "tokenizer")
     assert model.num_params() == GPT(model.config).num_params()
 
