@@ -18,6 +18,7 @@ from matplotlib.figure import Figure  # no pyplot: no global state, no display
 from gptlab.errors import InputError
 from gptlab.eval.report_checks import FAIL, PASS, SKIP, STAGES, Bounds, Check, checks
 from gptlab.fileio import atomic_open, atomic_write_text
+from gptlab.train import checkpoint
 from gptlab.train.plots import plot_panels
 
 __all__ = ["FAIL", "PASS", "SKIP", "STAGES", "Bounds", "Check", "checks", "collect", "write_report"]
@@ -55,7 +56,7 @@ def collect(run: Path) -> dict[str, dict]:
             # what the stage itself measured on held-out data (reward eval, RL before/after)
             "summary": {k: v for k, v in data.items() if k not in ("results", "metadata")},
             # a LoRA or actor-critic run keeps its loop state in checkpoint/, beside its outputs
-            "state": _json(d / "train_state.json") or _json(d / "checkpoint" / "train_state.json") or {},
+            "state": _json(d / checkpoint.STATE) or _json(d / checkpoint.SUBFOLDER / checkpoint.STATE) or {},
             "metrics": _metrics(d / "metrics.jsonl"),
         }
     return out

@@ -52,11 +52,11 @@ from gptlab.model.io import load_model, save_model
 from gptlab.model.lora import load_model_with_adapter
 from gptlab.options import DeviceArgs, FromPath, RunArgs
 from gptlab.tokenizer.loading import load_tokenizer
+from gptlab.train import checkpoint
 from gptlab.train.distributed import DistInfo
 from gptlab.train.loop import TrainResult
 from gptlab.train.stage import LoopArgs, StageParts, run_stage
 
-CHECKPOINT = "checkpoint"  # subfolder of --out with the resumable training state
 HELDOUT = "heldout.jsonl"
 DEFAULT_STEPS = 150
 
@@ -213,7 +213,7 @@ def run_train(cfg: RewardTrainConfig) -> int:
     inp = TrainInputs(init, tok_dir, out, paths, train_r, held)
     report: dict[str, Any] = {}  # filled on rank 0 by `finish`
     run_stage(cfg, "reward train", out, lambda dist, resuming: build(cfg, inp, dist, report),
-              checkpoint_dir=out / CHECKPOINT)
+              checkpoint_dir=out / checkpoint.SUBFOLDER)
     if report:
         print_report(report)
     return 0

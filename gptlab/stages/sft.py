@@ -48,12 +48,12 @@ from gptlab.stages.sft_hooks import make_evaluate, make_sample
 from gptlab.tasks.mixture import DEFAULT_SIZES, sft_mixture
 from gptlab.tokenizer.loading import load_tokenizer
 from gptlab.tokenizer.protocol import TokenizerLike
+from gptlab.train import checkpoint
 from gptlab.train.distributed import DistInfo
 from gptlab.train.loop import TrainResult, masked_lm_loss
 from gptlab.train.stage import LoopArgs, StageParts, run_stage
 
 DEFAULT_STEPS = 300
-LORA_CHECKPOINT = "checkpoint"  # subfolder of --out holding a LoRA run's resumable state
 RECORDS = ("metrics.jsonl", "samples.md", "loss.png")
 FULL_WEIGHTS = ("model.safetensors", "config.json", "optimizer.pt", "train_state.json")
 
@@ -279,7 +279,7 @@ def run(cfg: SFTConfig) -> int:
     tok_dir = Path(cfg.tokenizer or base.parent / "tokenizer")
     if not tok_dir.exists():
         raise InputError(tok_dir, "tokenizer folder not found (give --tokenizer)")
-    ckpt_dir = out / LORA_CHECKPOINT if cfg.lora_rank is not None else out
+    ckpt_dir = out / checkpoint.SUBFOLDER if cfg.lora_rank is not None else out
     run_stage(
         cfg, "sft", out, lambda dist, resuming: build(cfg, base, tok_dir, out, dist, resuming),
         checkpoint_dir=ckpt_dir,

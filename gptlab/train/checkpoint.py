@@ -51,6 +51,9 @@ WEIGHTS, CONFIG, OPTIMIZER, STATE = (
     "train_state.json",
 )
 CHECKPOINT_FILES = (WEIGHTS, CONFIG, OPTIMIZER, STATE)  # STATE last: its presence marks completion
+# The subfolder of a stage's --out that holds its resumable state when the outputs differ from what
+# the loop trains (a LoRA adapter merged at the end, an actor-critic, a reward trunk + head).
+SUBFOLDER = "checkpoint"
 PENDING, COMMIT = ".ckpt-pending", ".ckpt-commit"
 
 

@@ -32,12 +32,12 @@ from gptlab.stages.rl.records import plot_rl, summary, write_eval
 from gptlab.tasks import task_names
 from gptlab.tokenizer.loading import load_tokenizer
 from gptlab.tokenizer.protocol import TokenizerLike
+from gptlab.train import checkpoint
 from gptlab.train.distributed import DistInfo
 from gptlab.train.loop import TrainConfig, TrainResult
 from gptlab.train.stage import LoopArgs
 
 STALE = ("metrics.jsonl", "eval.json", "rl.png", "loss.png", ITEMS)  # a fresh run removes these
-LORA_CHECKPOINT = "checkpoint"  # subfolder of --out with a LoRA run's resumable state
 NEVER = 10**12  # "never" for the periodic hooks: they still run at step 0 and at the end
 
 
@@ -145,10 +145,10 @@ class Start:
         save_model(out, self.policy)
 
 
-def checkpoint_dir(cfg: RLArgs, out: Path, default: Path | None = None) -> Path | None:
+def checkpoint_dir(cfg: RLArgs, out: Path) -> Path | None:
     """Where the loop keeps its resumable state: with LoRA, a subfolder (adapters + optimizer),
-    since `out` receives the merged policy at the end."""
-    return out / LORA_CHECKPOINT if cfg.lora_rank is not None else default
+    since `out` receives the merged policy at the end; else `out` itself (None)."""
+    return out / checkpoint.SUBFOLDER if cfg.lora_rank is not None else None
 
 
 def load_start(cfg: RLArgs, dist: DistInfo) -> Start:

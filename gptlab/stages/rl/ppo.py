@@ -36,10 +36,10 @@ from gptlab.stages.rl.common import (
     prompt_pools,
     train_config,
 )
+from gptlab.train import checkpoint
 from gptlab.train.distributed import DistInfo
 from gptlab.train.stage import StageParts, run_stage
 
-CHECKPOINT = "checkpoint"  # the actor-critic checkpoint, beside the plain policy
 DEFAULT_ITERATIONS = 30
 
 
@@ -117,7 +117,7 @@ def build(cfg: PPOArgs, out: Path, dist: DistInfo) -> StageParts:
 
 def run(cfg: PPOArgs) -> int:
     out = Path(cfg.out or run_dir(cfg.run, "rl"))
-    run_stage(cfg, "rl ppo", out, lambda dist, resuming: build(cfg, out, dist), checkpoint_dir=out / CHECKPOINT)
+    run_stage(cfg, "rl ppo", out, lambda dist, resuming: build(cfg, out, dist), checkpoint_dir=out / checkpoint.SUBFOLDER)  # actor-critic, beside the plain policy
     return 0
 
 
