@@ -16,17 +16,11 @@ import torch
 from safetensors.torch import load_file
 
 from gptlab.cli import main as cli_main
-from gptlab.data.shards import write_shards, write_token_shards
+from gptlab.data.shards import write_token_shards
 from gptlab.model.io import load_model
 from gptlab.train import checkpoint as ckpt
 from gptlab.train.tracker import read_metrics
 
-TEXT = (
-    "ROMEO: But soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
-    "JULIET: O Romeo, Romeo, wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n"
-    "ROMEO: Shall I hear more, or shall I speak at this?\n"
-    "JULIET: 'Tis but thy name that is my enemy.\nThou art thyself, though not a Montague.\n"
-)
 SMALL = [
     "--dtype",
     "fp32",  # bit-level comparisons: never the machine-dependent bf16 default
@@ -48,21 +42,8 @@ SMALL = [
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A real BPE tokenizer (300 ids) and shards of Shakespeare-ish documents, made once per module."""
-    from gptlab.tokenizer.bpe import Tokenizer
-
-    root = tmp_path_factory.mktemp("corpus")
-    lines = TEXT.strip().split("\n")
-    rng = np.random.default_rng(0)
-    docs = [
-        "\n".join(lines[i % len(lines)] for i in range(s, s + k))
-        for s, k in zip(rng.integers(0, len(lines), 150), rng.integers(1, 5, 150))
-    ]
-    tok = Tokenizer.train(docs, 300)
-    tok.save(root / "tokenizer")
-    write_shards({"train": docs[:130], "val": docs[130:]}, tok, root / "shards", progress=False)
-    return root
+def corpus(shards_corpus: Path) -> Path:
+    return shards_corpus
 
 
 def test_help_lists_every_flag(capsys):

@@ -6,6 +6,7 @@
     gptlab rank ratings    chitchat chats on one opening prompt ranked by their 1-10 ratings
     gptlab rank demos      a person's written reply above the model's samples, each cut within the shorter
     gptlab rank judge      candidates ranked by a judge model's yes/no preference
+    gptlab rank agree      how far two rankings files agree (a judge vs people): kappa, Kendall tau, top-1
 
 Every ranking file is the `ranked` JSONL of gptlab.data.preferences, which the reward stage
 (`gptlab reward train`) and DPO read.

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from gptlab.align.candidates import load_candidates, rankings_from_scores
 from gptlab.align.options import RankOutput
 from gptlab.align.rankers import judge_scores
@@ -29,7 +31,7 @@ def run(cfg: JudgeRankConfig) -> int:
     cands = load_candidates(cfg.candidates or run_dir(cfg.run, "rankings") / "candidates.jsonl")
     model, tok = load_for_inference(cfg.from_ or run_dir(cfg.run, "sft"), device=cfg.device)
     rankings = []
-    for c in cands:
+    for c in tqdm(cands, desc="judging", unit="prompt"):
         scores = judge_scores(model, tok, c.prompt, c.responses)
         # meta names the folder as given ("None" for the default), as rankings files always have
         rankings += rankings_from_scores(c, scores, {"source": "judge", "judge": str(cfg.from_)})

@@ -6,8 +6,9 @@
     gptlab rank ratings --n 300 --k 4                  # chitchat ratings  -> rankings/ratings.jsonl
     gptlab rank demos --tasks chitchat --n 400 --k 2   # people's replies over samples -> rankings/demos.jsonl
     gptlab rank judge --from runs/tiny/sft             # a judge model orders candidates -> rankings/judge.jsonl
+    gptlab rank agree rankings/ratings.jsonl rankings/judge.jsonl   # judge vs people: kappa, tau, top-1
 
-All outputs are `ranked` JSONL (gptlab.data.preferences), read by `gptlab reward train --data`.
+All outputs (but `agree`'s summary) are `ranked` JSONL (gptlab.data.preferences), read by `gptlab reward train --data`.
 Each subcommand is its own module (`gptlab.align.rank_<name>`): a config, `run` and `main`.
 """
 
@@ -26,6 +27,7 @@ COMMANDS = {
     "ratings": ("gptlab.align.ratings_cli", "rank chitchat chats on one opening topic by their 1-10 ratings"),
     "demos": ("gptlab.align.demos_cli", "rank a person's written reply above the model's samples, each cut within the shorter"),
     "judge": ("gptlab.align.judge_cli", "rank candidates by a judge model's yes/no verdict"),
+    "agree": ("gptlab.align.agree_cli", "agreement of two rankings files on shared items: pairwise, Cohen's kappa, Kendall tau, top-1"),
 }
 
 

@@ -141,12 +141,23 @@ def generate_scores(
     max_new_tokens: int = 64,
     seed: int = 0,
     progress: bool = False,
+    prompt_ids: Sequence[list[int]] | None = None,
 ) -> list[GenResult]:
-    """Generate and score a reply per item (see the module docstring for the modes)."""
+    """Generate and score a reply per item (see the module docstring for the modes).
+
+    `prompt_ids` (one per item) replace the prompts the mode and shots would render, so a caller
+    can try its own wording (a trigger phrase: `gptlab.eval.prompt_search`) and still decode and
+    score exactly as every other evaluation does.
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    fewshot = shot_messages(task, shots)
-    prompts = [tok.render_prompt(chat_prompt(task, it, fewshot, cot=mode != "gen")) for it in items]
+    if prompt_ids is not None:
+        if len(prompt_ids) != len(items):
+            raise ValueError(f"{len(prompt_ids)} prompts for {len(items)} items")
+        prompts = [list(p) for p in prompt_ids]
+    else:
+        fewshot = shot_messages(task, shots)
+        prompts = [tok.render_prompt(chat_prompt(task, it, fewshot, cot=mode != "gen")) for it in items]
     if any(len(p) >= engine.max_len - 1 for p in prompts):
         raise ValueError(f"a prompt does not fit the model's context ({engine.max_len}); use fewer --shots")
     n = n_samples if mode == "sc" else 1

@@ -1,4 +1,5 @@
-"""Classifier metrics in plain numpy, each checked against scikit-learn in tests/test_eval_metrics.py.
+"""Classifier, rater-agreement and regression metrics in plain numpy, each checked against scikit-learn
+in tests/test_eval_metrics.py and tests/test_agreement.py.
 
 Written here rather than imported so evaluation (reward-model accuracy, task scoring) needs no
 scikit-learn at run time, and so the definitions are in one readable place:
@@ -261,3 +262,57 @@ def paired_gain(before: ArrayLike, after: ArrayLike, n: int = 2000, seed: int = 
         fixed, broken = int(((b == 0) & (a == 1)).sum()), int(((b == 1) & (a == 0)).sum())
         out.update(fixed=fixed, broken=broken, sign_test_p=sign_test(fixed, broken))
     return out
+
+
+# ---------------------------------------------------------------------------- raters and regression
+
+
+def cohen_kappa(
+    y1: ArrayLike, y2: ArrayLike, labels: ArrayLike | None = None, weights: str | None = None
+) -> float:
+    """Agreement of two raters beyond chance: (p_observed - p_chance) / (1 - p_chance).
+
+    Accuracy alone flatters raters who both say "A" most of the time; kappa subtracts the
+    agreement their label frequencies give by chance (MT-Bench reports judge-human agreement
+    this way). For ordinal labels (1-10 ratings), `weights` "linear" or "quadratic" charges a
+    disagreement by its distance: |i - j| or (i - j)^2 between label *indices* in `labels`
+    (sorted observed labels by default, scikit-learn's convention; pass the whole scale, e.g.
+    range(1, 11), to count distance on it). NaN when chance agreement is already perfect.
+
+    >>> round(cohen_kappa([0, 1, 1, 0, 1], [0, 1, 0, 0, 1]), 4)  # p_o = 0.8, p_e = 0.48
+    0.6154
+    >>> cohen_kappa([1, 2, 3, 4], [1, 2, 4, 3], weights="quadratic")  # 1 - 2/10
+    0.8
+    """
+    a, b = _pair(y1, y2)
+    cm = confusion_matrix(a, b, labels).astype(np.float64)
+    k = cm.shape[0]
+    if weights is None:
+        w = 1.0 - np.eye(k)
+    elif weights in ("linear", "quadratic"):
+        d = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :]).astype(np.float64)
+        w = d if weights == "linear" else d**2
+    else:
+        raise ValueError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
+    # chance: the outer product of the two raters' label frequencies, scaled to the same total
+    expected = np.outer(cm.sum(1), cm.sum(0)) / max(cm.sum(), 1.0)
+    den = float((w * expected).sum())
+    if den == 0:
+        return float("nan")
+    return 1.0 - float((w * cm).sum()) / den
+
+
+def mean_absolute_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Mean |y_true - y_pred|, in the labels' own units: mean_absolute_error([3, 5], [4, 3]) == 1.5."""
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean(np.abs(t.astype(np.float64) - p.astype(np.float64))))
+
+
+def root_mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """sqrt(mean (y_true - y_pred)^2): like MAE in units, but a few large misses weigh more.
+
+    >>> root_mean_squared_error([3, 5], [4, 3]), mean_absolute_error([0, 0, 0, 0], [0, 0, 0, 4])
+    (1.5811388300841898, 1.0)
+    """
+    t, p = _pair(y_true, y_pred)
+    return float(np.sqrt(np.mean((t.astype(np.float64) - p.astype(np.float64)) ** 2)))

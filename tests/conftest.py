@@ -1,0 +1,46 @@
+"""Fixtures shared by several test modules (pytest finds them here by name)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gptlab.data.shards import write_shards
+
+SHAKESPEARE_LINES = (
+    "ROMEO: But soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
+    "JULIET: O Romeo, Romeo, wherefore art thou Romeo?\nDeny thy father and refuse thy name.\n"
+    "ROMEO: Shall I hear more, or shall I speak at this?\n"
+    "JULIET: 'Tis but thy name that is my enemy.\nThou art thyself, though not a Montague.\n"
+).strip().split("\n")
+
+
+@pytest.fixture(scope="module")
+def shards_corpus(tmp_path_factory) -> Path:
+    """A 300-token BPE (root/tokenizer) and train/val shards (root/shards) of Shakespeare-ish
+    documents, made once per module: what a pretraining run needs, in a second."""
+    from gptlab.tokenizer.bpe import Tokenizer
+
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    lines = SHAKESPEARE_LINES
+    docs = [
+        "\n".join(lines[i % len(lines)] for i in range(s, s + k))
+        for s, k in zip(rng.integers(0, len(lines), 150), rng.integers(1, 5, 150))
+    ]
+    tok = Tokenizer.train(docs, 300)
+    tok.save(root / "tokenizer")
+    write_shards({"train": docs[:130], "val": docs[130:]}, tok, root / "shards", progress=False)
+    return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread is faster than two on a shared machine (and never thrashes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
