@@ -394,3 +394,26 @@ def test_config_file_sets_the_run_a_flag_overrides_it_and_run_yaml_reruns_it(set
         return [(r["step"], r.get("loss"), r.get("val_loss")) for r in read_metrics(p / "metrics.jsonl")]
 
     assert losses(first) == losses(again) and len(losses(first)) == 9  # 6 train + 3 val records
+
+
+def test_dropout_flag_replaces_the_bases_and_is_recorded(setup, tmp_path):
+    """--dropout 0 turns off the base's residual dropout for the finetune (train-mode logits equal
+    eval-mode logits) and config.json records it; without the flag the base's value is kept."""
+    from gptlab.stages.sft import main
+
+    base = tmp_path / "base"
+    model = load_model(setup["root"] / "base")
+    model.set_dropout(0.3)
+    save_model(base, model)
+    argv = [*common(setup, tmp_path / "x", 2), "--from", str(base), "--tokenizer", str(setup["root"] / "tokenizer")]
+    for extra, expect in (((), 0.3), (("--dropout", "0"), 0.0)):
+        out = tmp_path / f"sft{len(extra)}"
+        assert main([*argv, "--out", str(out), *extra]) == 0
+        assert json.loads((out / "config.json").read_text())["dropout"] == expect
+    tuned = load_model(tmp_path / "sft2").train()
+    x = torch.randint(0, setup["tok"].vocab_size, (2, 16))
+    assert torch.equal(tuned(x), tuned.eval()(x))
+    noisy = load_model(tmp_path / "sft0").train()
+    assert not torch.equal(noisy(x), noisy.eval()(x))
+    with pytest.raises(InputError, match="--dropout 1.5"):
+        main([*argv, "--out", str(tmp_path / "bad"), "--dropout", "1.5"])

@@ -9,6 +9,7 @@ small corpora (off at inference, so it does not change what is exported). Parame
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Protocol
 
 import torch
@@ -203,6 +204,13 @@ class GPT(nn.Module):
             reduction=reduction,
         )
         return loss.view(targets.shape) if reduction == "none" else loss
+
+    def set_dropout(self, p: float) -> None:
+        """Change the residual dropout of a built model (a finetune may want none where its base
+        was pretrained with some); config.json records the new value when the model is saved."""
+        self.config = replace(self.config, dropout=p)  # validates p
+        for block in self.layers:
+            block.dropout = nn.Dropout(p) if p else nn.Identity()
 
     def num_params(self, exclude_embeddings: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())

@@ -77,6 +77,7 @@ class SFTConfig(LoopArgs):
     lr: float | None = None  # peak learning rate (default: 1e-3 full, 2e-3 LoRA)
     warmup: int = 10  # linear LR warmup, optimizer steps
     weight_decay: float = 0.0  # decoupled weight decay on matrices
+    dropout: float | None = None  # residual dropout while finetuning (None: the base's own; 0: off)
     optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon on hidden matrices
     seed: int = 1337  # seeds the mixture, the val split, LoRA init and data order
     lora_rank: int | None = None  # train rank-r LoRA adapters instead of all weights (None: full finetuning)
@@ -105,6 +106,8 @@ def check_config(cfg: SFTConfig) -> None:
         raise InputError(None, "--seq-len must be at least 2")
     if not 0 <= cfg.val_frac < 1:
         raise InputError(None, "--val-frac must be in [0, 1)")
+    if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
+        raise InputError(None, f"--dropout {cfg.dropout}: must be in [0, 1)")
     if cfg.lora_rank is not None and cfg.lora_rank < 1:
         raise InputError(None, "--lora-rank must be at least 1")
     if cfg.sample_every is not None and cfg.sample_every < 1:
@@ -197,6 +200,8 @@ def setup_lora(
 def load_base(cfg: SFTConfig, base: Path, tok_dir: Path) -> tuple[Any, TokenizerLike, int]:
     """(the base model, its tokenizer, the row length T), checked against each other."""
     model = load_model(base)
+    if cfg.dropout is not None:
+        model.set_dropout(cfg.dropout)
     tok = load_tokenizer(tok_dir)
     if tok.vocab_size > model.config.vocab_size:
         raise InputError(
