@@ -123,7 +123,7 @@ def text_of(item) -> str:
 
 def test_registry_and_bad_arguments(plays):
     assert set(TASKS) == {"play_speaker", "play_title", "continue_speech", "arithmetic",
-                          "identity", "chitchat", "gym"}  # fmt: skip
+                          "arithmetic_long", "identity", "chitchat", "gym"}  # fmt: skip
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         get_task("nope", "train")
     with pytest.raises(ValueError, match="split must be one of"):
@@ -251,6 +251,23 @@ def test_arithmetic_reference_calls_the_calculator_and_is_right():
         if item.meta["word"] and "left" in item.messages[0]["content"]:
             assert int(item.answer) >= 0  # nobody gives away more than they have
     assert 50 < words < 250  # both forms present
+
+
+def test_long_arithmetic_is_longer_than_anything_sft_teaches_and_keeps_its_splits():
+    """arithmetic_long: bare 4-5 operand expressions, right references, disjoint splits, and no
+    expression shared with `arithmetic` (whose longest has 3 operands)."""
+    train, test = get_task("arithmetic_long", "train", size=400), get_task("arithmetic_long", "test", size=100)
+    short = {it.meta["expression"] for it in all_items(get_task("arithmetic", "train", size=2000))}
+    seen = []
+    for item in all_items(train) + all_items(test):
+        expr = item.meta["expression"]
+        assert len(item.meta["operands"]) in (4, 5) and not item.meta["word"]
+        assert independent_value(expr) == int(item.answer)
+        assert train.evaluate(item, reference_completion(item))
+        assert expr not in short
+        seen.append(expr)
+    assert len(set(seen)) == 500  # 400 + 100, none in both splits
+    assert {len(it.meta["operands"]) for it in all_items(test)} == {4, 5}
 
 
 def test_arithmetic_splits_are_disjoint_and_deterministic():

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from gptlab.tasks import get_task
+from gptlab.tasks import TASKS, get_task
 from gptlab.tasks.base import Item, Task, reply_text
 
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ def task_prompts(tok: TokenizerLike, names: list[str], split: str, n: int | None
     pool, dropped = [], 0
     for name in names:
         kw: dict[str, Any] = {"seed": seed}
-        if name == "arithmetic" and n is not None:
+        if TASKS[name].generated and n is not None:
             kw["size"] = n
         task = get_task(name, split, **kw)
         for i in range(min(len(task), n) if n is not None else len(task)):

@@ -4,6 +4,7 @@
     play_title       which play the line is from (MC over 4 titles, or generative)
     continue_speech  continue a speech from its first lines (scored on the first 5 words)
     arithmetic       2-3 operand + - * problems; the reference answer calls the calculator tool
+    arithmetic_long  4-5 operand expressions, longer than SFT teaches: room for RL (GRPO)
     identity         what the assistant is: name, maker, size, limits (templated)
     chitchat         real multi-turn human chats, for SFT (not scorable)
     gym              a few reasoning-gym tasks, scored by reasoning-gym (needs reasoning-gym)
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gptlab.errors import InputError
-from gptlab.tasks.arithmetic import Arithmetic
+from gptlab.tasks.arithmetic import Arithmetic, LongArithmetic
 from gptlab.tasks.base import Item, Task, extract_number, normalise, reference_completion
 from gptlab.tasks.chitchat import ChitChat
 from gptlab.tasks.gym import Gym
@@ -31,7 +32,7 @@ from gptlab.tasks.identity import Identity
 from gptlab.tasks.plays import ContinueSpeech, PlaySpeaker, PlayTitle
 
 TASKS: dict[str, type[Task]] = {
-    t.name: t for t in (PlaySpeaker, PlayTitle, ContinueSpeech, Arithmetic, Identity, ChitChat, Gym)
+    t.name: t for t in (PlaySpeaker, PlayTitle, ContinueSpeech, Arithmetic, LongArithmetic, Identity, ChitChat, Gym)
 }
 
 

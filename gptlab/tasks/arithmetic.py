@@ -80,6 +80,9 @@ class Arithmetic(Task):
     """`size` distinct problems of 2-3 operands (+ - *), about 40% of them word problems."""
 
     name = "arithmetic"
+    generated = True  # drawn, not read: `size=` makes exactly as many as asked (no repeats)
+    word_frac = 0.4  # share of word problems; the rest are bare expressions
+    n_ops = (1, 1, 2)  # operators per bare expression, drawn uniformly from this tuple
 
     def __init__(
         self, split: str = "train", seed: int = 0, size: int | None = None, test_frac: float = 0.1
@@ -100,12 +103,12 @@ class Arithmetic(Task):
 
     def _draw(self, j: int) -> dict:
         rng = self._rng(j)
-        if rng.random() < 0.4:
+        if rng.random() < self.word_frac:
             kind = rng.randrange(len(WORD))
             template, ops = WORD[kind]
         else:
             kind, template = -1, rng.choice(BARE)
-            ops = [rng.choice("+-*") for _ in range(rng.choice([1, 1, 2]))]
+            ops = [rng.choice("+-*") for _ in range(rng.choice(self.n_ops))]
         operands = [rng.randint(2, 99)]
         for op in ops:
             operands.append(rng.randint(2, 12 if op == "*" and len(ops) > 1 else 99))
@@ -171,3 +174,19 @@ class Arithmetic(Task):
         elif final is not None and final == result:
             score += 0.1
         return score
+
+
+class LongArithmetic(Arithmetic):
+    """Bare expressions of 4-5 operands: longer than any the SFT mixture teaches (2-3).
+
+    Once SFT has learned to copy a 2-3 operand expression into the calculator (the tiny model
+    answers ~0.97 of `arithmetic`), RL on `arithmetic` has nothing left to gain. Here the SFT model
+    copies some long expressions right and some wrong, so a verifiable reward has room to teach
+    the longer copy. No expression is in both tasks (they differ in length), and the split is
+    the same hash of the expression as `arithmetic`'s.
+    """
+
+    name = "arithmetic_long"
+    word_frac = 0.0
+    n_ops = (2, 3)
+

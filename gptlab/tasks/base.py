@@ -36,6 +36,7 @@ class Task:
 
     name: str = ""
     scorable: bool = True
+    generated: bool = False  # True: items are drawn, and the constructor takes size= (how many)
 
     def __init__(self, split: str = "train", seed: int = 0):
         if split not in SPLITS:

@@ -15,7 +15,7 @@ import random
 from gptlab.data import corpora
 from gptlab.data.chats import Chat
 from gptlab.data.plays import Play
-from gptlab.tasks import get_task
+from gptlab.tasks import TASKS, get_task
 
 DEFAULT_SIZES: dict[str, int] = {
     "chitchat": 1000,
@@ -60,7 +60,7 @@ def sft_mixture(
             kw["plays"] = plays
         elif name == "chitchat":
             kw["chats"] = chats
-        elif name == "arithmetic":
+        elif TASKS[name].generated:
             kw["size"] = n  # generated: make as many as asked, no repeats
         task = get_task(name, split, **kw)
         if len(task) == 0:
