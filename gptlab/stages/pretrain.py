@@ -7,7 +7,9 @@ that appends to `samples.md`, so one can watch noise turn into Shakespeare. Ever
 
     gptlab pretrain --preset tiny                      # runs/tiny/shards -> runs/tiny/base
     gptlab pretrain --preset tiny --resume             # continue the same trajectory after a kill
-    torchrun --nproc_per_node 2 -m gptlab pretrain     # data parallel (gloo on CPU, NCCL on GPU)
+    torchrun --nproc_per_node 2 -m gptlab -- pretrain --run tiny   # data parallel (gloo on CPU, NCCL on GPU)
+
+(`--` ends torchrun's options: it would take `--run` for an abbreviation of its `--run-path`.)
 
 Bits per byte = sum of target-token nats / (ln 2 * sum of target-token UTF-8 byte lengths), over
 tokens that stand for bytes: special tokens (byte length 0, e.g. <|endoftext|>) are left out of

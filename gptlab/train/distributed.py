@@ -1,6 +1,6 @@
 """Data parallelism: init from torchrun's environment, DDP or FSDP2 wrapping, rank-0 helpers.
 
-`torchrun --nproc_per_node N -m gptlab pretrain ...` sets RANK / LOCAL_RANK / WORLD_SIZE /
+`torchrun --nproc_per_node N -m gptlab -- pretrain ...` sets RANK / LOCAL_RANK / WORLD_SIZE /
 MASTER_ADDR; a plain `gptlab pretrain` has none of them and runs as world size 1 with no
 process group at all, so single-process code pays nothing for this module.
 
