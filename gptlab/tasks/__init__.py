@@ -4,7 +4,7 @@
     play_title       which play the line is from (MC over 4 titles, or generative)
     continue_speech  continue a speech from its first lines (scored on the first 5 words)
     arithmetic       2-3 operand + - * problems; the reference answer calls the calculator tool
-    arithmetic_long  4-5 operand expressions, longer than SFT teaches: room for RL (GRPO)
+    arithmetic_long  3-4 operand expressions, longer than most SFT teaches: room for RL (GRPO)
     identity         what the assistant is: name, maker, size, limits (templated)
     chitchat         real multi-turn human chats, for SFT (not scorable)
     gym              a few reasoning-gym tasks, scored by reasoning-gym (needs reasoning-gym)

@@ -177,16 +177,15 @@ class Arithmetic(Task):
 
 
 class LongArithmetic(Arithmetic):
-    """Bare expressions of 4-5 operands: longer than any the SFT mixture teaches (2-3).
+    """Bare expressions of 3-4 operands: the SFT mixture's longest kind and one longer.
 
     Once SFT has learned to copy a 2-3 operand expression into the calculator (the tiny model
     answers ~0.97 of `arithmetic`), RL on `arithmetic` has nothing left to gain. Here the SFT model
-    copies some long expressions right and some wrong, so a verifiable reward has room to teach
-    the longer copy. No expression is in both tasks (they differ in length), and the split is
-    the same hash of the expression as `arithmetic`'s.
+    copies ~0.4 of the expressions right, so a verifiable reward has room to teach the longer
+    copy. The split is the same hash of the expression as `arithmetic`'s, so no held-out
+    expression here is one that SFT trained on.
     """
 
     name = "arithmetic_long"
     word_frac = 0.0
     n_ops = (2, 3)
-
