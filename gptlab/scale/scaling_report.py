@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gptlab.fileio import atomic_open, atomic_write_json, atomic_write_text
+from gptlab.fileio import atomic_write_json, atomic_write_text
 from gptlab.scale.scaling_fit import (
     CHINCHILLA_TOKENS_PER_PARAM,
     HUBER_DELTA,
@@ -21,6 +21,7 @@ from gptlab.scale.scaling_fit import (
     fit_law,
     isoflop_minimum,
 )
+from gptlab.train.plots import save_png
 
 
 def by_budget(records: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]]:
@@ -158,7 +159,4 @@ def plot(law: LawFit, records: list[dict[str, Any]], path: Path) -> Path:
     fr.legend(fontsize=8)
     fr.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

@@ -15,7 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from gptlab.fileio import atomic_open, atomic_write_text
+from gptlab.fileio import atomic_write_text
+from gptlab.train.plots import save_png
 
 
 @dataclass
@@ -147,10 +148,7 @@ def plot(table: list[TrialRow], path: Path, title: str) -> Path:
         lx.legend(fontsize=7)
     lx.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def write(study: optuna.Study, folder: Path, steps: int) -> tuple[str, Path]:

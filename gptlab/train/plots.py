@@ -9,6 +9,17 @@ from gptlab.fileio import atomic_open
 from gptlab.train.tracker import read_metrics
 
 
+def save_png(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure as PNG atomically (a reader never sees half a file) and free it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+    return path
+
+
 def plot_losses(
     metrics_path: str | Path, out_path: str | Path | None = None, title: str | None = None
 ) -> Path | None:
@@ -51,10 +62,7 @@ def plot_losses(
     ax.legend(handles, labels, loc="upper right")
     ax.set_title(title or metrics_path.parent.name)
     fig.tight_layout()
-    with atomic_open(out_path, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
-    return out_path
+    return save_png(fig, out_path)
 
 
 # Each panel: (title, metrics drawn on its one axis). Series share a panel only when they share a
@@ -106,7 +114,4 @@ def plot_panels(records: list[dict], out_path: str | Path, title: str,
     for ax in axes:  # the rest of the grid's last row
         ax.axis("off")
     fig.suptitle(title)
-    out_path = Path(out_path)
-    with atomic_open(out_path, "wb") as f:
-        fig.savefig(f, format="png")
-    return out_path
+    return save_png(fig, out_path)
