@@ -2,6 +2,7 @@
 
     gptlab rank generate --from runs/tiny/sft --prompts prompts.txt --k 4   # -> rankings/candidates.jsonl
     gptlab rank label                                  # a person orders them -> rankings/human.jsonl
+    gptlab rank label --web --rater ada                # people order them in a browser -> rankings/web.jsonl
     gptlab rank rule --tasks arithmetic play_speaker --k 4 --n 200         # -> rankings/rule.jsonl
     gptlab rank ratings --n 300 --k 4                  # chitchat ratings  -> rankings/ratings.jsonl
     gptlab rank demos --tasks chitchat --n 400 --k 2   # people's replies over samples -> rankings/demos.jsonl
@@ -22,7 +23,7 @@ from gptlab.commandline import dispatch
 # Targets are module names, imported only when their command runs, so `gptlab rank --help` stays cheap.
 COMMANDS = {
     "generate": ("gptlab.align.generate_cli", "sample K answers per prompt into a candidates file"),
-    "label": ("gptlab.align.label_cli", "order the candidates by hand in the terminal (resumable)"),
+    "label": ("gptlab.align.label_cli", "order the candidates by hand in the terminal, or with --web in a browser (resumable)"),
     "rule": ("gptlab.align.rule_cli", "rank K sampled answers per task prompt by the task's reward"),
     "ratings": ("gptlab.align.ratings_cli", "rank chitchat chats on one opening topic by their 1-10 ratings"),
     "demos": ("gptlab.align.demos_cli", "rank a person's written reply above the model's samples, each cut within the shorter"),
