@@ -7,7 +7,9 @@ A task item holds a conversation; evaluation asks the model for the last assista
     sc    N sampled step-by-step replies; the majority extracted answer wins (Wang et al. 2022)
 
 Few-shot examples come from the task's *train* split (never the test split being scored), as
-earlier user/assistant turns, tool calls included, so the model sees the format it must follow.
+earlier user/assistant turns, tool calls included, so the model sees the format it must follow:
+the first K for every item, or K picked per item at random or by BM25 (`gptlab.eval.shots`).
+Tree of thoughts, a search over reasoning steps, is `gptlab.eval.tree_of_thoughts`.
 
 A base model has never seen the chat tokens, so multiple choice can also be asked as plain text
 (`fmt="text"`): "Question: ...\\nAnswer:" + " " + choice, as lm-eval-harness asks base models.
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from gptlab.eval.multiple_choice import MCItem
+from gptlab.eval.shots import item_shots, train_split
 from gptlab.tasks.base import Item, Task, extract_number, normalise, reply_text
 
 if TYPE_CHECKING:
@@ -42,15 +45,12 @@ def shot_messages(task: Task, shots: int) -> list[dict]:
     """The first `shots` items of the task's train split, whole (question and reference reply).
 
     The task is rebuilt with split="train" and the same constructor inputs it keeps (`plays`,
-    `chats`), so shots are disjoint from the test items by the task's own construction.
+    `chats`), so shots are disjoint from the test items by the task's own construction. Shots
+    picked per item (at random, or the nearest by BM25): `gptlab.eval.shots`.
     """
     if shots <= 0:
         return []
-    kw: dict = {"seed": task.seed}
-    for attr in ("plays", "chats"):
-        if hasattr(task, attr):
-            kw[attr] = getattr(task, attr)
-    train = type(task)("train", **kw)
+    train = train_split(task)
     out: list[dict] = []
     for i in range(min(shots, len(train))):
         out += train.example(i).messages
@@ -127,6 +127,7 @@ class GenResult:
     votes: dict[str, int] | None = None  # sc only
     stopped: bool = False  # the reply ended with the end-of-turn token (not cut by max_new_tokens)
     tool_calls: int = 0  # tool calls in the scored reply (the calculator, the python sandbox)
+    gen_tokens: int | None = None  # every token generated for the item (sc: all N replies); None: n_tokens
 
 
 def generate_scores(
@@ -142,6 +143,7 @@ def generate_scores(
     seed: int = 0,
     progress: bool = False,
     prompt_ids: Sequence[list[int]] | None = None,
+    shot_pick: str = "first",
 ) -> list[GenResult]:
     """Generate and score a reply per item (see the module docstring for the modes).
 
@@ -156,8 +158,8 @@ def generate_scores(
             raise ValueError(f"{len(prompt_ids)} prompts for {len(items)} items")
         prompts = [list(p) for p in prompt_ids]
     else:
-        fewshot = shot_messages(task, shots)
-        prompts = [tok.render_prompt(chat_prompt(task, it, fewshot, cot=mode != "gen")) for it in items]
+        fewshot = item_shots(task, items, shots, shot_pick, seed)
+        prompts = [tok.render_prompt(chat_prompt(task, it, s, cot=mode != "gen")) for it, s in zip(items, fewshot)]
     if any(len(p) >= engine.max_len - 1 for p in prompts):
         raise ValueError(f"a prompt does not fit the model's context ({engine.max_len}); use fewer --shots")
     n = n_samples if mode == "sc" else 1
@@ -199,6 +201,7 @@ def generate_scores(
                 votes=dict(votes) if mode == "sc" else None,
                 stopped=bool(ids) and ids[-1] in engine.eos_ids,
                 tool_calls=sum(p["type"] == "tool_call" for p in parsed[pick]),
+                gen_tokens=sum(len(i) for i, _ in replies),
             )
         )
     return results
@@ -213,6 +216,9 @@ def summarise(results: Sequence[GenResult]) -> dict:
         "reward": sum(r.reward for r in results) / n,
         "entropy": sum(ents) / len(ents) if ents else None,
         "reply_tokens": sum(r.n_tokens for r in results) / n,
+        # all tokens generated per item (sc: N replies; tot: every thought tried): compute, for
+        # comparing modes at equal cost
+        "gen_tokens": sum(r.n_tokens if r.gen_tokens is None else r.gen_tokens for r in results) / n,
         "stop_rate": sum(r.stopped for r in results) / n,  # a chat model must end its turns
         "tool_use_rate": sum(r.tool_calls > 0 for r in results) / n,  # replies that called a tool
         "random_baseline": 0.0,
