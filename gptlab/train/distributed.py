@@ -9,14 +9,27 @@ Backend: NCCL on CUDA, gloo on CPU. Strategy:
   backward. During gradient-accumulation micro-steps the all-reduce is skipped (`no_sync`) and
   done once on the last micro-step.
 - `fsdp`: FSDP2 `fully_shard` on each block and the root, for models that do not fit one
-  device. Wired and tested for a forward/backward/step on CPU+gloo; checkpoints gather a full
-  state dict through `torch.distributed.checkpoint.state_dict` (see checkpoint.py).
+  device. Tested through torchrun on CPU+gloo against one process and against DDP (same losses
+  to 1e-5); checkpoints gather a full state dict through `torch.distributed.checkpoint.state_dict`
+  (see checkpoint.py). No `MixedPrecisionPolicy`: parameters and gradient reduction stay in the
+  model's dtype, and autocast (bf16 on GPU) does the mixed precision, as under DDP.
+
+Activation checkpointing (`--activation-checkpointing`, any strategy or none): each block's
+forward runs under `torch.utils.checkpoint.checkpoint(use_reentrant=False)`, so backward
+recomputes the block's activations instead of keeping them (memory ~ one block's activations
+plus the residual stream per layer, for ~1/3 more compute). It is applied before `fully_shard`,
+as torchtitan does, and replaces each block's `forward` on the instance rather than wrapping the
+block in a module, so parameter names (checkpoints, optimizer groups) do not change.
+
+Several machines: see docs/multinode.md (torchrun with `--nnodes 2 --node-rank K`; rehearsed as
+2 nodes x 1 process on localhost by tests/test_distributed.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -100,10 +113,44 @@ def any_rank(flag: bool, device: str = "cpu") -> bool:
     return bool(t.item())
 
 
-def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Module:
-    """DDP or FSDP2 around `model` when world size > 1; the model itself otherwise."""
+def _recomputed_forward(self: nn.Module, *args, **kwargs):
+    """A block's own forward under non-reentrant checkpointing while gradients are on.
+
+    `type(self).forward` is the class's forward (under FSDP2 the generated subclass inherits
+    it), so the instance attribute that points here is never called twice. Without gradients
+    (evaluation, sampling with a KV cache) there is nothing to save, so no checkpoint.
+    """
+    plain = type(self).forward
+    if not torch.is_grad_enabled():
+        return plain(self, *args, **kwargs)
+    from torch.utils.checkpoint import checkpoint
+
+    # preserve_rng_state (the default) replays dropout's random draws in the recompute.
+    return checkpoint(plain, self, *args, use_reentrant=False, **kwargs)
+
+
+def checkpoint_activations(model: nn.Module) -> nn.Module:
+    """Recompute each block (`model.layers`) in backward instead of storing its activations.
+
+    A bound method on the instance, so `copy.deepcopy` rebinds it to the copy and the module
+    tree (and so every parameter name) stays as it was.
+    """
+    for block in getattr(model, "layers", []):
+        block.forward = types.MethodType(_recomputed_forward, block)
+    return model
+
+
+def wrap_model(
+    model: nn.Module, info: DistInfo, strategy: str = "ddp", activation_checkpointing: bool = False
+) -> nn.Module:
+    """DDP or FSDP2 around `model` when world size > 1; the model itself otherwise.
+
+    Activation checkpointing, when asked, goes on first (also in a single process).
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if activation_checkpointing:
+        checkpoint_activations(model)
     if not info.enabled:
         return model
     if strategy == "ddp":

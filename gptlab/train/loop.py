@@ -85,6 +85,7 @@ class TrainConfig:
         False  # torch.compile the model (GPU: faster after a warmup; CPU: rarely worth it)
     )
     parallel: str = "ddp"  # with several processes: 'ddp' (replicate) or 'fsdp' (FSDP2, shard)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward (less memory, ~1/3 more compute)
     seed: int = 1337  # seeds init (the stage seeds before building the model) and data order
     log_every: int = 1  # progress line + metrics.jsonl record every N steps (each costs one sync)
     eval_every: int | None = None  # run the evaluate hook every N steps (and at 0 and the end)
@@ -157,7 +158,7 @@ class Trainer:
 
         model = model.to(self.device)
         self.raw_model = model
-        wrapped = wrap_model(model, self.dist, cfg.parallel)
+        wrapped = wrap_model(model, self.dist, cfg.parallel, cfg.activation_checkpointing)
         # Build the optimizer on the (possibly FSDP-sharded) parameters, before compile.
         self.optimizer = build_optimizer(
             unwrap(wrapped),
@@ -263,7 +264,7 @@ class Trainer:
         changed = [
             f.name
             for f in fields(self.cfg)
-            if f.name not in ("max_steps", "max_time", "log_every")
+            if f.name not in ("max_steps", "max_time", "log_every", "activation_checkpointing")
             and f.name in saved
             and saved[f.name] != getattr(self.cfg, f.name)
         ]

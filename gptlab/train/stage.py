@@ -55,6 +55,7 @@ class LoopArgs(RunArgs, DeviceArgs):
     tracker: Literal["none", "tensorboard", "wandb"] = "none"  # extra metrics sink (metrics.jsonl is always written)
     dtype: Literal["auto", "bf16", "fp32"] = "auto"  # autocast dtype (auto: bf16 on GPUs and bf16-capable CPUs: AMX or AVX-512 BF16, else fp32)
     compile: bool = False  # torch.compile the model
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory, ~1/3 more compute, same losses
 
     def check(self) -> None:
         """Clear errors for values no stage can run with."""
@@ -84,6 +85,7 @@ class LoopArgs(RunArgs, DeviceArgs):
             "device": self.device,
             "dtype": self.dtype,
             "compile": self.compile,
+            "activation_checkpointing": self.activation_checkpointing,
             "seed": self.seed,
             "log_every": self.log_every,
             "eval_every": self.eval_every,
