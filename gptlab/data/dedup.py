@@ -21,6 +21,8 @@ import hashlib
 import re
 import zlib
 
+import numpy as np
+
 _WORD = re.compile(r"\w+")
 
 
@@ -65,7 +67,7 @@ class Deduplicator:
         self.ngram = ngram
         self._exact: set[bytes] = set()
         self._lsh = None
-        self._kept: dict[int, object] = {}  # LSH key -> MinHash of a kept document
+        self._kept: list[np.ndarray] = []  # LSH key (an index) -> signature of a kept document
         self._perms, self._scheme = None, None
         if near_threshold is not None:
             # ~0.5 s to import (scipy): only when near-dedup runs, so --help and exact stay fast
@@ -92,19 +94,54 @@ class Deduplicator:
         m.update_batch(list(shingles(text, self.ngram)))
         return m
 
+    def signature(self, text: str) -> np.ndarray | None:
+        """The text's MinHash values as uint32 (None with exact dedup only).
+
+        The affine32 scheme keeps every value below 2**32, so uint32 loses nothing: half the
+        memory of datasketch's uint64, the same Jaccard estimates. Computing it needs no state,
+        so worker processes can do it (see stream_prepare.py) and hand `check_signature` the rest.
+        """
+        if self._lsh is None:
+            return None
+        return self.minhash(text).hashvalues.astype(np.uint32)
+
     def check(self, text: str) -> str | None:
         key = exact_key(text)
         if key in self._exact:
+            return "exact"  # before the MinHash: exact copies cost one hash
+        return self.check_signature(key, self.signature(text))
+
+    def check_signature(self, key: bytes, sig: np.ndarray | None) -> str | None:
+        """`check` from a precomputed `exact_key` and `signature`: the same answers, in order."""
+        if key in self._exact:
             return "exact"
-        if self._lsh is not None:
-            m = self.minhash(text)
+        if self._lsh is not None and sig is not None:
+            m = self._as_minhash(sig)
             for cand in self._lsh.query(m):
-                if m.jaccard(self._kept[cand]) >= self.near_threshold:
+                # MinHash.jaccard's own formula, on the stored uint32 values
+                if np.count_nonzero(self._kept[cand] == sig) / len(sig) >= self.near_threshold:
                     return "near"
-            self._kept[len(self._kept)] = m
-            self._lsh.insert(len(self._kept) - 1, m)
+            self.remember(key, sig, m)
+            return None
         self._exact.add(key)
         return None
+
+    def remember(self, key: bytes, sig: np.ndarray | None, m=None) -> None:
+        """Add a document known to be kept, without checking it (replaying a resumed run).
+
+        This is all the state that grows: per kept document a 16-byte key in a set, its
+        num_perm uint32 values, and one entry per LSH band.
+        """
+        self._exact.add(key)
+        if self._lsh is not None and sig is not None:
+            self._lsh.insert(len(self._kept), m if m is not None else self._as_minhash(sig))
+            self._kept.append(np.array(sig, np.uint32))  # a copy: never a view into a chunk
+
+    def _as_minhash(self, sig: np.ndarray):
+        from datasketch import MinHash  # see __init__
+
+        return MinHash(hashfunc=zlib.crc32, hashvalues=sig, permutations=self._perms,
+                       scheme=self._scheme)  # fmt: skip
 
     def settings(self) -> dict:
         return {
