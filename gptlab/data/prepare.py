@@ -3,6 +3,8 @@
     gptlab data prepare                                   # Shakespeare into runs/tiny/data/
     gptlab data prepare --source shakespeare notes/ data.jsonl@field=content,weight=2 \\
         --target-chars 20M --run mine
+    gptlab data prepare --source shakespeare chitchat --weights runs/tiny/mixture/weights.json
+                                                          # weights learned by `data mixture-search`
 
 Writes into `runs/<run>/data/` (or `--out`): `train.jsonl` and `val.jsonl`, one
 `{"text", "source", "id"}` per line, and `report.json` with, per source and overall, the
@@ -36,7 +38,7 @@ from gptlab.data.document import Document
 from gptlab.data.mixture import mix
 from gptlab.data.sources import Skips, SourceSpec, load_config, parse_spec, read_source
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_open, atomic_write_json
+from gptlab.fileio import atomic_open, atomic_write_json, read_json
 from gptlab.options import RunArgs
 
 
@@ -66,6 +68,7 @@ class PrepareConfig(RunArgs):
     # mixture and split
     val_fraction: float = 0.05  # share of each source's documents held out for validation
     target_chars: int | str | None = None  # total training characters to reach, shared by the sources' weights (e.g. 20M, 1.5G); sources with epochs= keep them
+    weights: Path | None = None  # JSON {source name: weight} setting those sources' weight= (e.g. the weights.json of `gptlab data mixture-search`)
     seed: int = 1337  # seed of the split, subsampling and shuffle
 
 
@@ -90,6 +93,25 @@ def _unique_names(specs: list[SourceSpec]) -> list[str]:
             name, k = f"{base}-{k}", k + 1
         names.append(name)
     return names
+
+
+def apply_weights(specs: list[SourceSpec], path: Path) -> None:
+    """Set `weight` of each source named in the JSON file `path` ({name: weight}); every name must
+    be a source of this run, and a named source must not also have epochs=."""
+    weights = read_json(path)
+    if not isinstance(weights, dict) or not all(
+        isinstance(w, (int, float)) and w > 0 for w in weights.values()
+    ):
+        raise InputError(path, "expected a JSON object {source name: weight > 0}")
+    names = _unique_names(specs)
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise InputError(path, f"no source named {', '.join(unknown)} (sources: {', '.join(names)})")
+    for spec, name in zip(specs, names):
+        if name in weights:
+            if spec.epochs is not None:
+                raise InputError(path, f"source {name} has epochs=: give it a weight or epochs, not both")
+            spec.weight = float(weights[name])
 
 
 def _progress(docs, desc: str):
@@ -222,6 +244,8 @@ def run(cfg: PrepareConfig) -> int:
     specs += [parse_spec(s) for s in cfg.source]
     if not specs:
         specs = [parse_spec("shakespeare")]
+    if cfg.weights is not None:
+        apply_weights(specs, cfg.weights)
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise InputError("--val-fraction", "must be in [0, 1)")
     if not 0.0 < cfg.near_threshold <= 1.0:

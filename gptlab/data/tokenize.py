@@ -6,6 +6,10 @@
       writes runs/tiny/shards/index.json + train_0000.bin ... val_0000.bin
 
 See `gptlab.data.shards` for the format (every document preceded by <|endoftext|>).
+
+`--order related` writes the training documents so that neighbours in a packed row are related
+(In-Context Pretraining: BM25 neighbours, greedy paths; `gptlab.data.related`). The val split
+keeps its order, so held-out figures compare across orderings.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from gptlab.commandline import parse
 from gptlab.common import run_dir
 from gptlab.data.jsonl import JsonlDocs
+from gptlab.data.related import related_paths
 from gptlab.data.shards import DEFAULT_SHARD_TOKENS, write_shards
 from gptlab.errors import InputError
 from gptlab.options import RunArgs
@@ -37,6 +43,18 @@ class TokenizeConfig(RunArgs):
     shard_tokens: int = DEFAULT_SHARD_TOKENS  # start a new shard once one holds this many tokens; documents are never split across shards
     threads: int | None = None  # encoding threads (None: all cores)
     quiet: bool = False  # no progress bar
+    order: Literal["given", "related"] = "given"  # training documents as prepared (shuffled), or related ones side by side (In-Context Pretraining: BM25 neighbours, greedy paths)
+    seed: int = 1337  # with --order related: seeds where the paths start
+
+
+def order_related(path: Path, seed: int) -> list[str]:
+    """The texts of a JSONL file, related ones side by side (see `gptlab.data.related`)."""
+    texts = list(JsonlDocs(path))
+    t0 = time.perf_counter()
+    paths = related_paths(texts, seed)
+    print(f"order related: {len(texts):,} documents in {len(paths):,} paths "
+          f"({len(texts) / max(1, len(paths)):.1f} per path) in {time.perf_counter() - t0:.1f}s")
+    return [texts[i] for p in paths for i in p]
 
 
 def run(cfg: TokenizeConfig) -> int:
@@ -52,7 +70,8 @@ def run(cfg: TokenizeConfig) -> int:
     for split in SPLITS:
         path = data / f"{split}.jsonl"
         if path.exists():
-            docs[split] = JsonlDocs(path)
+            related = split == "train" and cfg.order == "related"
+            docs[split] = order_related(path, cfg.seed) if related else JsonlDocs(path)
         elif split == "train":
             raise InputError(path, "file not found; write it with `gptlab data prepare`")
         else:
