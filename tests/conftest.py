@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +45,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for the web-page tests (chat page, ranking page), or a skip when
+    Playwright or Chromium is absent (`.ci/run` installs Debian's Chromium, so CI runs them)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("no chromium browser installed")
+    with sync_api.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        except Exception as e:  # noqa: BLE001 - a broken browser install is a skip, not a failure
+            pytest.skip(f"chromium does not start under playwright: {e}")
+        yield b
+        b.close()

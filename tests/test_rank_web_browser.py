@@ -5,21 +5,14 @@ agreement. Skipped when Chromium or Playwright is absent (as tests/test_serve_br
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
+from test_serve_api import Server
 
 from gptlab.align.candidates import Candidates
 from gptlab.align.rank_store import RankStore
 from gptlab.align.rank_web import create_rank_app
-
-sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip("no chromium browser installed", allow_module_level=True)
-
-from test_serve_api import Server
 
 
 @pytest.fixture
@@ -30,17 +23,6 @@ def site(tmp_path):
     with Server(create_rank_app(RankStore(items, out), default_rater="ada", n_boot=200)) as srv:
         srv.out = out
         yield srv
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        except Exception as e:  # noqa: BLE001 - a broken browser install is a skip, not a failure
-            pytest.skip(f"chromium does not start under playwright: {e}")
-        yield b
-        b.close()
 
 
 def letters(page) -> str:

@@ -5,24 +5,16 @@ sent, retrieved sources and tool calls shown. Skipped when Chromium or Playwrigh
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from pathlib import Path
 
 import pytest
+from test_serve_api import Server, make_run
 
 from gptlab.infer.engine import Engine
 from gptlab.infer.loading import load_for_inference
 from gptlab.serve.api import create_app
 from gptlab.serve.schemas import Limits
 from gptlab.serve.worker import EngineWorker
-
-sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip("no chromium browser installed", allow_module_level=True)
-
-from test_serve_api import Server, make_run
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +37,6 @@ def site(tmp_path_factory):
         srv.worker = worker
         yield srv
     worker.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        except Exception as e:  # noqa: BLE001 - a broken browser install is a skip, not a failure
-            pytest.skip(f"chromium does not start under playwright: {e}")
-        yield b
-        b.close()
 
 
 def _set(page, selector: str, value: str) -> None:
