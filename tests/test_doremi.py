@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from gptlab import cli
-from gptlab.data import doremi, doremi_cli
+from gptlab.data import doremi
 from gptlab.data.doremi import (
     DomainBatches,
     DoReMiLoss,
@@ -26,6 +26,7 @@ from gptlab.data.shards import write_token_shards
 from gptlab.errors import InputError
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
+from gptlab.stages import mixture_search
 from gptlab.train.loop import TrainConfig, Trainer
 
 V, T = 64, 32
@@ -33,7 +34,7 @@ V, T = 64, 32
 
 def test_doctests_and_the_update_rule():
     assert doctest.testmod(doremi).failed == 0
-    assert doctest.testmod(doremi_cli).failed == 0
+    assert doctest.testmod(mixture_search).failed == 0
     alpha = torch.tensor([0.5, 0.5], dtype=torch.float64)
     up = update_weights(alpha, torch.tensor([0.3, 0.0], dtype=torch.float64), eta=1.0, smoothing=1e-3)
     assert up[0] > 0.5 > up[1] and up.sum().item() == pytest.approx(1.0)

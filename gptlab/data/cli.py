@@ -10,10 +10,10 @@ from gptlab.commandline import Table, dispatch
 COMMANDS: Table = {
     "get": ("gptlab.data.get_cli", "fetch an embedded corpus (shakespeare, chitchat) into the cache"),
     "prepare": ("gptlab.data.prepare", "read sources, filter, dedup, mix, write train/val + report"),
-    "mixture-search": ("gptlab.data.doremi_cli", "learn the sources' mixture weights with DoReMi (reference + group-DRO proxy) -> weights.json"),
+    "mixture-search": ("gptlab.stages.mixture_search", "learn the sources' mixture weights with DoReMi (reference + group-DRO proxy) -> weights.json"),
     "tokenize": ("gptlab.data.tokenize", "encode prepared text into token shards with an index"),
     "stream": ("gptlab.data.stream_prepare", "prepare + tokenize streaming: N workers, bounded memory, --resume"),
-    "self-instruct": ("gptlab.data.self_instruct_cli", "grow SFT conversations from seed tasks with a model (Self-instruct; --evolve: Evol-Instruct)"),
+    "self-instruct": ("gptlab.align.self_instruct_cli", "grow SFT conversations from seed tasks with a model (Self-instruct; --evolve: Evol-Instruct)"),
     "standins": ("gptlab.data.standins", "write small local FineWeb-Edu / SmolTalk stand-ins (runs/speedrun.sh --dry-run)"),
 }
 

@@ -13,7 +13,7 @@ are equally bad (noise, or already learned) has ~0 excess and loses weight. The 
 holds every domain in equal rows (the paper samples it uniformly over domains), so each step
 measures every domain's excess.
 
-This module holds the math and the batches; `gptlab.data.doremi_cli` trains the two models
+This module holds the math and the batches; `gptlab.stages.mixture_search` trains the two models
 through the one loop (`gptlab.train.loop.Trainer`): the proxy is only a stateful `loss_fn`.
 """
 

@@ -7,7 +7,8 @@ optionally evolved into harder ones (Evol-Instruct, `--evolve ROUNDS`).
 The output is `gptlab sft --data` input as it is; the report (`<out stem>.report.json`, and the
 table printed at the end) says how many instructions were generated, kept, and rejected for each
 reason. The algorithms (`self_instruct`, `self_instruct_evolve`) see the model only through a
-batched chat function; this command builds that function on the inference engine.
+batched chat function; this command builds that function on the inference engine, which is why it sits in `align/`
+(a command layer above `infer/`) while the algorithms stay in `data/`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ through the one training loop, and writes into `--out`:
 DoReMi's weights are shares of training *tokens*; `prepare` shares out *characters*, so
 weights.json holds alpha_i * (chars per token of source i), renormalised: a run prepared with it
 sees the learned token shares. The paper trains the final model on the learned weights; the
-proxy and reference are small models (`--preset nano` here).
+proxy and reference are small models (`--preset nano` here). The module sits in `stages/`, not
+`data/`, because it trains models: `data/` is below `train/` in the layers (docs/architecture.md).
 """
 
 from __future__ import annotations
