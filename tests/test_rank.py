@@ -254,3 +254,22 @@ def test_judge_scores_are_yes_minus_no_logits(model_dir, tok):
     model = load_model(model_dir).eval()
     s = judge_scores(model, tok, [{"role": "user", "content": "hi"}], ["a", "bb", "a"], batch_size=2)
     assert len(s) == 3 and s[0] == pytest.approx(s[2], abs=1e-5)  # same answer, same verdict across batches
+
+
+@pytest.mark.parametrize("dtype, autocast", [("fp32", False), ("bf16", True)])
+def test_rank_judge_reads_in_the_asked_dtype(tmp_path, model_dir, monkeypatch, dtype, autocast):
+    from gptlab.align import judge_cli
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return judge_scores(*args, **kwargs)
+
+    monkeypatch.setattr(judge_cli, "judge_scores", spy)
+    cands = tmp_path / "cands.jsonl"
+    save_candidates(cands, [Candidates([{"role": "user", "content": "hi"}], ["a", "bb", "ccc"])])
+    assert rank_cli.main(["judge", "--from", str(model_dir), "--candidates", str(cands), "--out",
+                          str(tmp_path / "j.jsonl"), "--device", "cpu", "--dtype", dtype]) == 0
+    assert seen == [autocast]
+    assert len(load_rankings(tmp_path / "j.jsonl")) == 1  # one ranking of the 3 answers
