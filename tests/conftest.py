@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from gptlab.data.shards import write_shards
+from gptlab.model.config import ModelConfig
+from gptlab.model.gpt import GPT
 
 SHAKESPEARE_LINES = (
     "ROMEO: But soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
@@ -62,3 +64,17 @@ def browser():
             pytest.skip(f"chromium does not start under playwright: {e}")
         yield b
         b.close()
+
+
+def lively_gpt(vocab_size: int, max_seq_len: int) -> GPT:
+    """A 2-layer GPT whose replies depend on the prompt: at the 0.02 init a fresh model writes
+    nearly one reply to every question, so its matrices are scaled up 8x (seeded, eval mode)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=vocab_size, n_layer=2, n_embd=48, n_head=2, n_kv_head=2,
+                      intermediate_size=96, max_seq_len=max_seq_len)
+    model = GPT(cfg).eval()
+    with torch.no_grad():
+        for w in model.parameters():
+            if w.dim() >= 2:
+                w.mul_(8)
+    return model

@@ -8,14 +8,13 @@ import doctest
 import json
 
 import pytest
-import torch
+from conftest import lively_gpt
 
 from gptlab import cli
 from gptlab.errors import InputError
 from gptlab.eval import prompt_search as ps
 from gptlab.eval.generative import generate_scores
 from gptlab.infer.loading import make_engine
-from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.io import save_model
 from gptlab.tasks import get_task
@@ -31,15 +30,7 @@ def tok() -> Tokenizer:
 
 @pytest.fixture(scope="module")
 def model(tok) -> GPT:
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=48, n_head=2, n_kv_head=2,
-                      intermediate_size=96, max_seq_len=256)
-    model = GPT(cfg).eval()
-    with torch.no_grad():  # at the 0.02 init a fresh model writes nearly one reply to every question;
-        for w in model.parameters():  # larger weights make its replies depend on the question
-            if w.dim() >= 2:
-                w.mul_(8)
-    return model
+    return lively_gpt(tok.vocab_size, max_seq_len=256)
 
 
 class Echo(Task):

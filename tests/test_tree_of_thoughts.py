@@ -11,12 +11,12 @@ import json
 
 import pytest
 import torch
+from conftest import lively_gpt
 
 from gptlab.eval import cli as eval_cli
 from gptlab.eval import tree_of_thoughts as tt
 from gptlab.eval.tree_of_thoughts import Node, ToTConfig, beam_search, equation_value
 from gptlab.infer.loading import make_engine
-from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.io import save_model
 from gptlab.tasks import get_task
@@ -120,15 +120,7 @@ def tok() -> Tokenizer:
 
 @pytest.fixture(scope="module")
 def model(tok) -> GPT:
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_embd=48, n_head=2, n_kv_head=2,
-                      intermediate_size=96, max_seq_len=512)
-    model = GPT(cfg).eval()
-    with torch.no_grad():  # larger weights: replies that depend on the prompt, with line breaks
-        for w in model.parameters():
-            if w.dim() >= 2:
-                w.mul_(8)
-    return model
+    return lively_gpt(tok.vocab_size, max_seq_len=512)
 
 
 def test_right_padded_rows_read_the_same_as_single_rows(model):
