@@ -14,11 +14,12 @@ from gptlab.errors import InputError
 from gptlab.fileio import json_loads
 
 
-def iter_jsonl_texts(path: str | Path, field: str = "text") -> Iterator[str]:
-    """The `field` string of each line of a JSONL file; blank lines are skipped.
+def iter_jsonl_records(path: str | Path, fields: tuple[str, ...] = ("text",)) -> Iterator[dict]:
+    """Each line of a JSONL file as a dict holding a string under every one of `fields`; blank
+    lines are skipped.
 
-    Raises InputError naming the file and line for a line that is not a JSON object with a
-    string `field`.
+    Raises InputError naming the file and line for a line that is not valid UTF-8, not JSON, or
+    not an object with those string fields.
     """
     path = Path(path)
     if not path.exists():
@@ -35,9 +36,16 @@ def iter_jsonl_texts(path: str | Path, field: str = "text") -> Iterator[str]:
                 record = json_loads(line)
             except json.JSONDecodeError as e:
                 raise InputError(path, f"line is not valid JSON ({e.msg})", line=lineno) from None
-            if not isinstance(record, dict) or not isinstance(record.get(field), str):
-                raise InputError(path, f'expected an object with a string "{field}"', line=lineno)
-            yield record[field]
+            if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in fields):
+                wanted = ", ".join(f'"{k}"' for k in fields)
+                raise InputError(path, f"expected an object with a string {wanted}", line=lineno)
+            yield record
+
+
+def iter_jsonl_texts(path: str | Path, field: str = "text") -> Iterator[str]:
+    """The `field` string of each line of a JSONL file (see `iter_jsonl_records`)."""
+    for record in iter_jsonl_records(path, (field,)):
+        yield record[field]
 
 
 class JsonlDocs:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from gptlab.eval.multiple_choice import MCItem
-from gptlab.eval.shots import item_shots, train_split
+from gptlab.eval.shots import item_shots, shot_messages  # noqa: F401 - shot_messages is also eval's API here
 from gptlab.tasks.base import Item, Task, extract_number, normalise, reply_text
 
 if TYPE_CHECKING:
@@ -39,22 +39,6 @@ if TYPE_CHECKING:
 
 MODES = ("gen", "cot", "sc")
 STEP_BY_STEP = "Let's think step by step."
-
-
-def shot_messages(task: Task, shots: int) -> list[dict]:
-    """The first `shots` items of the task's train split, whole (question and reference reply).
-
-    The task is rebuilt with split="train" and the same constructor inputs it keeps (`plays`,
-    `chats`), so shots are disjoint from the test items by the task's own construction. Shots
-    picked per item (at random, or the nearest by BM25): `gptlab.eval.shots`.
-    """
-    if shots <= 0:
-        return []
-    train = train_split(task)
-    out: list[dict] = []
-    for i in range(min(shots, len(train))):
-        out += train.example(i).messages
-    return out
 
 
 def chat_prompt(task: Task, item: Item, shots: Sequence[dict] = (), cot: bool = False) -> list[dict]:

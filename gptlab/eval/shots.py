@@ -107,6 +107,18 @@ class ShotPicker:
         return out
 
 
+def shot_messages(task: Task, shots: int) -> list[dict]:
+    """The first `shots` items of the task's train split, whole (question and reference reply).
+
+    The task is rebuilt with split="train" and the same constructor inputs it keeps (`plays`,
+    `chats`), so shots are disjoint from the test items by the task's own construction.
+    """
+    if shots <= 0:
+        return []
+    train = train_split(task)
+    return [m for i in range(min(shots, len(train))) for m in train.example(i).messages]
+
+
 def item_shots(task: Task, items: Sequence[Item], shots: int, how: str = "first", seed: int = 0) -> list[list[dict]]:
     """Demonstration messages for each of `items`, from the task's train split, picked by `how`.
 
@@ -115,9 +127,8 @@ def item_shots(task: Task, items: Sequence[Item], shots: int, how: str = "first"
     """
     if shots <= 0:
         return [[] for _ in items]
-    train = train_split(task)
     if how == "first":
-        fixed = [m for i in range(min(shots, len(train))) for m in train.example(i).messages]
+        fixed = shot_messages(task, shots)
         return [[dict(m) for m in fixed] for _ in items]
-    picker = ShotPicker(train, how, seed)
+    picker = ShotPicker(train_split(task), how, seed)
     return [picker.messages(it, shots) for it in items]

@@ -23,7 +23,6 @@ proxy and reference are small models (`--preset nano` here). The module sits in 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,10 +33,11 @@ import torch
 from gptlab.commandline import parse
 from gptlab.common import pick_device, run_dir, seed_everything
 from gptlab.data.doremi import DomainBatches, DoReMiLoss, mixture_loss, rows_per_domain
+from gptlab.data.jsonl import iter_jsonl_records
 from gptlab.data.loader import eval_batches
 from gptlab.data.shards import ShardIndex, write_shards
 from gptlab.errors import InputError
-from gptlab.fileio import atomic_write_json, json_loads
+from gptlab.fileio import atomic_write_json
 from gptlab.model.config import preset
 from gptlab.model.gpt import GPT
 from gptlab.options import DeviceArgs, RunArgs
@@ -68,15 +68,8 @@ class MixtureSearchConfig(RunArgs, DeviceArgs):
 def read_sources(path: Path) -> dict[str, list[str]]:
     """A prepared JSONL file's texts grouped by their `source` field, sources in first-seen order."""
     groups: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json_loads(line)
-                groups.setdefault(str(rec["source"]), []).append(rec["text"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise InputError(path, 'expected {"text": ..., "source": ...}', line=no) from None
+    for rec in iter_jsonl_records(path, ("text", "source")):
+        groups.setdefault(rec["source"], []).append(rec["text"])
     return groups
 
 
