@@ -38,6 +38,7 @@ except ModuleNotFoundError:  # pragma: no cover
     tomllib = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+RECIPES = Path(__file__).resolve().parent / "recipes"  # packaged recipes: --preset NAME
 RESOLVED_NAME = "run.yaml"  # the resolved config every training stage writes beside its weights
 _MARKERS = (tyro.conf.FlagCreatePairsOff,)  # `--resume`, not `--resume/--no-resume`
 
@@ -45,22 +46,52 @@ _MARKERS = (tyro.conf.FlagCreatePairsOff,)  # `--resume`, not `--resume/--no-res
 def parse(cls: type[T], argv: Sequence[str] | None, prog: str, description: str | None = None) -> T:
     """`cls` filled from `--config FILE` (if given) and then the flags in `argv`."""
     args = list(sys.argv[1:] if argv is None else argv)
-    default = None
+    data: dict[str, Any] = {}
+    source: Path | None = None
+    recipe = take_recipe(prog.split()[-1], args)
+    if recipe is not None:
+        source = recipe
+        data.update(load_file(recipe))
     if "--config" in args:
         i = args.index("--config")
         if i + 1 >= len(args):
             raise InputError(None, "--config needs a file (YAML, JSON or TOML)")
-        path = Path(args[i + 1])
+        source = Path(args[i + 1])
         del args[i : i + 2]
-        default = from_dict(cls, load_file(path), path)
+        data.update(load_file(source))
     elif any(a.startswith("--config=") for a in args):
         i = next(i for i, a in enumerate(args) if a.startswith("--config="))
-        path = Path(args.pop(i).split("=", 1)[1])
-        default = from_dict(cls, load_file(path), path)
+        source = Path(args.pop(i).split("=", 1)[1])
+        data.update(load_file(source))
+    default = from_dict(cls, data, source) if source is not None else None
     refuse_repeated_lists(cls, args)
     desc = inspect.cleandoc(description or cls.__doc__ or "")
     desc += "\n\n--config FILE (YAML/JSON/TOML) sets any option below; flags after it override it."
     return tyro.cli(cls, args=args, prog=prog, description=desc, default=default, config=_MARKERS)
+
+
+def take_recipe(command: str, args: list[str]) -> Path | None:
+    """A `--preset NAME` that names a packaged recipe (gptlab/recipes/<command>/NAME.yaml: a size
+    and the training settings that won a benchmark) is taken out of `args` and returned; the
+    recipe then acts as a config file under any --config and the flags. Size presets stay as they are."""
+    for i, a in enumerate(args):
+        if a == "--preset" and i + 1 < len(args):
+            name, span = args[i + 1], 2
+        elif a.startswith("--preset="):
+            name, span = a.split("=", 1)[1], 1
+        else:
+            continue
+        path = RECIPES / command / f"{name}.yaml"
+        if path.is_file():
+            del args[i : i + span]
+            return path
+        return None
+    return None
+
+
+def recipe_names(command: str) -> list[str]:
+    """The packaged recipes of a command, for its --help."""
+    return sorted(p.stem for p in (RECIPES / command).glob("*.yaml"))
 
 
 def refuse_repeated_lists(cls: type, args: Sequence[str]) -> None:

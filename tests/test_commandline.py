@@ -98,3 +98,22 @@ def test_a_deeply_nested_config_file_is_a_clear_error(tmp_path, name, text):
     with pytest.raises(InputError, match="not a valid config file") as e:
         load_file(tmp_path / name)
     assert name in str(e.value)
+
+
+def test_a_recipe_preset_sets_size_and_training_settings_and_flags_still_win(tmp_path):
+    from gptlab.commandline import recipe_names
+    from gptlab.stages.pretrain import PretrainConfig, model_config
+
+    assert "shakespeare-char" in recipe_names("pretrain")
+    cfg = parse(PretrainConfig, ["--preset", "shakespeare-char", "--lr", "1e-3"], prog="gptlab pretrain")
+    assert (cfg.optimizer, cfg.batch_size, cfg.ema, cfg.time_budget, cfg.lr) == ("muon", 16, 0.98, 300, 1e-3)
+    m = model_config(cfg, vocab_size=267)
+    assert (m.n_layer, m.n_embd, m.n_head) == (4, 128, 4)
+    # A --config file sits above the recipe; a size preset is left alone.
+    (tmp_path / "c.yaml").write_text("batch_size: 8\n")
+    cfg = parse(PretrainConfig, ["--preset=shakespeare-char", "--config", str(tmp_path / "c.yaml")], prog="gptlab pretrain")
+    assert (cfg.batch_size, cfg.optimizer) == (8, "muon")
+    plain = parse(PretrainConfig, ["--preset", "nano"], prog="gptlab pretrain")
+    assert (plain.preset, plain.optimizer, plain.ema) == ("nano", "adamw", None)
+    with pytest.raises(InputError, match="unknown preset"):
+        model_config(parse(PretrainConfig, ["--preset", "shakespeare"], prog="gptlab pretrain"), 267)

@@ -26,7 +26,7 @@ from typing import Literal
 
 import torch
 
-from gptlab.commandline import parse
+from gptlab.commandline import parse, recipe_names
 from gptlab.common import print0, run_dir
 from gptlab.data.loader import PackedLoader, eval_batches
 from gptlab.data.shards import ShardIndex
@@ -53,7 +53,7 @@ class PretrainConfig(LoopArgs):
 
     shards: Path | None = None  # token shard folder with index.json (default: runs/<run>/shards)
     tokenizer: Path | None = None  # tokenizer folder, for bits per byte and samples (default: runs/<run>/tokenizer)
-    preset: str = "tiny"  # named size: nano, tiny, small, d12, d20, d26
+    preset: str = "tiny"  # named size: nano, tiny, small, d12, d20, d26; or a recipe (size + training settings): shakespeare-char
     depth: int | None = None  # layers; derives width (64 per layer), heads and MLP size (overrides --preset)
     n_embd: int | None = None  # model width (the MLP follows at ~8/3 unless --intermediate-size)
     n_head: int | None = None  # attention heads
@@ -85,7 +85,8 @@ def model_config(cfg: PretrainConfig, vocab_size: int) -> ModelConfig:
         try:
             mcfg = preset(cfg.preset, vocab_size, cfg.seq_len)
         except KeyError as e:
-            raise InputError(None, f"--preset: {e.args[0]}") from None
+            recipes = ", ".join(recipe_names("pretrain"))
+            raise InputError(None, f"--preset: {e.args[0]}; or a recipe: {recipes}") from None
     intermediate = cfg.intermediate_size
     if cfg.n_embd is not None and intermediate is None:
         intermediate = 32 * math.ceil(8 * cfg.n_embd / 3 / 32)  # keep the SwiGLU ratio

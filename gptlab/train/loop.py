@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,61 +44,17 @@ from gptlab.train.distributed import (
     unwrap,
     wrap_model,
 )
+from gptlab.train.ema import WeightAverage
 from gptlab.train.log_window import LogWindow, progress_line
-from gptlab.train.optim import build_optimizer, set_lr
+from gptlab.train.optim import CombinedOptimizer, build_optimizer, set_lr
 from gptlab.train.schedule import lr_multiplier
 from gptlab.train.tracker import NullTracker, Tracker, truncate_metrics
+from gptlab.train.train_config import TrainConfig, TrainResult
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, Any]]]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 SampleFn = Callable[[nn.Module, int], None]
 ResumeFn = Callable[[int], None]
-
-
-@dataclass
-class TrainConfig:
-    """Settings of the loop itself; saved in every checkpoint's train_state.json (asdict)."""
-
-    max_steps: int | None = 1000  # stop after this many optimizer updates (None: time budget only)
-    max_time: float | None = None  # stop after this many seconds of training (None: steps only)
-    grad_accum: int = (
-        1  # micro-batches per update; the update equals one batch this many times larger
-    )
-    optimizer: str = "adamw"  # 'adamw', or 'muon' (Muon on hidden matrices, AdamW on the rest)
-    lr: float = 3e-4  # peak learning rate (both optimizers, see optim.py)
-    weight_decay: float = 0.1  # decoupled decay on matrices; none on norms and embeddings
-    beta1: float = 0.9  # AdamW first-moment decay
-    beta2: float = 0.95  # AdamW second-moment decay (0.95: steadier for LMs than 0.999)
-    embed_lr: float | None = None  # embedding tables' peak LR (None: lr)
-    head_lr: float | None = None  # a scalar head's peak LR (reward model; None: lr)
-    muon_lr: float | None = None  # Muon's peak LR, Keller's scale (None: lr, RMS-matched to AdamW)
-    muon_momentum: float = 0.95  # Muon's momentum (Nesterov)
-    muon_weight_decay: float | None = None  # Muon's decoupled decay (None: weight_decay)
-    schedule: str = "cosine"  # 'cosine' or 'wsd' (warmup-stable-decay)
-    warmup_steps: int = 0  # linear warmup updates
-    min_lr_ratio: float = 0.1  # final lr = lr * min_lr_ratio
-    decay_frac: float = 0.2  # wsd: fraction of training spent decaying
-    grad_clip: float | None = 1.0  # clip the global gradient norm to this (None: no clipping)
-    device: str = "auto"  # 'auto' (cuda > mps > cpu), or 'cpu', 'cuda', ...
-    dtype: str = "auto"  # autocast: 'auto' (bf16 on GPUs and bf16-capable CPUs: AMX or AVX-512 BF16, else fp32), 'bf16', 'fp32'
-    compile: bool = (
-        False  # torch.compile the model (GPU: faster after a warmup; CPU: rarely worth it)
-    )
-    parallel: str = "ddp"  # with several processes: 'ddp' (replicate) or 'fsdp' (FSDP2, shard)
-    activation_checkpointing: bool = False  # recompute each block's activations in backward (less memory, ~1/3 more compute)
-    seed: int = 1337  # seeds init (the stage seeds before building the model) and data order
-    log_every: int = 1  # progress line + metrics.jsonl record every N steps (each costs one sync)
-    eval_every: int | None = None  # run the evaluate hook every N steps (and at 0 and the end)
-    sample_every: int | None = None  # run the sample hook every N steps (and at 0 and the end)
-    save_every: int | None = None  # write a checkpoint every N steps (always at the end)
-
-
-@dataclass
-class TrainResult:
-    step: int
-    elapsed: float  # seconds of training (across resumes)
-    history: list[dict[str, Any]] = field(default_factory=list)  # the logged train records
-    resumed_from: int | None = None
 
 
 def lm_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -173,6 +129,12 @@ class Trainer:
             device_type=torch.device(self.device).type,
             head_lr=cfg.head_lr,
         )
+        # The weight average steps after the real optimizers, and its state is checkpointed with theirs.
+        self.ema: WeightAverage | None = None
+        self.weights_are_average = False  # True once the average has been swapped in at the end
+        if cfg.ema:
+            self.ema = WeightAverage([p for p in unwrap(wrapped).parameters() if p.requires_grad], cfg.ema)
+            self.optimizer = CombinedOptimizer([*getattr(self.optimizer, "optimizers", [self.optimizer]), self.ema])
         self.model = torch.compile(wrapped) if cfg.compile else wrapped
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.step = 0
@@ -243,6 +205,7 @@ class Trainer:
             "train_config": asdict(self.cfg),
             "stage": self.stage_state,
             "metadata": self.metadata,
+            "ema_in_weights": self.weights_are_average,
         }
         ckpt.save_checkpoint(
             self.out_dir, self.model, self.optimizer, state, is_main=self.dist.is_main
@@ -257,6 +220,8 @@ class Trainer:
         barrier()
         state = ckpt.load_checkpoint(self.out_dir, self.model, self.optimizer, device=self.device)
         self.step, self.elapsed = int(state["step"]), float(state.get("elapsed", 0.0))
+        if state.get("ema_in_weights") and self.ema is not None:
+            self.ema.swap()  # the finished run saved the average as its model; train on the raw weights
         if state.get("loader") is not None and hasattr(self.batches, "load_state_dict"):
             self.batches.load_state_dict(state["loader"])
         saved = state.get("train_config", {})
@@ -302,7 +267,10 @@ class Trainer:
                 last_hook_step = self.step
             window.hook_time += time.perf_counter() - t_hooks
 
-        if self.step != last_hook_step:
+        if self.ema is not None:
+            self.ema.swap()  # end on the average: the final hooks, the checkpoint and the model use it
+            self.weights_are_average = True
+        if self.step != last_hook_step or self.ema is not None:
             self._run_hooks(self.step, final=True)
         self.save()
         self.tracker.close()

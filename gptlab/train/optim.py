@@ -4,7 +4,7 @@ Rules (as in nanoGPT, nanochat and modded-nanogpt):
 - Weight decay applies to matrices only; norm gains and embeddings are not decayed (decaying an
   embedding row pulls rare tokens toward zero, decaying a gain pulls the norm toward zero).
 - With `optimizer="muon"`, the 2D matrices inside the transformer blocks (attention and MLP
-  projections) go to `torch.optim.Muon`; the embedding, the output head(s) and the norm gains stay
+  projections) go to Muon (`train/muon.py`: torch's update, batched by shape); the embedding, the output head(s) and the norm gains stay
   on AdamW: Muon orthogonalises an update, which makes sense for a linear map between hidden
   states, not for a lookup table or a classifier over the vocabulary.
 - Muon uses `adjust_lr_fn="match_rms_adamw"` (Moonshot's rule: scale by 0.2 * sqrt(max(A, B))),
@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from gptlab.train.muon import BatchedMuon
 
 OPTIMIZERS = ("adamw", "muon")
 
@@ -171,7 +173,7 @@ def build_optimizer(
     if name == "adamw":
         return adamw
     mlr = lr if muon_lr is None else muon_lr
-    muon = torch.optim.Muon(
+    muon = BatchedMuon(
         [{"params": [p for _, p in groups["muon"]], "base_lr": mlr}],
         lr=mlr,
         weight_decay=weight_decay if muon_weight_decay is None else muon_weight_decay,

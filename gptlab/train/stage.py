@@ -56,6 +56,7 @@ class LoopArgs(RunArgs, DeviceArgs):
     dtype: Literal["auto", "bf16", "fp32"] = "auto"  # autocast dtype (auto: bf16 on GPUs and bf16-capable CPUs: AMX or AVX-512 BF16, else fp32)
     compile: bool = False  # torch.compile the model
     activation_checkpointing: bool = False  # recompute each block's activations in backward: less memory, ~1/3 more compute, same losses
+    ema: float | None = None  # keep an exponential moving average of the weights (e.g. 0.99) and save it as the final model
 
     def check(self) -> None:
         """Clear errors for values no stage can run with."""
@@ -90,6 +91,7 @@ class LoopArgs(RunArgs, DeviceArgs):
             "log_every": self.log_every,
             "eval_every": self.eval_every,
             "save_every": self.save_every,
+            "ema": self.ema,
         }
         fields.update(stage)
         return TrainConfig(**fields)
