@@ -230,11 +230,13 @@ def test_sft_cli_learns_and_writes_the_stage_folder(setup, tmp_path):
     load_model(out)  # a plain stage folder
 
 
-@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("mode", ["full", "lora", "lora+ema"])
 def test_resume_equals_uninterrupted(setup, tmp_path, monkeypatch, mode):
     from gptlab.stages.sft import main
 
-    extra = ["--lora-rank", "2", "--lora-dropout", "0.1"] if mode == "lora" else []
+    extra = ["--lora-rank", "2", "--lora-dropout", "0.1"] if mode.startswith("lora") else []
+    if mode.endswith("ema"):  # the adapter written at the end is the average, resumed exactly too
+        extra += ["--ema", "0.5"]
     weights, state = (
         ("adapter.safetensors", "checkpoint/train_state.json")
         if extra
@@ -263,6 +265,11 @@ def test_resume_equals_uninterrupted(setup, tmp_path, monkeypatch, mode):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    if "--ema" in extra:  # and the adapter saved is not the last step's
+        plain = tmp_path / "plain"
+        assert main(common(setup, plain, 8, *extra[:-2])) == 0
+        last = load_file(str(plain / weights))
+        assert any(not torch.equal(a[k], last[k]) for k in a if k.endswith("lora_B"))
 
     def losses(p: Path) -> list:
         return [
