@@ -189,20 +189,23 @@ def profile_ours(engine, prompts, new_tokens: int, path: Path) -> str:
     return s.getvalue()
 
 
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # touch the pages first
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def copy_bandwidth(mib: int = 512, repeats: int = 7) -> float:
     """Measured memory bandwidth in GB/s: `dst.copy_(src)` of `mib` MiB (bytes read + written,
     far bigger than the caches), median of `repeats`, on torch's threads as the decode uses them."""
     import torch
 
-    n = mib * 2**20 // 4
-    src, dst = torch.ones(n), torch.empty(n)
-    dst.copy_(src)  # touch the pages first
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        dst.copy_(src)
-        times.append(time.perf_counter() - t)
-    return 2 * n * 4 / statistics.median(times) / 1e9
+    src, dst = torch.ones(mib * 2**20 // 4), torch.empty(mib * 2**20 // 4)
+    return 2 * src.numel() * 4 / _median_seconds(lambda: dst.copy_(src), repeats) / 1e9
 
 
 def read_bandwidth(mib: int = 512, repeats: int = 7) -> float:
@@ -211,13 +214,7 @@ def read_bandwidth(mib: int = 512, repeats: int = 7) -> float:
     import torch
 
     src = torch.ones(mib * 2**20 // 4)
-    src.sum()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        src.sum()
-        times.append(time.perf_counter() - t)
-    return src.numel() * 4 / statistics.median(times) / 1e9
+    return src.numel() * 4 / _median_seconds(src.sum, repeats) / 1e9
 
 
 def decode_bytes_per_token(model, element_size: int | None = None) -> int:
@@ -395,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
             "batch1_limit_tokens_per_s": round(limit, 1),
             "read_gb_per_s": round(read, 2),
             "batch1_limit_tokens_per_s_read": round(read_limit, 1),
-            "how": "median of 7 torch copy_ of 512 MiB fp32 (read + write bytes / time); weights "
+            "how": "median of 7 torch copy_ of 512 MiB fp32 (read + write bytes / time), and of 7 sum() "
+            "of 512 MiB (read bytes / time); weights "
             "per token: every parameter once, the embedding one row unless it is the tied head",
         },
         "command": "python benchmarks/bench_decode.py "

@@ -3,7 +3,7 @@
 The model folder (e.g. runs/smollm2/base from `gptlab model get smollm2-135m-instruct`) is exported
 with `gptlab export --format gguf` (f32 by default, so both engines read the very same fp32 weights)
 and loaded by llama.cpp through `llama-cpp-python` (`pip install llama-cpp-python`, which compiles
-llama.cpp on the machine: ~15 minutes on 2 cores). Both decode greedily from the same prompt token
+llama.cpp on the machine: ~10 minutes on 2 cores). Both decode greedily from the same prompt token
 ids for exactly `--new-tokens` tokens on `--threads` threads, interleaved over `--repeats` so they
 share the machine's load; medians reported:
 

@@ -2,7 +2,7 @@
 
 `torch.optim.Muon` orthogonalises each hidden matrix on its own: 28 small matrix chains per step for a
 4-layer model. On a CPU at small widths that loop costs more than the forward pass (31 ms of an
-80 ms step at width 128, measured in `benchmarks/bench_muon.py`). Stacking the matrices that share
+80 ms step at width 128: docs/benchmarks.md, "The record"). Stacking the matrices that share
 a shape (q/k/v/o; gate/up with down transposed) turns them into a few batched matmuls, which is the
 same math and a third of the time.
 
@@ -57,7 +57,8 @@ class BatchedMuon(torch.optim.Muon):
                 loss = closure()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            self._step_group(group, params)
+            if params:
+                self._step_group(group, params)
         return loss
 
     def _step_group(self, group: dict, params: list[torch.Tensor]) -> None:
