@@ -55,7 +55,7 @@ if [[ $DRY_RUN == 1 ]]; then  # --- the dry run's swaps, and nothing else ------
     --sample-every 3 --save-every 3 --eval-tokens 2048 --sample-tokens 16"
   TOY_SFT="$CPU --steps 4 --batch-size 4 --eval-every 2 --sample-every 2 --save-every 2
     --num-samples 2 --sample-tokens 16"
-  TOY_RULE="--device cpu --k 2 --n 4 --max-new-tokens 8"
+  TOY_RULE="--device cpu --k 8 --n 8 --max-new-tokens 8"  # 8 answers: a 6-step model rarely splits 2
   TOY_RATINGS="--n 8"
   TOY_DEMOS="--device cpu --n 4 --k 2 --max-new-tokens 8"
   TOY_RM="$CPU --steps 4 --eval-every 2"

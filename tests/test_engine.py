@@ -79,6 +79,25 @@ def test_batched_equals_unbatched_when_sampling_with_a_seed() -> None:
     assert other != batched
 
 
+def test_a_repeated_prompt_is_prefilled_once_and_samples_as_if_alone() -> None:
+    """K answers to one prompt share its prefill (one row runs, the cache is copied): each answer
+    is still the one its seed gives alone, and the copied slots decode greedily like the original."""
+    model = tiny_gpt()
+    prompts = [[1, 2, 3, 4], [5, 6], [1, 2, 3, 4], [1, 2, 3, 4]]
+    kw = {"temperature": 1.0, "seed": 11}
+    engine = Engine(model, eos_ids=set(), max_batch=4)
+    rows_run: list[int] = []
+    forward = engine._forward_last
+    engine._forward_last = lambda rows, idx, last=None: (rows_run.append(idx.size(0)), forward(rows, idx, last))[1]
+    shared = engine.generate_all(prompts, 10, **kw)
+    assert rows_run[0] == 2  # the first prefill ran the two distinct prompts only
+    alone = [Engine(model, eos_ids=set(), max_batch=1).generate_all([p], 10, temperature=1.0, seed=11 + j)[0]
+             for j, p in enumerate(prompts)]
+    assert shared == alone
+    greedy = Engine(model, eos_ids=set(), max_batch=4).generate_all(prompts, 10, temperature=0.0)
+    assert greedy[0] == greedy[2] == greedy[3] == generate(model, prompts[0], 10, temperature=0.0)
+
+
 class NextIdModel(torch.nn.Module):
     """Mock model that always predicts (last id + 1) mod V, and uses the cache like GPT does."""
 

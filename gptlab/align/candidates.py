@@ -55,23 +55,20 @@ def sample_responses(
 ) -> list[Candidates | None]:
     """K samples per prompt (None for a prompt too long to answer), batched through the engine.
 
-    Sample j of the flat list uses seed + j, so results do not depend on batch size or chunking.
+    Answer j of the flat list uses seed + j, so results do not depend on batch size. All answers
+    go to the engine in one call: a slot freed by a short answer takes the next prompt at once,
+    where chunks of one batch each waited for their longest answer.
     """
     ids = [tok.render_prompt(p) for p in prompts]
     fits = [len(x) + max_new_tokens <= engine.max_len for x in ids]
     flat = [(i, x) for i, x in enumerate(ids) if fits[i] for _ in range(k)]
     outs: dict[int, list[tuple[str, Content]]] = defaultdict(list)
-    chunk = max(1, engine.cache.n_slots)
     bar = tqdm(total=len(flat), desc="sampling", unit="answer", disable=not progress, leave=False)
-    for start in range(0, len(flat), chunk):
-        part = flat[start : start + chunk]
-        new = engine.generate_all(
-            [x for _, x in part], max_new_tokens, temperature=temperature, top_k=top_k, seed=seed + start
-        )
-        for (i, _), gen in zip(part, new):
-            outs[i].append(reply_messages(tok, gen))
-        bar.update(len(part))
+    new = engine.generate_all([x for _, x in flat], max_new_tokens, temperature=temperature, top_k=top_k,
+                              seed=seed, on_done=lambda _: bar.update(1))
     bar.close()
+    for (i, _), gen in zip(flat, new):
+        outs[i].append(reply_messages(tok, gen))
     result: list[Candidates | None] = []
     for i, p in enumerate(prompts):
         if not fits[i]:

