@@ -7,7 +7,7 @@
 set -euo pipefail
 RUN="${RUN:-smol}"
 SFT_STEPS="${SFT_STEPS:-60}"     # optimizer steps of 8 conversations of <= 256 tokens (LoRA r=8)
-RANK_PROMPTS="${RANK_PROMPTS:-400}"  # gym problems whose 4 sampled answers the checker ranks
+RANK_PROMPTS="${RANK_PROMPTS:-800}"  # gym problems whose 4 sampled answers the checker ranks (400 gave ~40 held-out pairs: too few)
 RM_STEPS="${RM_STEPS:-40}"       # reward-model steps of 16 pairs
 DPO_STEPS="${DPO_STEPS:-30}"     # DPO steps of 8 pairs (LoRA r=16)
 PPO_STEPS="${PPO_STEPS:-6}"      # PPO rollout iterations of 16 prompts
