@@ -77,9 +77,11 @@ evaluate "$R/rl" gym
 stamp "dpo and ppo trained and evaluated"
 
 # --- GRPO on reasoning-gym problems (graded by the gym's own scorer), group-relative advantages, ---
-# KL to the SFT model, LoRA adapters (r=16); judged on the same N_EVAL problems as every stage.
+# KL to the SFT model, LoRA adapters (r=16); judged on the same N_EVAL problems as every stage. A reply
+# cut by the budget loses 1 (without it GRPO learned to retry the calculator on gcd problems and never
+# end its turn: a third of held-out replies cut, docs/benchmarks.md).
 gptlab rl grpo --run "$RUN" --from "$R/sft" --tasks gym --steps "$GRPO_STEPS" --lora-rank 16 --lr 1e-4 \
-  --prompts-per-iter 8 --group-size 8 --max-new-tokens 48 --eval-prompts 0 --out "$R/grpo"
+  --prompts-per-iter 8 --group-size 8 --max-new-tokens 48 --missing-eos-penalty 1.0 --eval-prompts 0 --out "$R/grpo"
 evaluate "$R/grpo" arithmetic gym
 stamp "grpo trained and evaluated"
 

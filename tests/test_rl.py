@@ -255,6 +255,27 @@ def test_grpo_leaves_flat_groups_out_of_the_update_and_keeps_its_step_count(run,
         assert bool((torch.cat([first["adv"], second["adv"]]) != 0).all())  # only rows with signal
 
 
+def test_grpo_missing_eos_penalty_lowers_the_reward_of_replies_cut_by_the_budget(run):
+    """A verifier scores a cut reply too; with the penalty, a reply that never ends its turn earns less."""
+    from contextlib import nullcontext
+
+    policy, tok = load_for_inference(run / "sft", device="cpu")
+    task = _HalfFlat()
+    pool = [rollout.PromptItem(task.prompt(it), render_prompt(tok, task.prompt(it)), task, it)
+            for it in map(task.example, range(4))]
+    kw = {"prompts_per_iter": 4, "group_size": 6, "minibatch": 24, "max_new_tokens": 3, "seed": 3}
+    stats = {}
+    for penalty in (None, 0.5):
+        cfg = grpo.GRPOConfig(**kw, missing_eos_penalty=penalty)
+        batches = grpo.GRPOBatches(policy, copy.deepcopy(policy), make_engine(policy, tok, max_batch=24), tok,
+                                   pool, cfg, tok.token_id(PAD), nullcontext)
+        stats[penalty] = next(batches)["stats"]
+    cut = 1.0 - stats[None]["stopped_frac"]
+    assert cut > 0  # 3 tokens: most replies are cut, so the penalty has something to act on
+    assert stats[0.5]["stopped_frac"] == stats[None]["stopped_frac"]  # same seeds, same replies
+    assert stats[0.5]["reward"] == pytest.approx(stats[None]["reward"] - 0.5 * cut, abs=1e-6)
+
+
 # ---------------------------------------------------------------------------- the CLI
 
 

@@ -56,6 +56,7 @@ class GRPOConfig:
     eps: float = 1e-4  # added to the group's std
     seed: int = 1337  # prompt order and sampling seeds
     train_flat_groups: bool = False  # also update on groups whose replies all scored the same (A = 0)
+    missing_eos_penalty: float | None = None  # subtract from the reward of replies cut by the budget
 
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -111,6 +112,8 @@ class GRPOBatches(OnPolicyBatches):
             ro = generate(self.engine, [p.ids for p in prompts], c.max_new_tokens, c.temperature, c.top_k,
                           seed=c.seed * 7919 + iteration * 100_003)
         rewards = torch.tensor([p.reward(reply_messages(self.tok, r)[0]) for p, r in zip(prompts, ro.replies)])
+        if c.missing_eos_penalty is not None:  # a right answer that never ends its turn is not a good reply
+            rewards -= c.missing_eos_penalty * (~torch.tensor(ro.stopped)).float()
         groups = rewards.view(c.prompts_per_iter, c.group_size)
         adv = group_advantages(groups, c.eps).view(-1)
         device = next(self.policy.parameters()).device

@@ -46,6 +46,7 @@ class GRPOArgs(RolloutArgs):
     epochs: int = 1  # passes over each rollout batch (1: purely on-policy)
     eval_samples: int = 2  # also score K replies per held-out prompt sampled as in the rollouts, besides the greedy one
     train_flat_groups: bool = False  # also update on groups whose replies all scored the same (advantage 0: only the KL term moves them); off: those rows cost no forward or backward pass
+    missing_eos_penalty: float | None = None  # subtract from the reward of replies cut off by the budget (a verifier scores a cut reply's last number; without this GRPO can learn replies that never end)
 
     def check(self) -> None:
         super().check()
@@ -58,7 +59,7 @@ def algo_config(cfg: GRPOArgs) -> GRPOConfig:
         prompts_per_iter=cfg.prompts_per_iter, group_size=cfg.group_size, minibatch=cfg.minibatch,
         epochs=cfg.epochs, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
         top_k=cfg.top_k, kl_coef=cfg.kl_coef, clip=cfg.clip, seed=cfg.seed,
-        train_flat_groups=cfg.train_flat_groups,
+        train_flat_groups=cfg.train_flat_groups, missing_eos_penalty=cfg.missing_eos_penalty,
     )
 
 
