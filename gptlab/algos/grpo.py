@@ -112,8 +112,7 @@ class GRPOBatches(OnPolicyBatches):
             ro = generate(self.engine, [p.ids for p in prompts], c.max_new_tokens, c.temperature, c.top_k,
                           seed=c.seed * 7919 + iteration * 100_003)
         rewards = torch.tensor([p.reward(reply_messages(self.tok, r)[0]) for p, r in zip(prompts, ro.replies)])
-        if c.missing_eos_penalty is not None:  # a right answer that never ends its turn is not a good reply
-            rewards -= c.missing_eos_penalty * (~torch.tensor(ro.stopped)).float()
+        rewards -= ro.eos_penalty(c.missing_eos_penalty)  # a right answer that never ends its turn is not a good reply
         groups = rewards.view(c.prompts_per_iter, c.group_size)
         adv = group_advantages(groups, c.eps).view(-1)
         device = next(self.policy.parameters()).device

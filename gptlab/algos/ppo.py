@@ -233,8 +233,7 @@ class PPOBatches(OnPolicyBatches):
             ro = generate(self.engine, [p.ids for p in prompts], c.max_new_tokens, c.temperature, c.top_k,
                           seed=c.seed * 7919 + iteration * 100_003)
         scores = torch.tensor(self.reward_fn(prompts, ro.replies), dtype=torch.float32)
-        if c.missing_eos_penalty is not None:
-            scores -= c.missing_eos_penalty * (~torch.tensor(ro.stopped)).float()
+        scores -= ro.eos_penalty(c.missing_eos_penalty)
         device = next(self.ac.parameters()).device
         rows = ro.pack(self.tok, self.pad_id, device)
         with self.autocast():

@@ -122,6 +122,12 @@ class Rollouts:
     def tokens_per_s(self) -> float:
         return self.tokens / max(self.seconds, 1e-9)
 
+    def eos_penalty(self, penalty: float | None) -> torch.Tensor:
+        """(B,) float: `penalty` for each reply cut by the budget (it never ended its turn), else 0;
+        all zeros for None. PPO and GRPO subtract it from their scores."""
+        cut = (~torch.tensor(self.stopped, dtype=torch.bool)).float()
+        return cut * (penalty or 0.0)
+
     def pack(self, tok: TokenizerLike, pad_id: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """Right-padded tensors: idx (B, T), targets (B, T; -1 off the reply), mask (B, T; 1 on
         chosen reply tokens), last (B,; the position whose target is the reply's last token)."""

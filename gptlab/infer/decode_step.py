@@ -39,6 +39,7 @@ matrices; it is meant for decoding, where latency is the point.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -135,7 +136,7 @@ class DecodeStep:
         if any(p.requires_grad for p in self._params):
             self._key = None
 
-    def _fuse(self, blk: Block, split: int, cast) -> _LayerWeights:
+    def _fuse(self, blk: Block, split: int, cast: Callable[[torch.Tensor], torch.Tensor]) -> _LayerWeights:
         """One block's copies: q|k|v and gate|up concatenated, gains and the q scale folded in."""
         root_c = self.model.config.n_embd**0.5
         attn, mlp = blk.self_attn, blk.mlp

@@ -125,13 +125,12 @@ class KVCache:
             self.v = torch.zeros(shape, dtype=k.dtype, device=self.device)
         assert self._pos is not None and self.v is not None, "positions() must be called before update()"
         if self._write_at is not None:
-            kl, vl = self.k[layer], self.v[layer]
-            kl.narrow(2, self._write_at, 1).copy_(k)
-            vl.narrow(2, self._write_at, 1).copy_(v)
-            return kl.narrow(2, 0, self._span), vl.narrow(2, 0, self._span), self._mask
-        # Advanced indices on dims 0 and 2 move to the front: the target is (B, T, n_kv, hd).
-        self.k[layer][self._write_rows, :, self._pos] = k.transpose(1, 2)
-        self.v[layer][self._write_rows, :, self._pos] = v.transpose(1, 2)
+            self.k[layer].narrow(2, self._write_at, 1).copy_(k)
+            self.v[layer].narrow(2, self._write_at, 1).copy_(v)
+        else:
+            # Advanced indices on dims 0 and 2 move to the front: the target is (B, T, n_kv, hd).
+            self.k[layer][self._write_rows, :, self._pos] = k.transpose(1, 2)
+            self.v[layer][self._write_rows, :, self._pos] = v.transpose(1, 2)
         if self._all_rows:
             return self.k[layer, :, :, : self._span], self.v[layer, :, :, : self._span], self._mask
         return (
