@@ -13,7 +13,7 @@ DPO_STEPS="${DPO_STEPS:-30}"     # DPO steps of 8 pairs (LoRA r=16)
 PPO_STEPS="${PPO_STEPS:-6}"      # PPO rollout iterations of 16 prompts
 GRPO_STEPS="${GRPO_STEPS:-12}"   # GRPO rollout iterations of 8 problems x 8 replies (LoRA r=16)
 N_EVAL="${N_EVAL:-300}"          # held-out problems per generative task, the same for every stage
-N_MC="${N_MC:-200}"              # held-out play questions (multiple choice)
+N_MC="${N_MC:-400}"              # held-out play questions (multiple choice; at 200 the no-damage interval was as wide as its bound)
 N_JUDGE="${N_JUDGE:-100}"        # held-out prompts for the win rates against SFT
 R="runs/$RUN"
 export PYTHONUNBUFFERED=1
@@ -55,10 +55,11 @@ stamp "sft trained and evaluated"
 
 # --- Rankings of its own samples, and the reward model. 4 answers per gym problem sampled from the
 # SFT model, split by the gym's pass/fail verdict (right above wrong; two wrong answers make no pair,
-# though the gym's partial credit would order them); a reward model (the SFT trunk + a scalar head)
-# learns them, held out by prompt.
+# though the gym's partial credit would order them; an answer cut by the token budget ranks below
+# one that ended its turn: without it DPO learned to retry a failing calculator call until the budget
+# ran out); a reward model (the SFT trunk + a scalar head) learns them, held out by prompt.
 gptlab rank rule --run "$RUN" --from "$R/sft" --tasks gym --n "$RANK_PROMPTS" --k 4 --by correct \
-  --max-new-tokens 48 --dtype auto
+  --missing-eos-penalty 1.0 --max-new-tokens 48 --dtype auto
 gptlab reward train --run "$RUN" --from "$R/sft" --data "$R/rankings/rule.jsonl" --steps "$RM_STEPS" \
   --batch-pairs 16 --max-tokens 128 --lr 2e-5 --head-lr 1e-3 --val-frac 0.2 --eval-every None
 gptlab reward eval --run "$RUN"

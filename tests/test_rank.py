@@ -171,6 +171,41 @@ def test_rule_rankings_by_verdict_pair_only_right_against_wrong(model_dir, tok):
             assert len(r.responses[won]) >= task.cut > len(r.responses[lost])
 
 
+class _AllWrong(_Longest):
+    """Every answer fails: only the end-of-turn penalty can order them."""
+
+    def evaluate(self, item: Item, completion: str) -> bool:
+        return False
+
+
+def test_rule_rankings_put_answers_cut_by_the_budget_below_those_that_ended(model_dir, tok):
+    from gptlab.infer.loading import load_for_inference, make_engine
+
+    model, tok2 = load_for_inference(model_dir, device="cpu")
+    engine = make_engine(model, tok2, max_batch=4)
+    engine.eos_ids |= set(range(40, 80))  # a random model rarely ends; these ids end about half its replies
+    kw = {"n": 3, "k": 4, "max_new_tokens": 8, "seed": 1, "progress": False, "by": "correct"}
+    plain, stats = rule_rankings(engine, tok2, _AllWrong(), **kw)
+    assert plain == [] and 0 < stats["cut"] < 12  # all wrong: no pairs, and some answers were cut
+    got, stats2 = rule_rankings(engine, tok2, _AllWrong(), missing_eos_penalty=1.0, **kw)
+    assert got and stats2["cut"] == stats["cut"]
+    for r in got:
+        for won, lost in r.pairs():
+            assert r.meta["ended"][won] and not r.meta["ended"][lost]
+
+
+def test_candidates_keep_end_of_turn_flags_on_file_and_into_rankings(tmp_path):
+    c = Candidates([{"role": "user", "content": "hi"}], ["a", "bb", "ccc"], ended=[True, False, True])
+    save_candidates(tmp_path / "c.jsonl", [c])
+    (back,) = load_candidates(tmp_path / "c.jsonl")
+    assert back.ended == [True, False, True]
+    assert back.ranked([2, 0, 1], source="human").meta["ended"] == [True, False, True]
+    assert [r.meta["ended"] for r in rankings_from_scores(back, [1.0, 0.0, 1.0])] == [[True, False], [False, True]]
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "hi", "responses": ["a", "b"], "ended": [true]}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:1.*ended"):
+        load_candidates(tmp_path / "bad.jsonl")
+
+
 def test_cut_words_keeps_whole_words_within_the_budget():
     text = "Now is the winter of our discontent\nMade glorious summer"
     for n in range(4, len(text) + 5):

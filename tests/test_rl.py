@@ -85,6 +85,23 @@ def test_dpo_loss_is_log2_when_policy_equals_reference(run):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+def test_dpo_scores_a_cut_reply_without_the_end_of_turn_the_template_adds(run):
+    from gptlab.data.preferences import Ranking
+
+    _, tok = load_for_inference(run / "sft", device="cpu")
+    end = tok.token_id("<|end|>")
+    prompt = [{"role": "user", "content": "What is 2 + 3?"}]
+    flags = {"ended": [True, False]}  # the rejected answer ran out of tokens mid-reply
+    r = Ranking(prompt, ["The answer is 5.", "Let me compute that. It is"], [0, 1], flags)
+    (pair,), _ = dpo.ranking_pairs(tok, [r], 96, conversation)
+    chosen, rejected = [t for t in pair.chosen[1] if t != -1], [t for t in pair.rejected[1] if t != -1]
+    assert chosen[-1] == end  # an answer that ended is scored with its end of turn
+    assert end not in rejected and rejected == tok.encode("Let me compute that. It is")
+    unknown = Ranking(prompt, r.responses, [0, 1])  # no flags (a person's file): both ended
+    (old,), _ = dpo.ranking_pairs(tok, [unknown], 96, conversation)
+    assert [t for t in old.rejected[1] if t != -1][-1] == end
+
+
 def test_dpo_nll_term_adds_the_chosen_replies_nll_and_raises_their_likelihood(run):
     from gptlab.train.optim import build_optimizer
 

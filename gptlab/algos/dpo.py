@@ -39,8 +39,15 @@ class Pair:
     rejected: tuple[list[int], list[int]]
 
 
-def _encode(tok: TokenizerLike, conv: list[dict], max_len: int) -> tuple[list[int], list[int]] | None:
-    ids, mask = tok.render_conversation(conv, max_tokens=max_len + 1)
+def _encode(tok: TokenizerLike, conv: list[dict], max_len: int, ended: bool = True) -> tuple[list[int], list[int]] | None:
+    """ids[:-1] and reply targets; a reply the sampler cut (`ended` False) is scored without the
+    end-of-turn token the template adds, so DPO never learns "end here" from a reply that did not."""
+    ids, mask = tok.render_conversation(conv)
+    if not ended:  # the reply's last scored token is the end of turn the template wrote
+        last = max((i for i, m in enumerate(mask) if m), default=None)
+        if last is not None:
+            mask = mask[:last] + [0] + mask[last + 1 :]
+    ids, mask = ids[: max_len + 1], mask[: max_len + 1]
     targets = [t if m else -1 for t, m in zip(ids[1:], mask[1:])]
     if all(t == -1 for t in targets):
         return None  # the reply was cut off entirely: nothing to compare
@@ -58,7 +65,10 @@ def ranking_pairs(
     """
     pairs, dropped = [], 0
     for r in rankings:
-        enc = [_encode(tok, conversation(r, i), max_len) for i in range(len(r.responses))]
+        ended = r.meta.get("ended")
+        if not (isinstance(ended, list) and len(ended) == len(r.responses)):
+            ended = [True] * len(r.responses)
+        enc = [_encode(tok, conversation(r, i), max_len, bool(ended[i])) for i in range(len(r.responses))]
         for c, j in r.pairs():
             if enc[c] is None or enc[j] is None:
                 dropped += 1

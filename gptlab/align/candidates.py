@@ -4,7 +4,9 @@
 
 Sampled answers keep what the model wrote: a reply with a tool call is stored as its text
 (`responses`, what rules and people read) and, in `meta["contents"]`, as message parts, so the
-reward model scores the same tokens the RL policy will produce.
+reward model scores the same tokens the RL policy will produce. Whether each answer ended its
+turn or was cut by the token budget is kept too (`ended`): a rule can rank a cut answer below one
+that ended, and DPO scores a cut answer without the end-of-turn token the chat template adds.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ class Candidates:
     responses: list[str]  # reply text, tool results included
     contents: list[Content] | None = None  # the same replies as message content (parts kept)
     meta: dict = field(default_factory=dict)
+    ended: list[bool] | None = None  # each reply ended its turn (False: cut by the token budget); None: unknown
+
+    def ranked(self, order: list[int], **meta: Any) -> Ranking:
+        """These answers in a person's or judge's order, keeping their parts and end-of-turn flags."""
+        m = dict(self.meta, **meta)
+        if self.contents is not None:
+            m["contents"] = self.contents
+        if self.ended is not None:
+            m["ended"] = self.ended
+        return Ranking(self.prompt, list(self.responses), list(order), m)
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -67,15 +79,18 @@ def sample_responses(
     new = engine.generate_all([x for _, x in flat], max_new_tokens, temperature=temperature, top_k=top_k,
                               seed=seed, on_done=lambda _: bar.update(1))
     bar.close()
+    ended: dict[int, list[bool]] = defaultdict(list)
     for (i, _), gen in zip(flat, new):
         outs[i].append(reply_messages(tok, gen))
+        ended[i].append(bool(gen) and gen[-1] in engine.eos_ids)
     result: list[Candidates | None] = []
     for i, p in enumerate(prompts):
         if not fits[i]:
             result.append(None)
             continue
         texts, contents = [t for t, _ in outs[i]], [c for _, c in outs[i]]
-        result.append(Candidates(p, texts, contents if any(isinstance(c, list) for c in contents) else None))
+        result.append(Candidates(p, texts, contents if any(isinstance(c, list) for c in contents) else None,
+                                 ended=ended[i]))
     return result
 
 
@@ -97,22 +112,25 @@ def rankings_from_scores(cands: Candidates, scores: Sequence[float], meta: dict 
     if len(scores) != k:
         raise ValueError(f"{len(scores)} scores for {k} responses")
     base = dict(cands.meta, **(meta or {}))
+
+    def meta_of(picked: list[int]) -> dict:
+        m = dict(base, scores=[scores[i] for i in picked])
+        if cands.contents is not None:
+            m["contents"] = [cands.contents[i] for i in picked]
+        if cands.ended is not None:
+            m["ended"] = [cands.ended[i] for i in picked]
+        return m
+
     if len(set(scores)) == k:
         order = sorted(range(k), key=lambda i: -scores[i])
-        m = dict(base, scores=list(scores))
-        if cands.contents is not None:
-            m["contents"] = list(cands.contents)
-        return [Ranking(cands.prompt, list(cands.responses), order, m)]
+        return [Ranking(cands.prompt, list(cands.responses), order, meta_of(list(range(k))))]
     out = []
     for i in range(k):
         for j in range(i + 1, k):
             if scores[i] == scores[j]:
                 continue
-            m = dict(base, scores=[scores[i], scores[j]])
-            if cands.contents is not None:
-                m["contents"] = [cands.contents[i], cands.contents[j]]
             order = [0, 1] if scores[i] > scores[j] else [1, 0]
-            out.append(Ranking(cands.prompt, [cands.responses[i], cands.responses[j]], order, m))
+            out.append(Ranking(cands.prompt, [cands.responses[i], cands.responses[j]], order, meta_of([i, j])))
     return out
 
 
@@ -129,6 +147,8 @@ def save_candidates(path: str | Path, cands: Sequence[Candidates]) -> None:
                 rec["contents"] = c.contents
             if c.meta:
                 rec["meta"] = c.meta
+            if c.ended is not None:
+                rec["ended"] = c.ended
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
@@ -158,5 +178,9 @@ def load_candidates(path: str | Path) -> list[Candidates]:
                 prompt = _prompt(rec["prompt"])
             except BadRecord as e:
                 raise InputError(path, str(e), line=no) from None
-            out.append(Candidates(prompt, resp, contents, rec.get("meta") or {}))
+            ended = rec.get("ended")
+            if ended is not None and (not isinstance(ended, list) or len(ended) != len(resp)
+                                      or not all(isinstance(e, bool) for e in ended)):
+                raise InputError(path, "'ended' must list one true/false per response", line=no)
+            out.append(Candidates(prompt, resp, contents, rec.get("meta") or {}, ended))
     return out

@@ -76,11 +76,7 @@ class Labeler:
         for a in sorted(self.answers, key=lambda a: a["item"]):
             if a["order"] is None:
                 continue
-            c = self.cands[a["item"]]
-            meta = dict(c.meta, source="human", rater=self.rater, item=a["item"])
-            if c.contents is not None:
-                meta["contents"] = c.contents
-            out.append(Ranking(c.prompt, list(c.responses), list(a["order"]), meta))
+            out.append(self.cands[a["item"]].ranked(a["order"], source="human", rater=self.rater, item=a["item"]))
         return out
 
     def save(self) -> None:

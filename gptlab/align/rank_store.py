@@ -161,11 +161,7 @@ class RankStore:
     # ------------------------------------------------------------------ saving
     def ranking(self, i: int, order: list[int], rater: str) -> Ranking:
         """The record the terminal labeler would write for this answer (same meta, same keys)."""
-        c = self.cands[i]
-        meta = dict(c.meta, source="human", rater=rater, item=i)
-        if c.contents is not None:
-            meta["contents"] = c.contents
-        return Ranking(c.prompt, list(c.responses), list(order), meta)
+        return self.cands[i].ranked(order, source="human", rater=rater, item=i)
 
     def save(self, rater: Any, i: Any, order: Any) -> Ranking:
         """Validate, then append one ranking; RankRequestError (nothing written) when it is bad."""

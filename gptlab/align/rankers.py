@@ -41,26 +41,32 @@ def with_reference(c: Candidates, item: Any) -> Candidates:
     """
     ref = item.messages[-1]["content"]
     contents = list(c.contents) if c.contents is not None else list(c.responses)
-    return Candidates(c.prompt, [*c.responses, reply_text(ref)], [*contents, ref], dict(c.meta, reference=len(c.responses)))
+    ended = None if c.ended is None else [*c.ended, True]
+    return Candidates(c.prompt, [*c.responses, reply_text(ref)], [*contents, ref], dict(c.meta, reference=len(c.responses)),
+                      ended)
 
 
 def rule_rankings(
     engine: Engine, tok: TokenizerLike, task: Task, n: int, k: int, progress: bool = True,
-    reference: bool = False, by: str = "reward", **sampling: Any
+    reference: bool = False, by: str = "reward", missing_eos_penalty: float | None = None, **sampling: Any
 ) -> tuple[list[Ranking], dict[str, Any]]:
     """Rankings of K sampled answers to the first `n` prompts of `task`, by `task.reward`, or
     with by="correct" by the task's pass/fail verdict alone: a graded reward (the reasoning gym
     gives partial credit) otherwise also orders two wrong answers, pairs that teach a reward
     model which wrong number is nearer, not what is right. With `reference`, the task's own
-    reference reply is ranked among them.
+    reference reply is ranked among them. `missing_eos_penalty` is taken off the score of an answer
+    the token budget cut: a verifier reads a cut reply's last number, and a reply that never ends
+    its turn must rank below one that does (without it, DPO on these pairs learned to retry a
+    failing tool call until the budget ran out: docs/benchmarks.md).
 
-    Returns (rankings, stats); stats counts prompts, prompts with any signal, pairs, mean reward.
+    Returns (rankings, stats); stats counts prompts, prompts with any signal, pairs, mean reward,
+    and answers cut by the budget.
     """
     items = [task.example(i) for i in range(min(n, len(task)))]
     cands = sample_responses(engine, tok, [task.prompt(it) for it in items], k, progress=progress, **sampling)
     rankings: list[Ranking] = []
     rewards: list[float] = []
-    useful = 0
+    useful = cut = 0
     for item, c in zip(items, cands):
         if c is None:
             continue
@@ -70,6 +76,10 @@ def rule_rankings(
             scores = [float(task.evaluate(item, text)) for text in c.responses]
         else:
             scores = [float(task.reward(item, text)) for text in c.responses]
+        if c.ended is not None:
+            cut += c.ended.count(False)
+            if missing_eos_penalty:
+                scores = [s - (0.0 if e else missing_eos_penalty) for s, e in zip(scores, c.ended)]
         rewards += scores
         got = rankings_from_scores(c, scores, {"source": "rule", "task": task.name})
         useful += bool(got)
@@ -81,6 +91,7 @@ def rule_rankings(
         "rankings": len(rankings),
         "pairs": sum(len(r.pairs()) for r in rankings),
         "mean_reward": sum(rewards) / max(len(rewards), 1),
+        "cut": cut,
     }
     return rankings, stats
 

@@ -22,6 +22,7 @@ class RuleConfig(SamplingOptions):
     n: int = 200  # prompts per task (from the train split)
     reference: bool = False  # rank the task's reference reply among the K samples (a signal even when all K are wrong)
     by: Literal["reward", "correct"] = "reward"  # reward: the task's graded reward; correct: its pass/fail verdict only (no pairs between two wrong answers)
+    missing_eos_penalty: float | None = None  # taken off the score of an answer the token budget cut, so it ranks below one that ended its turn
 
 
 def run(cfg: RuleConfig) -> int:
@@ -30,9 +31,9 @@ def run(cfg: RuleConfig) -> int:
     rankings = []
     for t in names:
         got, stats = rule_rankings(engine, tok, get_task(t, "train"), cfg.n, cfg.k, reference=cfg.reference,
-                                   by=cfg.by, **cfg.sampling())
+                                   by=cfg.by, missing_eos_penalty=cfg.missing_eos_penalty, **cfg.sampling())
         print(f"{t}: {stats['prompts']} prompts, {stats['prompts_with_signal']} with a winner, "
-              f"{stats['pairs']} pairs, mean reward {stats['mean_reward']:.3f}")
+              f"{stats['pairs']} pairs, mean reward {stats['mean_reward']:.3f}, {stats['cut']} answers cut by the budget")
         rankings += got
     out = cfg.output("rule.jsonl")
     save_rankings(out, rankings)
