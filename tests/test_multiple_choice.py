@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gptlab.eval.multiple_choice import MCItem, choice_logprobs, make_item, score_multiple_choice
+from gptlab.eval.multiple_choice import (
+    MCItem,
+    choice_logprobs,
+    choice_logprobs_batch,
+    make_item,
+    score_multiple_choice,
+)
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
 
@@ -53,6 +59,25 @@ def test_batched_equals_one_at_a_time():
         for (lp, _), c in zip(got, choices, strict=True):
             assert lp == pytest.approx(naive_logprob(model, ctx, c), abs=1e-4)
             assert lp < 0
+
+
+def test_items_scored_together_equal_each_alone():
+    """Contexts of different lengths side by side, choices of different counts and lengths, one
+    item too long for the model: every log-prob equals the full-forward one."""
+    model = tiny(max_seq_len=24)
+    g = torch.Generator().manual_seed(2)
+    items = []
+    for n_ctx, lens in [(3, (1, 4)), (9, (2, 2, 5)), (1, (3,) * 4), (22, (4, 1)), (6, (1,))]:
+        ctx = torch.randint(0, V, (n_ctx,), generator=g).tolist()
+        items.append((ctx, [torch.randint(0, V, (n,), generator=g).tolist() for n in lens]))
+    got = choice_logprobs_batch(model, items)
+    assert [[n for _, n in g] for g in got] == [[len(c) for c in ch] for _, ch in items]
+    for (ctx, choices), scored in zip(items, got, strict=True):
+        for (lp, _), c in zip(scored, choices, strict=True):
+            assert lp == pytest.approx(naive_logprob(model, ctx, c), abs=1e-4)
+    mc = [MCItem(ctx, ch, 0, [1] * len(ch)) for ctx, ch in items]
+    one_by_one = score_multiple_choice(model, mc, batch_tokens=1)
+    assert score_multiple_choice(model, mc, batch_tokens=10_000) == one_by_one
 
 
 def test_long_context_is_truncated_from_the_left():

@@ -8,8 +8,9 @@ Scores are reported with the random baseline (mean of 1/len(choices)) and centre
 (acc - baseline) / (1 - baseline), so tasks with 2 and 4 choices read on one scale.
 
 An item's context goes through the model once; its choices continue from the context's keys and
-values in the KV cache, one row each. Token ids only; `make_item` builds an item from text with
-a gptlab tokenizer.
+values in the KV cache, one row each. Items of similar context length are scored together (a
+play question's context is ~60 tokens: one at a time, per-call overhead took two thirds of the
+time). Token ids only; `make_item` builds an item from text with a gptlab tokenizer.
 """
 
 from __future__ import annotations
@@ -55,7 +56,22 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@torch.inference_mode()
+def _check(model: torch.nn.Module, context_ids: list[int], choices_ids: list[list[int]]) -> None:
+    if not context_ids:
+        raise ValueError(
+            "context_ids is empty: the first choice token needs something to follow (e.g. BOS)"
+        )
+    if not choices_ids or any(len(c) == 0 for c in choices_ids):
+        raise ValueError(
+            "every item needs at least one choice, and every choice at least one token"
+        )
+    longest = max(len(c) for c in choices_ids)
+    if longest > model.config.max_seq_len:
+        raise ValueError(
+            f"a choice of {longest} tokens does not fit the model's context of {model.config.max_seq_len} after a context token"
+        )
+
+
 def choice_logprobs(
     model: torch.nn.Module, context_ids: list[int], choices_ids: list[list[int]]
 ) -> list[tuple[float, int]]:
@@ -66,42 +82,69 @@ def choice_logprobs(
     one context instead of four. When context + a choice exceeds the model's context, each choice
     is scored in its own row with the context cut from the left to fit it (as lm-eval does).
     """
-    if not context_ids:
-        raise ValueError(
-            "context_ids is empty: the first choice token needs something to follow (e.g. BOS)"
-        )
-    if not choices_ids or any(len(c) == 0 for c in choices_ids):
-        raise ValueError(
-            "every item needs at least one choice, and every choice at least one token"
-        )
+    return choice_logprobs_batch(model, [(context_ids, choices_ids)])[0]
+
+
+@torch.inference_mode()
+def choice_logprobs_batch(
+    model: torch.nn.Module, items: Sequence[tuple[list[int], list[list[int]]]]
+) -> list[list[tuple[float, int]]]:
+    """`choice_logprobs` of several (context, choices) items in two forward passes: the contexts
+    side by side (right-padded), then every choice of every item continuing its own item's keys and
+    values. At batch 1 a 135M model spent most of an item in per-call overhead and small matrices."""
+    for ctx, choices in items:
+        _check(model, ctx, choices)
     max_len = model.config.max_seq_len
-    longest = max(len(c) for c in choices_ids)
-    if longest > max_len:
-        raise ValueError(
-            f"a choice of {longest} tokens does not fit the model's context of {max_len} after a context token"
-        )
-    if len(context_ids) + longest > max_len + 1:  # each choice keeps as much context as fits it
-        return _choice_logprobs_cut(model, context_ids, choices_ids)
-    ctx = context_ids
+    out: list[list[tuple[float, int]] | None] = [None] * len(items)
+    fits = []
+    for i, (ctx, choices) in enumerate(items):
+        if len(ctx) + max(len(c) for c in choices) > max_len + 1:  # each choice keeps as much context as fits it
+            out[i] = _choice_logprobs_cut(model, ctx, choices)
+        else:
+            fits.append(i)
+    if fits:
+        got = _shared_context_logprobs(model, [items[i] for i in fits])
+        for i, g in zip(fits, got):
+            out[i] = g
+    return [o for o in out if o is not None]
+
+
+def _shared_context_logprobs(
+    model: torch.nn.Module, items: Sequence[tuple[list[int], list[list[int]]]]
+) -> list[list[tuple[float, int]]]:
     dev = _device(model)
+    lead, slots = [], []  # each item's first choice slot; every choice's (item, slot)
+    for i, (_, choices) in enumerate(items):
+        lead.append(len(slots))
+        slots += [(i, len(slots) + j) for j in range(len(choices))]
+    width = max(len(ctx) for ctx, _ in items)
+    longest = max(len(c) for _, choices in items for c in choices)
     was_training = model.training
     model.eval()
     try:
-        cache = KVCache(model.config, len(choices_ids), max_len=len(ctx) + longest, device=dev)
-        first = _logsoftmax(model, model.hidden_states(torch.tensor([ctx], device=dev), cache.select([0]))[0, -1])
-        share_prefix(cache, len(ctx))
-        rest = [c[:-1] for c in choices_ids]  # each choice token after the first follows these
-        width = max(len(r) for r in rest)
-        out = [float(first[c[0]]) for c in choices_ids]
-        if width:
-            x = torch.tensor([r + [0] * (width - len(r)) for r in rest], device=dev)  # right padding: unseen
+        cache = KVCache(model.config, len(slots), max_len=width + longest, device=dev)
+        x = torch.tensor([ctx + [0] * (width - len(ctx)) for ctx, _ in items], device=dev)  # right padding: unseen
+        h = model.hidden_states(x, cache.select(lead))
+        last = torch.tensor([len(ctx) - 1 for ctx, _ in items], device=dev)
+        first = _logsoftmax(model, h[torch.arange(len(items), device=dev), last])  # (items, V)
+        for i, (ctx, choices) in enumerate(items):
+            cache.set_length(lead[i], len(ctx))
+            for j in range(1, len(choices)):
+                cache.copy_slot(lead[i], lead[i] + j, len(ctx))
+                cache.set_length(lead[i] + j, len(ctx))
+        out = [[float(first[i, c[0]]) for c in choices] for i, (_, choices) in enumerate(items)]
+        rest = [items[i][1][s - lead[i]][:-1] for i, s in slots]  # each choice token after the first follows these
+        w = max(len(r) for r in rest)
+        if w:
+            x = torch.tensor([r + [0] * (w - len(r)) for r in rest], device=dev)
             logp = _logsoftmax(model, model.hidden_states(x, cache.select(None)))
-            for r, c in enumerate(choices_ids):
-                if len(c) > 1:
-                    out[r] += float(logp[r, torch.arange(len(c) - 1), torch.tensor(c[1:], device=dev)].sum())
+            for (i, s), r in zip(slots, rest):
+                c = items[i][1][s - lead[i]]
+                if r:
+                    out[i][s - lead[i]] += float(logp[s, torch.arange(len(r)), torch.tensor(c[1:], device=dev)].sum())
     finally:
         model.train(was_training)
-    return [(lp, len(c)) for lp, c in zip(out, choices_ids)]
+    return [[(lp, len(c)) for lp, c in zip(o, choices)] for o, (_, choices) in zip(out, items)]
 
 
 def _choice_logprobs_cut(model: torch.nn.Module, context_ids: list[int], choices_ids: list[list[int]]) -> list[tuple[float, int]]:
@@ -140,17 +183,40 @@ def share_prefix(cache: KVCache, n: int) -> None:
         cache.set_length(slot, n)
 
 
+def _batched_logprobs(model: torch.nn.Module, items: list[MCItem], batch_tokens: int,
+                      bar: tqdm | None) -> list[list[tuple[float, int]]]:
+    """Choice log-probs of every item, in item order; batches group items by context length so
+    that little of a batch is padding."""
+    order = sorted(range(len(items)), key=lambda i: len(items[i].context_ids))
+    out: list[list[tuple[float, int]]] = [[] for _ in items]
+    start = 0
+    while start < len(order):
+        end = start + 1  # the longest context of a batch is its last: stop before it passes the budget
+        while end < len(order) and (end + 1 - start) * len(items[order[end]].context_ids) <= batch_tokens:
+            end += 1
+        part = order[start:end]
+        got = choice_logprobs_batch(model, [(items[i].context_ids, items[i].choices_ids) for i in part])
+        for i, g in zip(part, got):
+            out[i] = g
+        if bar is not None:
+            bar.update(len(part))
+        start = end
+    return out
+
+
 def score_multiple_choice(
     model: torch.nn.Module,
     items: Iterable[MCItem],
     token_bytes: Sequence[int] | None = None,
     progress: bool = False,
+    batch_tokens: int = 4096,
 ) -> dict:
     """acc, acc_norm, random_baseline, centred_acc, centred_acc_norm, n over the items, and
     `item_correct` (1/0 per item by `acc`'s rule, in order: for paired comparisons of two models).
 
     `acc_norm` needs byte lengths: each item's `choice_bytes`, or else `token_bytes` (bytes per
-    token id, e.g. `tok.token_byte_lengths()`) to add up over the choice's tokens.
+    token id, e.g. `tok.token_byte_lengths()`) to add up over the choice's tokens. Items of similar
+    context length are scored together, about `batch_tokens` context tokens per forward pass.
     """
     items = list(items)
     if not items:
@@ -158,15 +224,15 @@ def score_multiple_choice(
     correct = correct_norm = 0
     item_correct: list[int] = []
     baseline = 0.0
-    it = items
-    if progress:
-        it = tqdm(items, desc="multiple choice", unit="item")
-    for item in it:
+    it = tqdm(total=len(items), desc="multiple choice", unit="item") if progress else None
+    for item in items:
         if not 0 <= item.label < len(item.choices_ids):
             raise ValueError(
                 f"label {item.label} is not an index into {len(item.choices_ids)} choices"
             )
-        lps = [lp for lp, _ in choice_logprobs(model, item.context_ids, item.choices_ids)]
+    scored = _batched_logprobs(model, items, batch_tokens, it if progress else None)
+    for item, got in zip(items, scored):
+        lps = [lp for lp, _ in got]
         if item.choice_bytes is not None:
             nbytes = item.choice_bytes
         elif token_bytes is not None:
@@ -178,6 +244,8 @@ def score_multiple_choice(
         correct += item_correct[-1]
         correct_norm += max(range(len(lps)), key=lambda i: lps[i] / max(nbytes[i], 1)) == item.label
         baseline += 1.0 / len(item.choices_ids)
+    if it is not None:
+        it.close()
     n = len(items)
     acc, acc_norm, base = correct / n, correct_norm / n, baseline / n
     return {
