@@ -200,3 +200,22 @@ def test_token_rows_train_beside_lora_and_merge_exactly(tie):
     assert (model.lm_head.weight is model.embed_tokens.weight) == tie
     with torch.no_grad():
         torch.testing.assert_close(model(idx), wrapped, rtol=1e-5, atol=1e-5)
+
+
+def test_token_rows_gradient_is_the_same_every_time():
+    """Many positions read a few trained rows: their gradient must add up in one fixed order (an
+    indexing gather's backward did not on CPU, and two runs of one SFT parted at step 2)."""
+    from gptlab.model.token_rows import RowsEmbedding
+
+    torch.manual_seed(0)
+    emb = RowsEmbedding(torch.nn.Embedding(50, 64), list(range(40, 50)))
+    idx = torch.randint(30, 50, (8, 256))  # half the positions read a trained row
+    upstream = torch.randn(8, 256, 64)
+
+    def grad() -> torch.Tensor:
+        emb.rows.grad = None
+        (emb(idx) * upstream).sum().backward()
+        return emb.rows.grad.clone()
+
+    first = grad()
+    assert first.abs().sum() > 0 and all(torch.equal(first, grad()) for _ in range(20))

@@ -16,6 +16,7 @@ With tied embeddings the head reads the same trained rows as the embedding (one 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 EMBED_ROWS = "embed_tokens.rows"
@@ -40,7 +41,9 @@ class RowsEmbedding(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         s = self.slot[idx]
-        own = self.rows[s.clamp(min=0)]
+        # F.embedding, not self.rows[...]: an indexing gather's backward adds into the rows from
+        # several threads in no fixed order on CPU, so two runs of one SFT differed from step 2.
+        own = F.embedding(s.clamp(min=0), self.rows)
         return torch.where((s >= 0).unsqueeze(-1), own.to(self.base.weight.dtype), self.base(idx))
 
     def merged(self) -> nn.Embedding:
