@@ -174,15 +174,6 @@ def _logsoftmax(model: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(model.lm_head(h).double(), dim=-1)
 
 
-def share_prefix(cache: KVCache, n: int) -> None:
-    """Copy slot 0's first n keys and values into every other slot: one prefill, many rows."""
-    assert cache.k is not None and cache.v is not None
-    cache.k[:, 1:, :, :n] = cache.k[:, :1, :, :n]
-    cache.v[:, 1:, :, :n] = cache.v[:, :1, :, :n]
-    for slot in range(cache.n_slots):
-        cache.set_length(slot, n)
-
-
 def _batched_logprobs(model: torch.nn.Module, items: list[MCItem], batch_tokens: int,
                       bar: tqdm | None) -> list[list[tuple[float, int]]]:
     """Choice log-probs of every item, in item order; batches group items by context length so
@@ -230,7 +221,7 @@ def score_multiple_choice(
             raise ValueError(
                 f"label {item.label} is not an index into {len(item.choices_ids)} choices"
             )
-    scored = _batched_logprobs(model, items, batch_tokens, it if progress else None)
+    scored = _batched_logprobs(model, items, batch_tokens, it)
     for item, got in zip(items, scored):
         lps = [lp for lp, _ in got]
         if item.choice_bytes is not None:
