@@ -317,6 +317,26 @@ def test_reward_hacking_watch_reads_the_evaluations_items_too(tmp_path):
     assert "accuracy on gym/gen -0.200" in watch.detail
 
 
+def test_reward_hacking_is_named_when_wrong_replies_gain_the_reward_models_favour(tmp_path):
+    # 40 held-out prompts, the same 20 right before and after; the policy learned to make its 20 wrong
+    # replies score like right ones: the reward rises, accuracy does not move, the AUC falls.
+    run = make_run(tmp_path / "x")
+    right = [1.0] * 20 + [0.0] * 20
+    rm_before = [4.0 + 0.01 * i for i in range(20)] + [1.0 + 0.01 * i for i in range(20)]
+    rm_after = [4.0 + 0.01 * i for i in range(20)] + [3.9 + 0.02 * i for i in range(20)]
+    lines = [{"len": [30.0] * 40, "accuracy": right, "task_reward": right, "reward": r} for r in (rm_before, rm_after)]
+    (run / "rl" / "heldout_items.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    atomic_write_json(run / "rl" / "eval.json", {"before": {"heldout_reward": 2.5, "heldout_len": 30.0},
+                                                 "after": {"heldout_reward": 4.1, "heldout_len": 30.0}})
+    watch = next(c for c in checks(collect(run)) if "reward-hacking" in c.claim)
+    assert watch.mark == FAIL and "ranking of right over wrong replies fell" in watch.detail
+    assert "AUC of right over wrong replies 1.000 -> 0.512" in watch.detail and "20 replies still wrong +2.995" in watch.detail
+    lines[1]["reward"] = [r + 1.5 for r in rm_before]  # every reply gains alike: the reward model still separates them
+    (run / "rl" / "heldout_items.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    watch = next(c for c in checks(collect(run)) if "reward-hacking" in c.claim)
+    assert watch.mark == PASS and "1.000 -> 1.000" in watch.detail
+
+
 def test_a_lora_stage_reads_its_loop_state_from_its_checkpoint_folder(tmp_path):
     run = make_run(tmp_path / "x")
     (run / "sft" / "checkpoint").mkdir()

@@ -9,7 +9,8 @@ from typing import ClassVar
 import pytest
 
 from gptlab.algos.rollout import PromptItem
-from gptlab.eval.heldout import make_heldout_eval, paired_summary
+from gptlab.eval.heldout import make_heldout_eval
+from gptlab.eval.heldout_stats import paired_summary
 
 END = 0
 

@@ -7,7 +7,7 @@ score list to `heldout_items.jsonl`:
 
 so the first and last lines compare the SFT model and the trained policy on the *same* prompts.
 That pairing is what lets a gain of a handful of problems out of hundreds be told from noise:
-`paired_summary` gives each score's mean gain with a 95% bootstrap interval, and for accuracy the
+`paired_summary` (gptlab.eval.heldout_stats) gives each score's mean gain with a 95% bootstrap interval, and for accuracy the
 problems fixed and broken with the sign test's p-value (gptlab.eval.metrics.paired_gain).
 
 Each line also keeps the greedy replies' token ids (`replies`). With a reward model (PPO), every
@@ -28,9 +28,7 @@ from typing import Any
 from torch import nn
 
 from gptlab.algos.rollout import generate, reply_messages
-from gptlab.eval.metrics import paired_gain
-
-ITEMS = "heldout_items.jsonl"
+from gptlab.eval.heldout_stats import read_items
 
 
 def make_heldout_eval(engine: Any, tok: Any, held: list, max_new: int, reward_fn: Any = None,
@@ -100,28 +98,6 @@ def same_length(a: list[int], b: list[int], stop_ids: Any = ()) -> tuple[list[in
     return a[:n], b[:n]
 
 
-def _lines(items_path: Path | None) -> list[dict[str, Any]]:
-    if items_path is None or not Path(items_path).exists():
-        return []
-    return [json.loads(s) for s in Path(items_path).read_text(encoding="utf-8").splitlines() if s.strip()]
-
-
 def _first_replies(items_path: Path | None) -> list[list[int]]:
-    lines = _lines(items_path)
+    lines = read_items(items_path)
     return list(lines[0].get("replies", [])) if lines else []
-
-
-def paired_summary(items_path: Path) -> dict[str, dict[str, Any]]:
-    """First vs last evaluation in `items_path`: {score: paired_gain(before, after)}, plus
-    `length_matched_reward` (the last evaluation's replies against the first's, each pair cut to
-    one length); {} if there are fewer than two evaluations."""
-    lines = _lines(items_path)
-    if len(lines) < 2:
-        return {}
-    first, last = lines[0], lines[-1]
-    skip = {"replies", "matched_reward", "matched_reward_before"}
-    out = {k: paired_gain(first[k], last[k]) for k in last
-           if k not in skip and k in first and len(first[k]) == len(last[k]) and first[k]}
-    if last.get("matched_reward"):
-        out["length_matched_reward"] = paired_gain(last["matched_reward_before"], last["matched_reward"])
-    return out

@@ -16,6 +16,7 @@ from typing import Any
 from matplotlib.figure import Figure  # no pyplot: no global state, no display
 
 from gptlab.errors import InputError
+from gptlab.eval.heldout_stats import ITEMS, paired_summary
 from gptlab.eval.report_checks import FAIL, PASS, SKIP, STAGES, Bounds, Check, checks
 from gptlab.fileio import atomic_open, atomic_write_text
 from gptlab.train import checkpoint
@@ -50,6 +51,8 @@ def collect(run: Path) -> dict[str, dict]:
     for stage in STAGES:
         d = run / stage
         data = _json(d / "eval.json") or {}
+        if paired := paired_summary(d / ITEMS):  # from the per-prompt file: older runs gain newer statistics
+            data["paired"] = paired
         out[stage] = {
             "exists": d.is_dir(),
             "eval": data.get("results", {}),
@@ -152,7 +155,8 @@ def heldout_lines(summary: dict) -> list[str]:
     rows = []
     for k in keys:
         g = paired.get(k.removeprefix("heldout_"))
-        rows.append([k, before.get(k, ""), after.get(k, ""), g["gain"] if g else "", _ci(g["ci95"] if g else None)])
+        was, now = before.get(k, (g or {}).get("before", "")), after.get(k, (g or {}).get("after", ""))
+        rows.append([k, was, now, g["gain"] if g else "", _ci(g["ci95"] if g else None)])
     return ["", f"Held-out prompts, step {summary.get('before_step', '?')} (before) vs {summary.get('after_step', '?')} (after):",
             "", *_table(["score", "before", "after", "paired gain", "95% CI"], rows)]
 

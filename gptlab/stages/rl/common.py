@@ -22,7 +22,7 @@ from torch import nn
 from gptlab.algos.rollout import PromptItem, file_prompts, task_prompts
 from gptlab.common import pick_autocast_dtype, print0, run_dir
 from gptlab.errors import InputError
-from gptlab.eval.heldout import ITEMS
+from gptlab.eval.heldout_stats import ITEMS
 from gptlab.eval.prompts import read_prompts
 from gptlab.infer.loading import load_for_inference
 from gptlab.model import lora

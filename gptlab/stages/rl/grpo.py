@@ -12,7 +12,8 @@ from gptlab.algos.grpo import GRPOBatches, GRPOConfig, grpo_loss
 from gptlab.commandline import parse
 from gptlab.common import autocast_context, run_dir
 from gptlab.errors import InputError
-from gptlab.eval.heldout import ITEMS, make_heldout_eval
+from gptlab.eval.heldout import make_heldout_eval
+from gptlab.eval.heldout_stats import ITEMS
 from gptlab.infer.loading import make_engine
 from gptlab.stages.rl.common import (
     STALE,

@@ -20,7 +20,8 @@ from gptlab.algos.ppo import ActorCritic, PPOBatches, PPOConfig, make_rm_reward,
 from gptlab.algos.reward_model import load_reward_model
 from gptlab.commandline import parse
 from gptlab.common import autocast_context, run_dir
-from gptlab.eval.heldout import ITEMS, make_heldout_eval
+from gptlab.eval.heldout import make_heldout_eval
+from gptlab.eval.heldout_stats import ITEMS
 from gptlab.infer.loading import make_engine
 from gptlab.model.heads import ScalarHeadModel
 from gptlab.model.io import load_model

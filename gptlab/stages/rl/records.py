@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from gptlab.eval.heldout import ITEMS, paired_summary
+from gptlab.eval.heldout_stats import ITEMS, paired_summary
 from gptlab.fileio import atomic_write_json, read_json
 from gptlab.train.plots import plot_panels
 from gptlab.train.tracker import read_metrics
