@@ -82,6 +82,21 @@ def test_model_judge_is_a_likelihood_comparison(run):
     assert v in ("first", "second", "tie")
 
 
+def test_model_judge_scores_all_pairs_in_batches_with_the_verdicts_of_one_pair_at_a_time(run, monkeypatch):
+    model, tok = load_for_inference(run / "sft", "cpu")
+    q2 = [{"role": "user", "content": "Compute 12 * 7, then say why in a long sentence."}]
+    prompts, a, b = [Q, q2, Q], ["5", "84 because 12 sevens are 84", "The answer is 5."], ["7", "85", "no"]
+    alone = judge.model_judge(model, tok, "Be right.")
+    singles = [both_orders(alone, p, x, y) for p, x, y in zip(prompts, a, b)]
+    batched = judge.model_judge(model, tok, "Be right.")
+    calls = []
+    real = judge.batched_logprobs
+    monkeypatch.setattr(judge, "batched_logprobs", lambda *args, **kw: calls.append(len(args[1])) or real(*args, **kw))
+    votes, _ = judge_all(batched, prompts, a, b, "x", "y", "model")
+    assert calls == [6]  # one call for the 3 pairs in both orders, none after
+    assert [(v["winner"], v["orders"]) for v in votes] == [(w, list(o)) for w, o in singles]
+
+
 def test_judge_cli_writes_votes_arena_reads(run, capsys):
     out = run / "judge" / "votes.jsonl"
     argv = ["--a", str(run / "base"), "--b", str(run / "sft"), "--task", "arithmetic", "--limit", "3",

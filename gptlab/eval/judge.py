@@ -26,7 +26,7 @@ import torch
 
 from gptlab.errors import InputError
 from gptlab.eval.metrics import bootstrap_ci, centred_accuracy, classification_report, sign_test
-from gptlab.eval.multiple_choice import choice_logprobs
+from gptlab.eval.multiple_choice import MCItem, batched_logprobs
 from gptlab.infer.loading import load_for_inference
 from gptlab.model.heads import ScalarHeadModel, keep_end
 from gptlab.tasks.base import Item, Task, reply_text
@@ -172,17 +172,41 @@ def judge_messages(prompt: list[dict], first: str, second: str, rubric: str) -> 
     return [{"role": "user", "content": text}]
 
 
+class ModelJudge:
+    """A chat model as judge: the verdict is whichever of "A" / "B" it finds more likely.
+
+    `prefetch` scores many (prompt, first, second) at once, prompts of similar length in one
+    forward pass (`batched_logprobs`); a call then reads its verdict, or scores that one pair alone.
+    One pair per forward pass spent most of its time in per-call overhead."""
+
+    def __init__(self, model: torch.nn.Module, tok: TokenizerLike, rubric: str = DEFAULT_RUBRIC,
+                 batch_tokens: int = 4096):
+        self.model, self.tok, self.rubric, self.batch_tokens = model, tok, rubric, batch_tokens
+        end = tok.end_of_turn_id
+        self.choices = [tok.encode("A") + [end], tok.encode("B") + [end]]
+        self.seen: dict[str, str] = {}
+
+    @staticmethod
+    def _key(prompt: list[dict], first: str, second: str) -> str:
+        return json.dumps([prompt, first, second], sort_keys=True)
+
+    def prefetch(self, triples: Sequence[tuple[list[dict], str, str]]) -> None:
+        todo = {self._key(*t): t for t in triples if self._key(*t) not in self.seen}
+        items = [MCItem(self.tok.render_prompt(judge_messages(p, a, b, self.rubric)), self.choices, 0)
+                 for p, a, b in todo.values()]
+        for key, ((la, _), (lb, _)) in zip(todo, batched_logprobs(self.model, items, self.batch_tokens)):
+            self.seen[key] = "first" if la > lb else "second" if lb > la else "tie"
+
+    def __call__(self, prompt: list[dict], first: str, second: str) -> str:
+        key = self._key(prompt, first, second)
+        if key not in self.seen:
+            self.prefetch([(prompt, first, second)])
+        return self.seen[key]
+
+
 def model_judge(model: torch.nn.Module, tok: TokenizerLike, rubric: str = DEFAULT_RUBRIC) -> Prefer:
-    """A chat model as judge: the verdict is whichever of "A" / "B" it finds more likely."""
-    end = tok.end_of_turn_id
-    choices = [tok.encode("A") + [end], tok.encode("B") + [end]]
-
-    def prefer(prompt: list[dict], first: str, second: str) -> str:
-        ctx = tok.render_prompt(judge_messages(prompt, first, second, rubric))
-        (la, _), (lb, _) = choice_logprobs(model, ctx, choices)
-        return "first" if la > lb else "second" if lb > la else "tie"
-
-    return prefer
+    """A chat model as judge (`ModelJudge`)."""
+    return ModelJudge(model, tok, rubric)
 
 
 def both_orders(prefer: Prefer, prompt: list[dict], reply_a: str, reply_b: str) -> tuple[str, list[str]]:
@@ -242,6 +266,8 @@ def judge_all(prefer: Prefer, prompts: Sequence[list[dict]], replies_a: Sequence
               name_a: str, name_b: str, judge: str) -> tuple[list[dict], JudgeSummary]:
     """Votes (arena's JSONL records, with the prompt, replies and per-order verdicts) + a summary."""
     votes, agree = [], 0
+    if isinstance(prefer, ModelJudge):  # every pair in both orders, batched, before the verdicts are read
+        prefer.prefetch([t for p, a, b in zip(prompts, replies_a, replies_b, strict=True) for t in ((p, a, b), (p, b, a))])
     for prompt, a, b in zip(prompts, replies_a, replies_b, strict=True):
         winner, orders = both_orders(prefer, prompt, a, b)
         agree += orders[0] == orders[1]

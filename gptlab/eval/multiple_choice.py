@@ -174,8 +174,8 @@ def _logsoftmax(model: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(model.lm_head(h).double(), dim=-1)
 
 
-def _batched_logprobs(model: torch.nn.Module, items: list[MCItem], batch_tokens: int,
-                      bar: tqdm | None) -> list[list[tuple[float, int]]]:
+def batched_logprobs(model: torch.nn.Module, items: Sequence[MCItem], batch_tokens: int = 4096,
+                     bar: tqdm | None = None) -> list[list[tuple[float, int]]]:
     """Choice log-probs of every item, in item order; batches group items by context length so
     that little of a batch is padding."""
     order = sorted(range(len(items)), key=lambda i: len(items[i].context_ids))
@@ -221,7 +221,7 @@ def score_multiple_choice(
             raise ValueError(
                 f"label {item.label} is not an index into {len(item.choices_ids)} choices"
             )
-    scored = _batched_logprobs(model, items, batch_tokens, it)
+    scored = batched_logprobs(model, items, batch_tokens, it)
     for item, got in zip(items, scored):
         lps = [lp for lp, _ in got]
         if item.choice_bytes is not None:
