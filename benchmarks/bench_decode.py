@@ -235,6 +235,14 @@ def decode_bytes_per_token(model, element_size: int | None = None) -> int:
     return total
 
 
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two replies share."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
 def cpu_model() -> str:
     """lscpu's model name (platform.processor() is empty on many Linux machines)."""
     import subprocess
@@ -280,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         help="both sides' weights: fp32 (default), or bf16 (ours: bf16 copies under autocast; theirs: a bf16 model)",
     )
     p.add_argument(
+        "--int8", action="store_true",
+        help="ours decodes from int8 copies of the weights (`Engine(int8_decode=True)`, `gptlab chat --int8-decode`); "
+        "transformers keeps --dtype, so the row compares a quarter of the bytes against all of them",
+    )
+    p.add_argument(
         "--random", action="store_true", help="random weights even if runs/tiny/base exists"
     )
     p.add_argument(
@@ -310,11 +323,14 @@ def main(argv: list[str] | None = None) -> int:
         hf = export_to_hf(model, Path(tmp), args.from_, args.dtype)
         # bf16: our engine decodes from bf16 copies of the weights under autocast (what `--dtype
         # auto` gives on a bf16-capable CPU); transformers holds the model in bf16.
+        # --int8 keeps fp32 activations between the matrices (each int8 product casts its row to bf16):
+        # under bf16 autocast the step was slower (26.4 against 18.7 ms on the Intel VM, 2026-12-06).
         autocast = torch.bfloat16 if args.dtype == "bf16" else None
         # An imported model's max_seq_len (8192) would size the cache far beyond this race.
         max_len = args.prompt_len + args.new_tokens if args.from_ else None
         for b in batches:
-            engine = Engine(model, eos_ids=set(), max_batch=b, max_len=max_len, autocast_dtype=autocast)
+            engine = Engine(model, eos_ids=set(), max_batch=b, max_len=max_len, autocast_dtype=autocast,
+                            int8_decode=args.int8)
             if args.from_:
                 tok_dir = Path(args.from_).parent / "tokenizer"
                 prompts = chat_prompts(tok_dir, b, args.prompt_len, seed=b)
@@ -323,14 +339,16 @@ def main(argv: list[str] | None = None) -> int:
             run_ours(engine, prompts, 4)  # warm-up both (allocations, first-call dispatch)
             run_hf(hf, prompts, 4)
             rows = {"ours": [], "hf": []}
-            same = None
+            same, agree = None, 0.0
             for _ in range(args.repeats):
                 wall, ttft, ours_ids = run_ours(engine, prompts, args.new_tokens)
                 rows["ours"].append((wall, ttft))
                 wall, ttft, hf_ids = run_hf(hf, prompts, args.new_tokens)
                 rows["hf"].append((wall, ttft))
                 same = ours_ids == hf_ids if same is None else (same and ours_ids == hf_ids)
-            entry = {"batch": b, "same_tokens": same}
+                agree = statistics.fmean(common_prefix(x, y) / args.new_tokens for x, y in zip(ours_ids, hf_ids))
+            # the share of each row's greedy tokens equal to theirs before the first difference
+            entry = {"batch": b, "same_tokens": same, "same_prefix": round(agree, 3)}
             for side, vals in rows.items():
                 walls, ttfts = [v[0] for v in vals], [v[1] for v in vals]
                 entry[side] = {
@@ -374,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text[:3000])
 
     bandwidth = copy_bandwidth()
-    per_token = decode_bytes_per_token(model, 2 if args.dtype == "bf16" else None)
+    per_token = decode_bytes_per_token(model, 1 if args.int8 else 2 if args.dtype == "bf16" else None)
     limit = bandwidth * 1e9 / per_token
     read = read_bandwidth()
     read_limit = read * 1e9 / per_token
@@ -406,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "threads": args.threads,
         "dtype": args.dtype,
+        "int8_decode": args.int8,
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),

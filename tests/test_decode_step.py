@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gptlab.infer.decode_step import DecodeStep
+from gptlab.infer.decode_step import DecodeStep, Int8Weight
 from gptlab.infer.engine import Engine
 from gptlab.infer.kv_cache import KVCache
 from gptlab.model.config import ModelConfig
@@ -142,3 +142,30 @@ def test_precast_matrices_give_the_same_bf16_logits_as_autocast_and_untie_the_he
     trainable = GPT(cfg)
     with pytest.raises(ValueError, match="frozen"):
         precast_for_autocast(trainable, torch.bfloat16)
+
+
+def test_int8_weights_round_each_row_to_its_own_scale() -> None:
+    w = torch.randn(7, 32) * torch.logspace(-2, 1, 7)[:, None]  # rows of very different sizes
+    q = Int8Weight.of(w)
+    assert q.q.dtype == torch.int8 and q.q.shape == (7, 32) and q.q.abs().max() <= 127
+    back = q.q.float() * q.scale.float()[:, None]
+    # half a level from rounding, plus the scale's own bf16 rounding (2^-9 relative)
+    assert ((back - w).abs() <= 0.5 * q.scale.float()[:, None] + w.abs() * 2**-8 + 1e-7).all()
+
+
+def test_int8_decode_step_stays_near_the_exact_step_and_the_engine_offers_it() -> None:
+    model = tiny_gpt()
+    exact, int8 = DecodeStep(model), DecodeStep(model, int8=True)
+    a = torch.randint(0, 61, (2, 6))
+    caches = [KVCache(model.config, batch_size=2) for _ in range(2)]
+    with torch.no_grad():
+        for c in caches:
+            model(a, cache=c)
+        nxt = torch.randint(0, 61, (2, 1))
+        ref, got = exact.step(nxt, caches[0]), int8.step(nxt, caches[1])
+    assert isinstance(int8._layers[0].wqkv, Int8Weight) and isinstance(int8._head, Int8Weight)
+    assert got.dtype == ref.dtype and (got - ref).abs().max() <= 0.03 * ref.abs().max()
+    assert not torch.equal(got, ref)  # the int8 copies were read, not the exact ones
+    engine = Engine(model, eos_ids=set(), max_batch=2, int8_decode=True)
+    outs = engine.generate_all([[1, 2, 3], [4, 5]], 8, temperature=0.0)
+    assert engine._decode is not None and engine._decode.int8 and [len(o) for o in outs] == [8, 8]

@@ -24,7 +24,7 @@ import tyro
 from gptlab.commandline import parse
 from gptlab.errors import InputError
 from gptlab.infer.chat_session import ChatSession
-from gptlab.infer.cli_args import SamplingArgs, ToolArgs
+from gptlab.infer.cli_args import DecodeArgs, SamplingArgs, ToolArgs
 from gptlab.infer.loading import load_for_inference, make_engine
 from gptlab.infer.prompting import (
     EXTRACTORS,
@@ -44,7 +44,7 @@ HELP = """commands:
 
 
 @dataclass
-class ChatConfig(ToolArgs, SamplingArgs):
+class ChatConfig(DecodeArgs, ToolArgs, SamplingArgs):
     """Chat with a model: interactive, or one answer with -p. Tools (calculator) on by default.
     --from defaults to runs/<run>/sft."""
 
@@ -81,7 +81,8 @@ def run(cfg: ChatConfig) -> int:
     retriever = Retriever.load(cfg.rag) if cfg.rag else None
     model, tok = load_for_inference(src, cfg.device, cfg.tokenizer)
     batch = cfg.self_consistency or 1
-    engine = make_engine(model, tok, tools=not cfg.no_tools, python=cfg.python, max_batch=min(batch, 16))
+    engine = make_engine(model, tok, tools=not cfg.no_tools, python=cfg.python, max_batch=min(batch, 16),
+                         int8_decode=cfg.int8_decode)
     top_p = None if cfg.top_p is None or cfg.top_p >= 1 else cfg.top_p
 
     if cfg.self_consistency:

@@ -69,6 +69,7 @@ class Engine:
         max_batch: int = 16,
         max_len: int | None = None,
         autocast_dtype: torch.dtype | None = None,
+        int8_decode: bool = False,
     ):
         self.model = model.eval()
         self.device = next(model.parameters()).device
@@ -82,7 +83,8 @@ class Engine:
         self.autocast_dtype = autocast_dtype
         # One-token steps of a plain GPT take the lean path (same math, half the torch calls);
         # prefill, LoRA-wrapped and sharded models take the model's own forward.
-        self._decode = DecodeStep(model) if DecodeStep.supports(model) else None
+        # With `int8_decode` those steps read int8 copies of the weights (decode_step.Int8Weight).
+        self._decode = DecodeStep(model, int8_decode) if DecodeStep.supports(model) else None
         self._generating = False
         self.slots: dict[int, _Slot] = {}
         # Evaluation reads each reply's mean next-token entropy from the decode's own logits

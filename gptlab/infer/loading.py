@@ -107,6 +107,7 @@ def make_engine(
     max_len: int | None = None,
     autocast_dtype: torch.dtype | None = None,
     tool_timeout_s: float = 5.0,
+    int8_decode: bool = False,
 ) -> Engine:
     """An Engine that stops at end-of-turn and, with `tools`, runs the calculator (and the python
     sandbox with `python`) on every `<|tool_call|>...<|tool_call_end|>` span the model writes."""
@@ -122,4 +123,5 @@ def make_engine(
         max_batch=max_batch,
         max_len=max_len,
         autocast_dtype=autocast_dtype,
+        int8_decode=int8_decode,
     )

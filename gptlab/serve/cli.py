@@ -21,7 +21,7 @@ import torch
 
 from gptlab.commandline import parse
 from gptlab.errors import InputError
-from gptlab.infer.cli_args import ModelArgs, ToolArgs
+from gptlab.infer.cli_args import DecodeArgs, ModelArgs, ToolArgs
 from gptlab.infer.loading import load_for_inference, make_engine
 from gptlab.rag.retrieve import Retriever
 from gptlab.serve.schemas import Limits
@@ -32,7 +32,7 @@ STAGES = ("chat", "grpo", "rl", "sft")  # the default model: the most aligned st
 
 
 @dataclass
-class ServeConfig(ToolArgs, ModelArgs):
+class ServeConfig(DecodeArgs, ToolArgs, ModelArgs):
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions,
     /v1/models, /health) with a chat page at /. --from defaults to the first of
     runs/<run>/{chat,grpo,rl,sft} that exists."""
@@ -86,7 +86,8 @@ def run(cfg: ServeConfig) -> int:
     stage = stage_of(cfg)
     retriever = Retriever.load(cfg.rag) if cfg.rag else None
     model, tok = load_for_inference(stage, device=cfg.device, tokenizer=cfg.tokenizer)
-    engine = make_engine(model, tok, tools=not cfg.no_tools, python=cfg.python, max_batch=cfg.max_batch)
+    engine = make_engine(model, tok, tools=not cfg.no_tools, python=cfg.python, max_batch=cfg.max_batch,
+                         int8_decode=cfg.int8_decode)
     api_key = cfg.api_key or os.environ.get("GPTLAB_API_KEY") or None
     name = cfg.model_name or (cfg.run if cfg.from_ is None else stage.resolve().parent.name)
     worker = EngineWorker(engine).start()
