@@ -153,6 +153,23 @@ def test_judge_summary_interval_excludes_half_when_b_always_wins():
     assert d["win_rate_b"] == 0.5 and d["ci95"][0] < 0.5 < d["ci95"][1]
 
 
+def test_judge_cli_judges_open_prompts_from_a_file_with_the_reward_model_only(run, tmp_path):
+    from gptlab.errors import InputError
+
+    prompts = tmp_path / "chats.txt"
+    prompts.write_text("Hello there!\nWhat is 2 + 3?\n\nTell me about the sea.\n")
+    out = tmp_path / "votes.jsonl"
+    argv = ["--a", str(run / "base"), "--b", str(run / "sft"), "--prompts", str(prompts), "--limit", "2",
+            "--max-new-tokens", "8", "--device", "cpu", "--out", str(out)]
+    assert judge_cli.main([*argv, "--judge", "rm", "--rm", str(run / "rm")]) == 0
+    votes = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [v["prompt"] for v in votes] == ["Hello there!", "What is 2 + 3?"]  # --limit: the first two
+    record = json.loads((run / "sft" / "eval.json").read_text())["results"]["judge/chats/rm"]
+    assert record["task"] == "chats" and record["n"] == 2
+    with pytest.raises(InputError, match="checker"):
+        judge_cli.main([*argv, "--judge", "rule"])
+
+
 def test_judge_cli_bad_input(run):
     from gptlab.errors import InputError
 

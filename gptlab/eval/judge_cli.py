@@ -5,6 +5,7 @@
     gptlab eval judge --a runs/tiny/base --b runs/tiny/sft --task play_speaker --judge rm --rm runs/tiny/rm
     gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --task play_title --judge model \\
         --judge-model runs/tiny/sft --rubric rubric.txt
+    gptlab eval judge --a runs/tiny/sft --b runs/tiny/rl --prompts chats.txt --judge rm  # open prompts, no checker
     gptlab arena runs/tiny/judge/votes.jsonl                     # votes -> Elo leaderboard
 
 How the judges work, and why every pair is judged in both orders: `gptlab.eval.judge`.
@@ -30,6 +31,7 @@ from gptlab.eval.judge import (
     rule_judge,
     same_words,
 )
+from gptlab.eval.prompts import read_prompts
 from gptlab.eval.results import EVAL_FILE, merge_results
 from gptlab.fileio import atomic_write_text
 from gptlab.infer.loading import load_for_inference, make_engine, precast_for_autocast
@@ -60,6 +62,7 @@ class JudgeConfig(InferenceArgs):
     out: Path | None = None  # votes JSONL (default: runs/<run of A>/judge/votes.jsonl)
     append: bool = False  # add to --out instead of replacing it
     batch_size: int = 64  # replies generated at once
+    prompts: Path | None = None  # prompts file (.txt one per line, or JSONL 'prompt') instead of --task: open prompts without a checker, for the rm and model judges; results are keyed by the file's name
 
 
 def replies(cfg: JudgeConfig, folder: Path, prompts: list[list[dict]]) -> tuple[list[str], list[int]]:
@@ -71,9 +74,11 @@ def replies(cfg: JudgeConfig, folder: Path, prompts: list[list[dict]]) -> tuple[
     return [reply_text(tok.parse_assistant(ids)) for ids in outs], [len(ids) for ids in outs]
 
 
-def make_judge(cfg: JudgeConfig, name: str, task: Task, prompts: list[list[dict]], items: list[Item]) -> Prefer:
+def make_judge(cfg: JudgeConfig, name: str, task: Task | None, prompts: list[list[dict]], items: list[Item]) -> Prefer:
     """Judge `name` (one of --judge), ready to compare two replies to one of `prompts`."""
     if name == "rule":
+        if task is None:
+            raise InputError(cfg.prompts, "--judge rule needs a task's checker; a prompts file has none (use rm or model)")
         by_prompt = {json.dumps(p): it for p, it in zip(prompts, items)}
         return rule_judge(task, lambda p: by_prompt[json.dumps(p)])
     if name == "rm":
@@ -90,9 +95,13 @@ def make_judge(cfg: JudgeConfig, name: str, task: Task, prompts: list[list[dict]
 def run(cfg: JudgeConfig) -> int:
     if cfg.limit < 1:
         raise InputError(None, f"--limit must be >= 1, got {cfg.limit}")
-    task = scorable_task(cfg.task, "test", cfg.seed)
-    items = [task.example(i) for i in range(min(cfg.limit, len(task)))]
-    prompts = [task.prompt(it) for it in items]
+    task: Task | None = None
+    if cfg.prompts is not None:  # open prompts: no items, no checker
+        prompts, items, source = read_prompts(cfg.prompts)[: cfg.limit], [], cfg.prompts.stem
+    else:
+        task = scorable_task(cfg.task, "test", cfg.seed)
+        items = [task.example(i) for i in range(min(cfg.limit, len(task)))]
+        prompts, source = [task.prompt(it) for it in items], task.name
     if cfg.name_b is not None and len(cfg.b) != 1:
         raise InputError(None, "--name-b names one --b model; several are named by their folders")
     names_b = [cfg.name_b or b.name for b in cfg.b]
@@ -108,9 +117,9 @@ def run(cfg: JudgeConfig) -> int:
         for name, prefer in judges.items():  # each judge once, in the order given
             votes, record = judge_replies(prefer, name, prompts, replies_a, replies_b, (name_a, name_b))
             lines += "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in votes)
-            record.update(task=task.name, vs_path=str(cfg.a))
-            merge_results(b / EVAL_FILE, {f"judge/{task.name}/{name}": record}, {"stage": b.name, "model": str(b)})
-            print_record(record, name, task.name, name_a, name_b)
+            record.update(task=source, vs_path=str(cfg.a))
+            merge_results(b / EVAL_FILE, {f"judge/{source}/{name}": record}, {"stage": b.name, "model": str(b)})
+            print_record(record, name, source, name_a, name_b)
     atomic_write_text(out, lines)
     print(f"votes -> {out}; win rates -> {', '.join(str(b / EVAL_FILE) for b in cfg.b)}")
     return 0
