@@ -7,8 +7,9 @@ score list to `heldout_items.jsonl`:
 
 so the first and last lines compare the SFT model and the trained policy on the *same* prompts.
 That pairing is what lets a gain of a handful of problems out of hundreds be told from noise:
-`paired_summary` (gptlab.eval.heldout_stats) gives each score's mean gain with a 95% bootstrap interval, and for accuracy the
-problems fixed and broken with the sign test's p-value (gptlab.eval.metrics.paired_gain).
+`paired_summary` (gptlab.eval.heldout_stats) gives each score's mean gain with a 95% bootstrap
+interval, and for accuracy the problems fixed and broken with the sign test's p-value
+(gptlab.eval.metrics.paired_gain).
 
 Each line also keeps the greedy replies' token ids (`replies`). With a reward model (PPO), every
 evaluation after the first also scores each reply and the first evaluation's reply to the same

@@ -55,7 +55,8 @@ def reward_auc_change(first: dict[str, Any], last: dict[str, Any], n: int = 2000
     without per-prompt accuracy and reward for every prompt, or when a side has one class only.
     """
     keys = ("accuracy", "reward")
-    if not all(len(first.get(k) or []) == len(last.get(k) or []) == len(first.get("reward") or []) > 0 for k in keys):
+    sizes = {len(d.get(k) or []) for d in (first, last) for k in keys}
+    if len(sizes) != 1 or 0 in sizes:  # a prompt without a checker has a reward but no accuracy
         return None
     a0, r0, a1, r1 = (np.asarray(d[k], dtype=np.float64) for d in (first, last) for k in keys)
     a0, a1 = a0 >= 1.0, a1 >= 1.0

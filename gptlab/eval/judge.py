@@ -266,8 +266,8 @@ def judge_all(prefer: Prefer, prompts: Sequence[list[dict]], replies_a: Sequence
               name_a: str, name_b: str, judge: str) -> tuple[list[dict], JudgeSummary]:
     """Votes (arena's JSONL records, with the prompt, replies and per-order verdicts) + a summary."""
     votes, agree = [], 0
-    if isinstance(prefer, ModelJudge):  # every pair in both orders, batched, before the verdicts are read
-        prefer.prefetch([t for p, a, b in zip(prompts, replies_a, replies_b, strict=True) for t in ((p, a, b), (p, b, a))])
+    if (prefetch := getattr(prefer, "prefetch", None)) is not None:  # a judge that scores in batches (ModelJudge)
+        prefetch([t for p, a, b in zip(prompts, replies_a, replies_b, strict=True) for t in ((p, a, b), (p, b, a))])
     for prompt, a, b in zip(prompts, replies_a, replies_b, strict=True):
         winner, orders = both_orders(prefer, prompt, a, b)
         agree += orders[0] == orders[1]

@@ -65,8 +65,9 @@ def _weight(linear: nn.Module) -> torch.Tensor:
 class Int8Weight:
     """A matrix as int8 rows (out, in) and one bf16 scale per row: symmetric, weight-only, a quarter
     of fp32's bytes. At batch 1 reading the weights is the whole cost of a step, so an opt-in
-    int8 decode streams a quarter of the bytes; the activations stay bf16 (`torch._weight_int8pack_mm`
-    on the CPU, which is ~10x slower with fp32 activations on the machine measured)."""
+    int8 decode streams a quarter of the bytes. Each product casts its input row to bf16
+    (`torch._weight_int8pack_mm` on the CPU was ~10x slower with fp32 rows on the machine measured);
+    the activations between the matrices keep the step's own dtype."""
 
     q: torch.Tensor  # (out, in) int8
     scale: torch.Tensor  # (out,) bf16
@@ -104,8 +105,9 @@ def _t(w: torch.Tensor, split: int = 1) -> torch.Tensor:
 
 
 def _mm(x: torch.Tensor, w: Weight) -> torch.Tensor:
-    """x (B, in) times a weight from `_t`: one slice of output columns per thread when split."""
-    if isinstance(w, Int8Weight):  # bf16 activations (free under bf16 autocast, two casts otherwise)
+    """x (B, in) times a weight from `_t` (one slice of output columns per thread when split) or an
+    `Int8Weight` (x cast to bf16 for the product: free under bf16 autocast, two casts otherwise)."""
+    if isinstance(w, Int8Weight):
         xb = x if x.dtype == torch.bfloat16 else x.to(torch.bfloat16)
         if x.device.type == "cpu":
             y = torch._weight_int8pack_mm(xb, w.q, w.scale)
