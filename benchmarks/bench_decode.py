@@ -288,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         help="both sides' weights: fp32 (default), or bf16 (ours: bf16 copies under autocast; theirs: a bf16 model)",
     )
     p.add_argument(
+        "--ours-dtype", choices=["fp32", "bf16"], default=None,
+        help="our side only (default: --dtype): bf16 runs prompts under bf16 autocast on precast matrices, as "
+        "`gptlab chat --dtype bf16` does; with --int8 the steps still read int8 with fp32 activations",
+    )
+    p.add_argument(
         "--int8", action="store_true",
         help="ours decodes from int8 copies of the weights (`Engine(int8_decode=True)`, `gptlab chat --int8-decode`); "
         "transformers keeps --dtype, so the row compares a quarter of the bytes against all of them",
@@ -304,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=str(RESULTS), help=f"results file (default: {RESULTS.relative_to(ROOT)})"
     )
     args = p.parse_args(argv)
+    args.ours_dtype = args.ours_dtype or args.dtype
     if args.prompt_len is None:
         args.prompt_len = 64 if args.from_ else 32
 
@@ -325,7 +331,11 @@ def main(argv: list[str] | None = None) -> int:
         # auto` gives on a bf16-capable CPU); transformers holds the model in bf16.
         # --int8 keeps fp32 activations between the matrices (each int8 product casts its row to bf16):
         # under bf16 autocast the step was slower (26.4 against 18.7 ms on the Intel VM, 2026-12-06).
-        autocast = torch.bfloat16 if args.dtype == "bf16" else None
+        autocast = torch.bfloat16 if args.ours_dtype == "bf16" else None
+        if autocast is not None:  # as `load_for_inference` + `precast_for_autocast` hand it to chat and serve
+            from gptlab.infer.loading import precast_for_autocast
+
+            precast_for_autocast(model, autocast)
         # An imported model's max_seq_len (8192) would size the cache far beyond this race.
         max_len = args.prompt_len + args.new_tokens if args.from_ else None
         for b in batches:
@@ -392,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text[:3000])
 
     bandwidth = copy_bandwidth()
-    per_token = decode_bytes_per_token(model, 1 if args.int8 else 2 if args.dtype == "bf16" else None)
+    per_token = decode_bytes_per_token(model, 1 if args.int8 else 2 if args.ours_dtype == "bf16" else None)
     limit = bandwidth * 1e9 / per_token
     read = read_bandwidth()
     read_limit = read * 1e9 / per_token
@@ -424,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "threads": args.threads,
         "dtype": args.dtype,
+        "ours_dtype": args.ours_dtype,
         "int8_decode": args.int8,
         "machine": {
             "cpu_count": os.cpu_count(),

@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-tokens", type=int, default=64, help="tokens generated")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per engine, interleaved; medians reported")
     p.add_argument("--threads", type=int, default=2, help="threads for both engines")
+    p.add_argument("--int8", action="store_true",
+                   help="ours decodes from int8 copies (`gptlab chat --int8-decode`): race it against --gguf-type q8_0")
+    p.add_argument("--ours-dtype", default="fp32", choices=["fp32", "bf16"],
+                   help="our prompts' precision: bf16 runs them under autocast on precast matrices (`--dtype bf16`)")
     p.add_argument("--out", default=str(RESULTS), help="results file (a JSON list, appended)")
     args = p.parse_args(argv)
 
@@ -93,7 +97,13 @@ def main(argv: list[str] | None = None) -> int:
                         "--format", "gguf", "--gguf-type", args.gguf_type], check=True, capture_output=True)
         llm = Llama(model_path=str(gguf), n_ctx=args.prompt_len + args.new_tokens + 8, n_threads=args.threads,
                     n_threads_batch=args.threads, n_batch=args.prompt_len, verbose=False)
-        engine = Engine(model, eos_ids=set(), max_batch=1, max_len=args.prompt_len + args.new_tokens)
+        autocast = torch.bfloat16 if args.ours_dtype == "bf16" else None
+        if autocast is not None:  # after the export, which reads the fp32 weights
+            from gptlab.infer.loading import precast_for_autocast
+
+            precast_for_autocast(model, autocast)
+        engine = Engine(model, eos_ids=set(), max_batch=1, max_len=args.prompt_len + args.new_tokens,
+                        autocast_dtype=autocast, int8_decode=args.int8)
         run_ours(engine, prompt, 4)  # warm-up both
         run_llama(llm, prompt, 4)
         rows: dict[str, list[tuple[float, float]]] = {"ours": [], "llama.cpp": []}
@@ -115,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     entry["ratio_tokens_per_s"] = round(entry["ours"]["tokens_per_s"] / entry["llama.cpp"]["tokens_per_s"], 3)
     entry["ratio_ms_per_step"] = round(entry["llama.cpp"]["ms_per_step"] / entry["ours"]["ms_per_step"], 3)
     bandwidth = read_bandwidth()
-    per_token = decode_bytes_per_token(model)
+    per_token = decode_bytes_per_token(model, 4)
     record = {
         "benchmark": "batch-1 decode: gptlab Engine vs llama.cpp (llama-cpp-python) on the same weights",
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": "python benchmarks/bench_llamacpp.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "gguf_type": args.gguf_type,
+        "ours": {"int8_decode": args.int8, "prompt_dtype": args.ours_dtype},
         "threads": args.threads,
         "cpu": cpu_model(),
         "load_avg_start": [round(x, 2) for x in load0],

@@ -85,6 +85,33 @@ def test_prompt_mode_prints_exactly_the_streamed_answer(run, capsys):
     assert session.messages[-1]["role"] == "assistant" and not session.engine.slots
 
 
+def test_bf16_prompts_and_int8_steps_from_the_cli(run, capsys, monkeypatch):
+    """`--dtype bf16 --int8-decode`: the engine the CLI builds runs prompts under bf16 autocast on
+    matrices stored in bf16 once, and its int8 steps write an fp32 cache; the answer printed is
+    the one an engine built that way streams."""
+    from gptlab.infer.loading import precast_for_autocast
+
+    built = []
+
+    def spy(model, tok, **kw):
+        built.append(make_engine(model, tok, **kw))
+        return built[-1]
+
+    monkeypatch.setattr(chat_cli, "make_engine", spy)
+    argv = ["--from", str(run / "sft"), "-p", "What is two plus three?", "--temperature", "0",
+            "--max-new-tokens", "12", "--device", "cpu", "--dtype", "bf16", "--int8-decode"]
+    assert chat_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    (cli_engine,) = built
+    assert cli_engine.autocast_dtype == torch.bfloat16 and cli_engine._decode is not None and cli_engine._decode.int8
+    assert cli_engine.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+    assert cli_engine.cache.k is not None and cli_engine.cache.k.dtype == torch.float32
+    model, tok = load_for_inference(run / "sft", device="cpu")
+    engine = make_engine(precast_for_autocast(model, torch.bfloat16), tok, autocast_dtype=torch.bfloat16,
+                         int8_decode=True)
+    assert out == "".join(ChatSession(engine, tok, temperature=0.0, max_new_tokens=12).send("What is two plus three?")) + "\n"
+
+
 def test_seeded_sampling_is_reproducible_and_the_seed_matters(run, capsys):
     base = [
         "--from",

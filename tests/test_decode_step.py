@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from gptlab.infer.decode_step import DecodeStep, Int8Weight
-from gptlab.infer.engine import Engine
+from gptlab.infer.engine import Engine, SamplingParams
 from gptlab.infer.kv_cache import KVCache
 from gptlab.model.config import ModelConfig
 from gptlab.model.gpt import GPT
@@ -169,3 +169,37 @@ def test_int8_decode_step_stays_near_the_exact_step_and_the_engine_offers_it() -
     engine = Engine(model, eos_ids=set(), max_batch=2, int8_decode=True)
     outs = engine.generate_all([[1, 2, 3], [4, 5]], 8, temperature=0.0)
     assert engine._decode is not None and engine._decode.int8 and [len(o) for o in outs] == [8, 8]
+
+
+def test_a_cache_with_a_fixed_dtype_keeps_earlier_keys_when_a_write_comes_in_another() -> None:
+    model = tiny_gpt()
+    cache = KVCache(model.config, batch_size=1, dtype=torch.float32)
+    cache.positions(3)
+    k = torch.randn(1, 2, 3, 8)
+    cache.update(0, k.bfloat16(), k.bfloat16())
+    cache.advance(3)
+    cache.positions(1)
+    keys, _, _ = cache.update(0, torch.ones(1, 2, 1, 8), torch.ones(1, 2, 1, 8))
+    assert keys.dtype == torch.float32 and keys.shape == (1, 2, 4, 8)
+    torch.testing.assert_close(keys[:, :, :3], k.bfloat16().float())  # the bf16 prefill's keys survived
+    assert torch.equal(keys[:, :, 3], torch.ones(1, 2, 8))
+
+
+def test_int8_decode_continues_a_bf16_prefill_with_fp32_steps() -> None:
+    """`chat --dtype auto --int8-decode`: prompts run under bf16 autocast on precast matrices (the
+    fast prefill), the steps read int8 copies with fp32 activations, in one fp32 cache."""
+    from gptlab.infer.loading import precast_for_autocast
+
+    exact = tiny_gpt()
+    model = precast_for_autocast(tiny_gpt().requires_grad_(False), torch.bfloat16)
+    engine = Engine(model, eos_ids=set(), max_batch=2, autocast_dtype=torch.bfloat16, int8_decode=True)
+    prompts = [[1, 2, 3, 4, 5, 6], [7, 8, 9]]
+    slots = engine.open_slots(prompts, [SamplingParams(4, temperature=0.0) for _ in prompts])
+    nxt = {slot: int(engine.slots[slot].logits.argmax()) for slot in slots}
+    engine.step()
+    assert engine.cache.k is not None and engine.cache.k.dtype == torch.float32
+    with torch.no_grad():
+        for slot, ids in zip(slots, prompts):
+            ref = exact(torch.tensor([ids + [nxt[slot]]]))[0, -1]
+            got = engine.slots[slot].logits
+            assert (got - ref).abs().max() <= 0.05 * ref.abs().max()  # bf16 prompt + int8 step, not a wiped cache

@@ -193,6 +193,9 @@ def test_cot_and_self_consistency_modes(run):
                      "--n-samples", "3", "--max-new-tokens", "12", "--out", str(out)) == 0
     res = json.loads(out.read_text())["results"]
     assert res["arithmetic/sc"]["n_samples"] == 3 and res["arithmetic/cot"]["n"] == 2
+    sc = res["arithmetic/sc"]
+    assert sc["temperature"] == 0.8 and sc["acc"] <= sc["pass_at_n"] <= 1 and "majority_share" in sc
+    assert "pass_at_n" not in res["arithmetic/cot"]
 
 
 def test_prompts_formats_and_shots_come_from_train():
@@ -242,3 +245,15 @@ def test_summary_counts_replies_that_end_their_turn():
     s = summarise(rs)
     assert s["stop_rate"] == 0.75 and s["acc"] == 0.5 and s["reply_tokens"] == 5.25
     assert s["tool_use_rate"] == 0.5  # replies with at least one call, not calls per reply
+
+
+def test_self_consistency_summary_reports_the_ceiling_and_the_agreement():
+    from gptlab.eval.generative import GenResult, summarise
+
+    rs = [GenResult(False, 0.0, "a", "4", 0.1, 3, votes={"4": 2, "8": 1}, any_correct=True),  # right answer outvoted
+          GenResult(True, 1.0, "b", "5", 0.1, 3, votes={"5": 3}, any_correct=True),
+          GenResult(False, 0.0, "c", None, 0.1, 3, votes={}, any_correct=False)]  # no sample had a number
+    s = summarise(rs)
+    assert s["acc"] == 1 / 3 and s["pass_at_n"] == 2 / 3
+    assert s["majority_share"] == (2 / 3 + 1) / 2
+    assert "pass_at_n" not in summarise([GenResult(True, 1.0, "d", "1", 0.1, 2)])  # not for greedy modes

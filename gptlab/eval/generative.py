@@ -112,6 +112,7 @@ class GenResult:
     stopped: bool = False  # the reply ended with the end-of-turn token (not cut by max_new_tokens)
     tool_calls: int = 0  # tool calls in the scored reply (the calculator, the python sandbox)
     gen_tokens: int | None = None  # every token generated for the item (sc: all N replies); None: n_tokens
+    any_correct: bool | None = None  # sc only: some reply of the N is right (what a perfect selector would score)
 
 
 def generate_scores(
@@ -179,6 +180,7 @@ def generate_scores(
                 stopped=bool(ids) and ids[-1] in engine.eos_ids,
                 tool_calls=sum(p["type"] == "tool_call" for p in parsed[pick]),
                 gen_tokens=sum(len(i) for i, _ in replies),
+                any_correct=any(task.evaluate(item, t) for _, t in replies) if mode == "sc" else None,
             )
         )
     return results
@@ -200,5 +202,17 @@ def summarise(results: Sequence[GenResult]) -> dict:
         "tool_use_rate": sum(r.tool_calls > 0 for r in results) / n,  # replies that called a tool
         "random_baseline": 0.0,
         "n": n,
-    }
+    } | _vote_summary(results)
+
+
+def _vote_summary(results: Sequence[GenResult]) -> dict:
+    """sc: how often some sample is right (pass@N, the ceiling of any way to pick one) and the
+    majority's mean share of the votes: 1.0 when the N samples always agree, so voting has
+    nothing to choose from."""
+    voted = [r for r in results if r.votes is not None]
+    if not voted:
+        return {}
+    shares = [max(r.votes.values()) / sum(r.votes.values()) for r in voted if r.votes]
+    return {"pass_at_n": sum(bool(r.any_correct) for r in voted) / len(voted),
+            "majority_share": sum(shares) / len(shares) if shares else None}
 

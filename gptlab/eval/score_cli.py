@@ -133,7 +133,7 @@ def score_items(cfg: EvalConfig, m: Loaded, task: Task, items: list[Item]) -> tu
         for it, r in zip(items[:3], res[:3])
     ]
     if mode == "sc":
-        rec["n_samples"] = cfg.n_samples
+        rec["n_samples"], rec["temperature"] = cfg.n_samples, cfg.temperature
     rec["per_item"] = {"id": item_ids(items), "correct": [int(r.correct) for r in res]}
     return rec, mode
 

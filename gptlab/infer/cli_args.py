@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gptlab.common import run_dir
 from gptlab.errors import InputError
-from gptlab.options import DeviceArgs, FromPath, RunArgs
+from gptlab.options import DeviceArgs, FromPath, InferenceArgs, RunArgs
 
 
 @dataclass
@@ -48,10 +48,12 @@ class SamplingArgs(ModelArgs):
 
 
 @dataclass
-class DecodeArgs:
-    """How the engine decodes, for the commands where one reply's latency is the point."""
+class DecodeArgs(InferenceArgs):
+    """How the engine runs, for the commands where one reply's latency is the point: --dtype for
+    every forward pass (bf16 matrices are stored once, `precast_for_autocast`), --int8-decode for
+    the one-token steps."""
 
-    int8_decode: bool = False  # decode from int8 copies of the weights (per row, weight-only; prompts still run in the model's precision): a quarter of fp32's bytes per token, faster at batch 1 on CPU where reading the weights is the cost; replies may differ slightly from fp32's
+    int8_decode: bool = False  # decode from int8 copies of the weights (per row, weight-only; prompts run in --dtype's precision, so with --dtype auto they run in bf16 on bf16-capable CPUs while the steps keep fp32 activations): a quarter of fp32's bytes per token, faster at batch 1 on CPU where reading the weights is the cost; replies may differ slightly from fp32's
 
 
 @dataclass

@@ -6,7 +6,9 @@ chosen set of rows (`select(rows)`), each continuing its own sequence at its own
 
 Shapes:
   k, v:     (n_layer, n_slots, n_kv_head, max_len, head_dim), allocated on first write in the
-            dtype the model computes in (bf16 under autocast, fp32 otherwise)
+            dtype the model computes in (bf16 under autocast, fp32 otherwise), or the fixed
+            `dtype` given: then writes in another dtype are cast to it (an int8 decode step in
+            fp32 continues a prompt prefilled under bf16 autocast)
   lengths:  tokens stored per slot (kept as Python ints; `lengths` gives them as a tensor)
   rows:     (B,) slot index of each row of the current forward pass
 """
@@ -29,8 +31,10 @@ class KVCache:
         batch_size: int,
         max_len: int | None = None,
         device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         self.cfg = cfg
+        self.dtype = dtype
         self.n_slots = batch_size
         self.max_len = min(max_len or DEFAULT_MAX_LEN, cfg.max_seq_len)
         self.device = torch.device(device or "cpu")
@@ -119,6 +123,8 @@ class KVCache:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Store new k/v (B, n_kv, T, hd) of `layer`; return keys/values (B, n_kv, span, hd) and
         the mask (None when every query may see every returned key)."""
+        if self.dtype is not None:
+            k, v = k.to(self.dtype), v.to(self.dtype)
         if self.k is None or self.k.dtype != k.dtype:
             shape = (self.cfg.n_layer, self.n_slots, self.cfg.n_kv_head, self.max_len, self.cfg.head_dim)
             self.k = torch.zeros(shape, dtype=k.dtype, device=self.device)

@@ -56,6 +56,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     """
     B, H, T, hd = q.shape
     KV = k.size(1)
+    if k.dtype != q.dtype:  # a cache kept in fp32 under bf16 autocast (the engine's int8 decode)
+        k, v = k.to(q.dtype), v.to(q.dtype)
     if T != 1 or q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=KV != H)
     s = (q.reshape(B, KV, H // KV, hd) @ k.transpose(-1, -2)).float() * hd**-0.5  # (B, KV, G, span)
