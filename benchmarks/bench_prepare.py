@@ -15,7 +15,7 @@ remembered signatures), the one thing that grows with the corpus.
 Every run is a subprocess, so its peak memory is its own (VmHWM; the stream command reports its
 main process and its largest worker separately). CPU seconds (user + sys of the process and its
 workers) are given beside the wall time, since a shared machine stretches the wall time only.
-Writes benchmarks/results/prepare_stream.json (with the load average before and after).
+Writes `--out` (benchmarks/results/prepare_stream.json by default), with the load average before and after.
 """
 
 from __future__ import annotations
@@ -203,6 +203,7 @@ def main() -> None:
     ap.add_argument("--chunk-docs", type=int, default=2000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/gptlab_bench_prepare"))
     ap.add_argument("--no-reference", action="store_true", help="skip the datasketch run")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results file (default: benchmarks/results/prepare_stream.json)")
     ap.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.reference:
@@ -228,8 +229,8 @@ def main() -> None:
     result.update(load_before=load_before, load_after=os.getloadavg(), cpus=os.cpu_count(),
                   machine=platform.processor() or platform.machine(),
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))  # fmt: skip
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=2))
 
 

@@ -4,9 +4,9 @@ Exact: the hash of the text with case folded and whitespace collapsed, so re-wra
 re-cased copies count as the same document.
 
 Near: each document becomes its set of word 5-grams ("shingles"); MinHash (datasketch, 128
-permutations) estimates the Jaccard similarity of two such sets, and LSH banding finds the
-candidates above the threshold without comparing all pairs (Broder 1997; the recipe of
-Gopher, The Pile and FineWeb). The bands favour recall and every candidate is confirmed with
+permutations) estimates the Jaccard similarity of two such sets, and LSH banding (our compact
+index, lsh.py) finds the candidates above the threshold without comparing all pairs (Broder
+1997; the recipe of Gopher, The Pile and FineWeb). The bands favour recall and every candidate is confirmed with
 its estimated Jaccard, so the threshold means what it says: a document is a near duplicate when
 its estimated similarity to an earlier kept document is at least `threshold` (default 0.8).
 
@@ -22,6 +22,8 @@ import re
 import zlib
 
 import numpy as np
+
+from gptlab.data.lsh import BandIndex
 
 _WORD = re.compile(r"\w+")
 
@@ -66,17 +68,16 @@ class Deduplicator:
         self.num_perm = num_perm
         self.ngram = ngram
         self._exact: set[bytes] = set()
-        self._lsh = None
-        self._kept: list[np.ndarray] = []  # LSH key (an index) -> signature of a kept document
+        self._index: BandIndex | None = None
         self._perms, self._scheme = None, None
         if near_threshold is not None:
             # ~0.5 s to import (scipy): only when near-dedup runs, so --help and exact stay fast
-            from datasketch import MinHash, MinHashLSH
+            from datasketch import MinHash
 
             # LSH bands tuned for recall (weights: false positives 0.1, false negatives 0.9):
             # a pair at Jaccard 0.9 becomes a candidate 99.9% of the time instead of 93% with
             # the balanced default; the extra candidates are cheap to reject by estimate.
-            self._lsh = MinHashLSH(threshold=near_threshold, num_perm=num_perm, weights=(0.1, 0.9))
+            self._index = BandIndex(near_threshold, num_perm, weights=(0.1, 0.9))
             # The permutations are the same for every document: draw them once, not per MinHash.
             template = MinHash(num_perm=num_perm, seed=1, hashfunc=zlib.crc32)
             self._perms, self._scheme = template.permutations, template.scheme
@@ -101,7 +102,7 @@ class Deduplicator:
         memory of datasketch's uint64, the same Jaccard estimates. Computing it needs no state,
         so worker processes can do it (see stream_prepare.py) and hand `check_signature` the rest.
         """
-        if self._lsh is None:
+        if self._index is None:
             return None
         return self.minhash(text).hashvalues.astype(np.uint32)
 
@@ -115,38 +116,32 @@ class Deduplicator:
         """`check` from a precomputed `exact_key` and `signature`: the same answers, in order."""
         if key in self._exact:
             return "exact"
-        if self._lsh is not None and sig is not None:
-            m = self._as_minhash(sig)
-            for cand in self._lsh.query(m):
+        if self._index is not None and sig is not None:
+            keys = self._index.band_keys(sig)
+            for cand in self._index.query(sig, keys):
                 # MinHash.jaccard's own formula, on the stored uint32 values
-                if np.count_nonzero(self._kept[cand] == sig) / len(sig) >= self.near_threshold:
+                if np.count_nonzero(self._index.signature(cand) == sig) / len(sig) >= self.near_threshold:
                     return "near"
-            self.remember(key, sig, m)
+            self._exact.add(key)
+            self._index.insert(sig, keys)
             return None
         self._exact.add(key)
         return None
 
-    def remember(self, key: bytes, sig: np.ndarray | None, m=None) -> None:
+    def remember(self, key: bytes, sig: np.ndarray | None) -> None:
         """Add a document known to be kept, without checking it (replaying a resumed run).
 
         This is all the state that grows: per kept document a 16-byte key in a set, its
-        num_perm uint32 values, and one entry per LSH band.
+        num_perm uint32 values in a block, and one integer per LSH band (lsh.py).
         """
         self._exact.add(key)
-        if self._lsh is not None and sig is not None:
-            self._lsh.insert(len(self._kept), m if m is not None else self._as_minhash(sig))
-            self._kept.append(np.array(sig, np.uint32))  # a copy: never a view into a chunk
-
-    def _as_minhash(self, sig: np.ndarray):
-        from datasketch import MinHash  # see __init__
-
-        return MinHash(hashfunc=zlib.crc32, hashvalues=sig, permutations=self._perms,
-                       scheme=self._scheme)  # fmt: skip
+        if self._index is not None and sig is not None:
+            self._index.insert(sig)
 
     def settings(self) -> dict:
         return {
             "exact": True,
             "near_threshold": self.near_threshold,
-            "num_perm": self.num_perm if self._lsh is not None else None,
-            "shingle_words": self.ngram if self._lsh is not None else None,
+            "num_perm": self.num_perm if self._index is not None else None,
+            "shingle_words": self.ngram if self._index is not None else None,
         }

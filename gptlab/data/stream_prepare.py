@@ -22,10 +22,11 @@ Guarantees, each tested in tests/test_stream_prepare.py:
 - Bounded memory: at most `2 * workers` chunks are read ahead of the commit (one chunk when
   `--workers 1`, which does everything in this process); the report's `max_docs_in_flight`
   says how many documents were ever read but not committed. Only the dedup state grows: per
-  kept document a 16-byte key in a set, 128 uint32 MinHash values (512 bytes) and an entry in
-  each of datasketch's 14 LSH band tables (a 72-byte key and a one-element set each): ~5.4 KB
-  per kept document in all, as benchmarks/bench_prepare.py measures, so ~5.4 GB per million
-  kept documents. Exact dedup alone (`--dedup exact`) keeps ~100 bytes per document.
+  kept document a 16-byte key in a set, 128 uint32 MinHash values (512 bytes, in blocks) and a
+  64-bit integer in each of the 14 LSH band tables (gptlab/data/lsh.py): ~1.6 KB per kept
+  document in all, as benchmarks/bench_prepare.py measures (datasketch's MinHashLSH held 5.4 KB),
+  so ~1.6 GB per million kept documents. Exact dedup alone (`--dedup exact`) keeps ~100 bytes
+  per document.
 
 What it does not do, unlike prepare: mixtures (weight=, epochs=, --target-chars): a streaming
 pass writes each kept document once; and the validation split is a hash threshold per document
