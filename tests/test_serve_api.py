@@ -459,6 +459,26 @@ def test_cli_config_keeps_the_defaults_and_picks_the_most_aligned_stage(tmp_path
         check(cfg)
 
 
+def test_cli_dtype_and_int8_decode_reach_the_engine(run, monkeypatch) -> None:
+    """`gptlab serve --dtype bf16 --int8-decode`: the served engine runs prompts under bf16 autocast on
+    matrices stored in bf16 once and decodes from int8 copies (uvicorn stubbed out: nothing listens)."""
+    import uvicorn
+
+    from gptlab.serve import cli
+
+    built, served = [], []
+    real = cli.make_engine
+    monkeypatch.setattr(cli, "make_engine", lambda *a, **kw: built.append(real(*a, **kw)) or built[-1])
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(kw))
+    assert cli.main(["--from", str(run), "--device", "cpu", "--dtype", "bf16", "--int8-decode", "--port", "1"]) == 0
+    (engine,) = built
+    assert served and served[0]["port"] == 1
+    assert engine.autocast_dtype == torch.bfloat16 and engine._decode is not None and engine._decode.int8
+    assert engine.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    default = cli.parse(cli.ServeConfig, ["--from", str(run)], "gptlab serve")
+    assert default.dtype == "fp32" and not default.int8_decode  # exact by default, as before
+
+
 def test_cli_serves_a_run_folder_with_env_api_key(run) -> None:
     import os
     import subprocess
