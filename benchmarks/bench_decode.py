@@ -288,9 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         help="both sides' weights: fp32 (default), or bf16 (ours: bf16 copies under autocast; theirs: a bf16 model)",
     )
     p.add_argument(
-        "--ours-dtype", choices=["fp32", "bf16"], default=None,
+        "--ours-dtype", choices=["fp32", "bf16", "auto"], default=None,
         help="our side only (default: --dtype): bf16 runs prompts under bf16 autocast on precast matrices, as "
-        "`gptlab chat --dtype bf16` does; with --int8 the steps still read int8 with fp32 activations",
+        "`gptlab chat --dtype bf16` does; auto: bf16 where the CPU multiplies bf16 natively (AMX, AVX-512 BF16), "
+        "else fp32; with --int8 the steps still read int8 with fp32 activations",
     )
     p.add_argument(
         "--int8", action="store_true",
@@ -310,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     args.ours_dtype = args.ours_dtype or args.dtype
+    if args.ours_dtype == "auto":
+        from gptlab.common import pick_autocast_dtype
+
+        args.ours_dtype = "fp32" if pick_autocast_dtype("cpu", "auto") is None else "bf16"
     if args.prompt_len is None:
         args.prompt_len = 64 if args.from_ else 32
 
