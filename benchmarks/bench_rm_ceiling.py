@@ -45,8 +45,8 @@ def main() -> int:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from gptlab.data.preferences import load_rankings
     from gptlab.algos.reward_model import split_heldout
+    from gptlab.data.preferences import load_rankings
 
     rankings = [r for f in args.files for r in load_rankings(f)]
     train_r, held_r = split_heldout(rankings, args.val_frac, args.seed, "ranking")
