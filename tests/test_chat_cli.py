@@ -97,7 +97,7 @@ def test_bf16_prompts_and_int8_steps_from_the_cli(run, capsys, monkeypatch):
         built.append(make_engine(model, tok, **kw))
         return built[-1]
 
-    monkeypatch.setattr(chat_cli, "make_engine", spy)
+    monkeypatch.setattr("gptlab.infer.loading.make_engine", spy)
     argv = ["--from", str(run / "sft"), "-p", "What is two plus three?", "--temperature", "0",
             "--max-new-tokens", "12", "--device", "cpu", "--dtype", "bf16", "--int8-decode"]
     assert chat_cli.main(argv) == 0

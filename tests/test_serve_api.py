@@ -467,8 +467,7 @@ def test_cli_dtype_and_int8_decode_reach_the_engine(run, monkeypatch) -> None:
     from gptlab.serve import cli
 
     built, served = [], []
-    real = cli.make_engine
-    monkeypatch.setattr(cli, "make_engine", lambda *a, **kw: built.append(real(*a, **kw)) or built[-1])
+    monkeypatch.setattr("gptlab.infer.loading.make_engine", lambda *a, **kw: built.append(make_engine(*a, **kw)) or built[-1])
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(kw))
     assert cli.main(["--from", str(run), "--device", "cpu", "--dtype", "bf16", "--int8-decode", "--port", "1"]) == 0
     (engine,) = built

@@ -6,9 +6,10 @@ re-cased copies count as the same document.
 Near: each document becomes its set of word 5-grams ("shingles"); MinHash (datasketch, 128
 permutations) estimates the Jaccard similarity of two such sets, and LSH banding (our compact
 index, lsh.py) finds the candidates above the threshold without comparing all pairs (Broder
-1997; the recipe of Gopher, The Pile and FineWeb). The bands favour recall and every candidate is confirmed with
-its estimated Jaccard, so the threshold means what it says: a document is a near duplicate when
-its estimated similarity to an earlier kept document is at least `threshold` (default 0.8).
+1997; the recipe of Gopher, The Pile and FineWeb). The bands favour recall and every candidate
+is confirmed with its estimated Jaccard, so the threshold means what it says: a document is a
+near duplicate when its estimated similarity to an earlier kept document is at least
+`threshold` (default 0.8).
 
 Shingles are hashed with CRC32 rather than datasketch's default SHA-1: both give 32 bits, CRC32
 is 4x faster in C, and datasketch's `affine32` scheme mixes its input (murmur3 fmix) before

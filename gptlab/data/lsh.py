@@ -15,11 +15,14 @@ only add a candidate, and the caller confirms every candidate by its estimated J
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 _BLOCK = 4096  # signatures per preallocated block
 
 
+@functools.cache  # ~50 ms of integrals; each worker's Deduplicator asks again
 def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows per band) minimising fp_weight * P(false positive) + fn_weight * P(false negative),
     each the integral of the S-curve 1 - (1 - s^r)^b below / above the threshold (datasketch's rule).

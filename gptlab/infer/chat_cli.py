@@ -25,7 +25,7 @@ from gptlab.commandline import parse
 from gptlab.errors import InputError
 from gptlab.infer.chat_session import ChatSession
 from gptlab.infer.cli_args import DecodeArgs, SamplingArgs, ToolArgs
-from gptlab.infer.loading import load_for_inference, make_engine, precast_for_autocast
+from gptlab.infer.loading import load_for_inference
 from gptlab.infer.prompting import (
     EXTRACTORS,
     STEP_BY_STEP,
@@ -80,10 +80,8 @@ def run(cfg: ChatConfig) -> int:
     few_shot = system_and_examples(read_examples(cfg.few_shot)) if cfg.few_shot else []
     retriever = Retriever.load(cfg.rag) if cfg.rag else None
     model, tok = load_for_inference(src, cfg.device, cfg.tokenizer)
-    dtype = cfg.autocast_dtype(model)
     batch = cfg.self_consistency or 1
-    engine = make_engine(precast_for_autocast(model, dtype), tok, tools=not cfg.no_tools, python=cfg.python,
-                         max_batch=min(batch, 16), autocast_dtype=dtype, int8_decode=cfg.int8_decode)
+    engine = cfg.make_engine(model, tok, tools=not cfg.no_tools, python=cfg.python, max_batch=min(batch, 16))
     top_p = None if cfg.top_p is None or cfg.top_p >= 1 else cfg.top_p
 
     if cfg.self_consistency:

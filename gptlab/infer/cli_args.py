@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gptlab.common import run_dir
 from gptlab.errors import InputError
 from gptlab.options import DeviceArgs, FromPath, InferenceArgs, RunArgs
+
+if TYPE_CHECKING:
+    import torch
+
+    from gptlab.infer.engine import Engine
+    from gptlab.tokenizer.protocol import TokenizerLike
 
 
 @dataclass
@@ -54,6 +61,16 @@ class DecodeArgs(InferenceArgs):
     the one-token steps."""
 
     int8_decode: bool = False  # decode from int8 copies of the weights (per row, weight-only; prompts run in --dtype's precision, so with --dtype auto they run in bf16 on bf16-capable CPUs while the steps keep fp32 activations): a quarter of fp32's bytes per token, faster at batch 1 on CPU where reading the weights is the cost; replies may differ slightly from fp32's
+
+    def make_engine(self, model: torch.nn.Module, tok: TokenizerLike, **kw: Any) -> Engine:
+        """`loading.make_engine` in this precision: a bf16 model's matrices stored once, prompts
+        under autocast, int8 one-token steps with --int8-decode; `kw` as make_engine takes them."""
+        # imported here: torch loads only when a model runs, so --help stays quick
+        from gptlab.infer.loading import make_engine, precast_for_autocast
+
+        dtype = self.autocast_dtype(model)
+        return make_engine(precast_for_autocast(model, dtype), tok, autocast_dtype=dtype,
+                           int8_decode=self.int8_decode, **kw)
 
 
 @dataclass

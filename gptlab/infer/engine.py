@@ -78,15 +78,15 @@ class Engine:
         self.tool_call_id, self.tool_call_end_id = tool_call_id, tool_call_end_id
         if tool_hook is not None and (tool_call_id is None or tool_call_end_id is None):
             raise ValueError("a tool_hook needs tool_call_id and tool_call_end_id")
-        # int8 decode: the cache stays fp32 for its fp32 step, whatever precision prefill runs in.
-        fp32_cache = int8_decode and DecodeStep.supports(model)
-        self.cache = KVCache(model.config, max_batch, max_len, self.device, torch.float32 if fp32_cache else None)
-        self.max_len = self.cache.max_len
-        self.autocast_dtype = autocast_dtype
         # One-token steps of a plain GPT take the lean path (same math, half the torch calls);
         # prefill, LoRA-wrapped and sharded models take the model's own forward.
         # With `int8_decode` those steps read int8 copies of the weights (decode_step.Int8Weight).
         self._decode = DecodeStep(model, int8_decode) if DecodeStep.supports(model) else None
+        # int8 steps run in fp32, so their cache stays fp32 whatever precision prefill runs in.
+        fp32_cache = self._decode is not None and self._decode.int8
+        self.cache = KVCache(model.config, max_batch, max_len, self.device, torch.float32 if fp32_cache else None)
+        self.max_len = self.cache.max_len
+        self.autocast_dtype = autocast_dtype
         self._generating = False
         self.slots: dict[int, _Slot] = {}
         # Evaluation reads each reply's mean next-token entropy from the decode's own logits

@@ -22,7 +22,7 @@ import torch
 from gptlab.commandline import parse
 from gptlab.errors import InputError
 from gptlab.infer.cli_args import DecodeArgs, ModelArgs, ToolArgs
-from gptlab.infer.loading import load_for_inference, make_engine, precast_for_autocast
+from gptlab.infer.loading import load_for_inference
 from gptlab.rag.retrieve import Retriever
 from gptlab.serve.schemas import Limits
 from gptlab.serve.worker import EngineWorker
@@ -86,9 +86,7 @@ def run(cfg: ServeConfig) -> int:
     stage = stage_of(cfg)
     retriever = Retriever.load(cfg.rag) if cfg.rag else None
     model, tok = load_for_inference(stage, device=cfg.device, tokenizer=cfg.tokenizer)
-    dtype = cfg.autocast_dtype(model)
-    engine = make_engine(precast_for_autocast(model, dtype), tok, tools=not cfg.no_tools, python=cfg.python,
-                         max_batch=cfg.max_batch, autocast_dtype=dtype, int8_decode=cfg.int8_decode)
+    engine = cfg.make_engine(model, tok, tools=not cfg.no_tools, python=cfg.python, max_batch=cfg.max_batch)
     api_key = cfg.api_key or os.environ.get("GPTLAB_API_KEY") or None
     name = cfg.model_name or (cfg.run if cfg.from_ is None else stage.resolve().parent.name)
     worker = EngineWorker(engine).start()
