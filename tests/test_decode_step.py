@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from gptlab.infer import int8_gemv
 from gptlab.infer.decode_step import DecodeStep, Int8Weight
 from gptlab.infer.engine import Engine, SamplingParams
 from gptlab.infer.kv_cache import KVCache
@@ -153,7 +155,13 @@ def test_int8_weights_round_each_row_to_its_own_scale() -> None:
     assert ((back - w).abs() <= 0.5 * q.scale.float()[:, None] + w.abs() * 2**-8 + 1e-7).all()
 
 
-def test_int8_decode_step_stays_near_the_exact_step_and_the_engine_offers_it() -> None:
+@pytest.mark.parametrize("kernel", ["compiled", "torch"])
+def test_int8_decode_step_stays_near_the_exact_step_and_the_engine_offers_it(kernel: str, monkeypatch) -> None:
+    if kernel == "compiled" and not int8_gemv.available():
+        pytest.skip("no C compiler with OpenMP here")
+    if kernel == "torch":  # what a machine without a compiler runs
+        monkeypatch.setattr(int8_gemv, "available", lambda: False)
+    packed = kernel == "compiled"
     model = tiny_gpt()
     exact, int8 = DecodeStep(model), DecodeStep(model, int8=True)
     a = torch.randint(0, 61, (2, 6))
@@ -163,7 +171,8 @@ def test_int8_decode_step_stays_near_the_exact_step_and_the_engine_offers_it() -
             model(a, cache=c)
         nxt = torch.randint(0, 61, (2, 1))
         ref, got = exact.step(nxt, caches[0]), int8.step(nxt, caches[1])
-    assert isinstance(int8._layers[0].wqkv, Int8Weight) and isinstance(int8._head, Int8Weight)
+    kind = int8_gemv.PackedInt8 if packed else Int8Weight
+    assert isinstance(int8._layers[0].wqkv, kind) and isinstance(int8._head, kind)
     assert got.dtype == ref.dtype and (got - ref).abs().max() <= 0.03 * ref.abs().max()
     assert not torch.equal(got, ref)  # the int8 copies were read, not the exact ones
     engine = Engine(model, eos_ids=set(), max_batch=2, int8_decode=True)

@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gptlab.infer import int8_gemv
+from gptlab.infer.int8_gemv import PackedInt8, quantize_rows
 from gptlab.model.gpt import GPT, MLP, Attention, Block, KVCacheLike
 from gptlab.model.lora import LoRALinear
 
@@ -64,30 +66,29 @@ def _weight(linear: nn.Module) -> torch.Tensor:
 @dataclass
 class Int8Weight:
     """A matrix as int8 rows (out, in) and one bf16 scale per row: symmetric, weight-only, a quarter
-    of fp32's bytes. At batch 1 reading the weights is the whole cost of a step, so an opt-in
-    int8 decode streams a quarter of the bytes. Each product casts its input row to bf16
-    (`torch._weight_int8pack_mm` on the CPU was ~10x slower with fp32 rows on the machine measured);
-    the activations between the matrices keep the step's own dtype."""
+    of fp32's bytes, read by torch's kernels. At batch 1 reading the weights is the whole cost of a
+    step, so an opt-in int8 decode streams a quarter of the bytes. On a CPU where the compiled
+    kernel builds (int8_gemv.py), `PackedInt8` takes this one's place; here each product casts its
+    input row to bf16 (`torch._weight_int8pack_mm` on the CPU was ~10x slower with fp32 rows on
+    the machine measured); the activations between the matrices keep the step's own dtype."""
 
     q: torch.Tensor  # (out, in) int8
     scale: torch.Tensor  # (out,) bf16
 
     @classmethod
     def of(cls, w: torch.Tensor) -> Int8Weight:
-        """Round each row of w (out, in) to 255 levels spread over its largest magnitude."""
-        w = w.detach().float()
-        scale = w.abs().amax(1).clamp_min(1e-12) / 127
-        q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8).contiguous()
+        """Round each row of w (out, in) to its own scale (`int8_gemv.quantize_rows`)."""
+        q, scale = quantize_rows(w)
         return cls(q, scale.to(torch.bfloat16))
 
 
-Weight = torch.Tensor | Int8Weight
+Weight = torch.Tensor | Int8Weight | PackedInt8
 
 
 @dataclass
 class _LayerWeights:
     """One block's weights for `x @ w`: matrices stored transposed, (in, out), contiguous (or as
-    `Int8Weight` rows); the norm gains are folded into wqkv's and wgu's input rows, 1/sqrt(hd)
+    `Int8Weight` / `PackedInt8`); the norm gains are folded into wqkv's and wgu's input rows, 1/sqrt(hd)
     into wqkv's q columns."""
 
     wqkv: Weight  # (C, n_head*hd + 2*n_kv*hd): q columns, then k, then v
@@ -106,7 +107,11 @@ def _t(w: torch.Tensor, split: int = 1) -> torch.Tensor:
 
 def _mm(x: torch.Tensor, w: Weight) -> torch.Tensor:
     """x (B, in) times a weight from `_t` (one slice of output columns per thread when split) or an
-    `Int8Weight` (x cast to bf16 for the product: free under bf16 autocast, two casts otherwise)."""
+    `Int8Weight` (x cast to bf16 for the product: free under bf16 autocast, two casts otherwise) or a
+    `PackedInt8` (the compiled kernel: fp32 in and out)."""
+    if isinstance(w, PackedInt8):
+        y = w.matmul(x)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
     if isinstance(w, Int8Weight):
         xb = x if x.dtype == torch.bfloat16 else x.to(torch.bfloat16)
         if x.device.type == "cpu":
@@ -191,10 +196,11 @@ class DecodeStep:
         key = (dtype, *((p._version, p.data_ptr()) for p in self._params))
         if key != self._key:
             split = torch.get_num_threads() if device == "cpu" else 1
+            packed_int8 = self.int8 and device == "cpu" and int8_gemv.available()
 
             def pack(w: torch.Tensor) -> Weight:
                 if self.int8:
-                    return Int8Weight.of(w)
+                    return PackedInt8.of(w) if packed_int8 else Int8Weight.of(w)
                 return _t(w, split).to(dtype) if dtype is not None else _t(w, split)
 
             m = self.model
