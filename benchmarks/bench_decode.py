@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
+    from gptlab.infer import int8_gemv
     from gptlab.infer.engine import Engine
 
     torch.set_num_threads(args.threads)
@@ -334,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         hf = export_to_hf(model, Path(tmp), args.from_, args.dtype)
         # bf16: our engine decodes from bf16 copies of the weights under autocast (what `--dtype
         # auto` gives on a bf16-capable CPU); transformers holds the model in bf16.
-        # --int8 keeps fp32 activations between the matrices (each int8 product casts its row to bf16):
-        # under bf16 autocast the step was slower (26.4 against 18.7 ms on the Intel VM, 2026-12-06).
+        # --int8 keeps fp32 activations between the matrices (torch's fallback kernel casts each row to
+        # bf16): under bf16 autocast the step was slower (26.4 against 18.7 ms on the Intel VM, 2026-12-06).
         autocast = torch.bfloat16 if args.ours_dtype == "bf16" else None
         if autocast is not None:  # as `load_for_inference` + `precast_for_autocast` hand it to chat and serve
             from gptlab.infer.loading import precast_for_autocast
@@ -441,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": args.dtype,
         "ours_dtype": args.ours_dtype,
         "int8_decode": args.int8,
+        "int8_kernel": ("compiled" if int8_gemv.available() else "torch") if args.int8 else None,
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),

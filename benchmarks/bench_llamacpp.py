@@ -75,16 +75,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="threads for both engines")
     p.add_argument("--int8", action="store_true",
                    help="ours decodes from int8 copies (`gptlab chat --int8-decode`): race it against --gguf-type q8_0")
-    p.add_argument("--ours-dtype", default="fp32", choices=["fp32", "bf16"],
-                   help="our prompts' precision: bf16 runs them under autocast on precast matrices (`--dtype bf16`)")
+    p.add_argument("--ours-dtype", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="our prompts' precision: bf16 runs them under autocast on precast matrices (`--dtype bf16`); "
+                   "auto: bf16 where the CPU multiplies bf16 natively, else fp32")
     p.add_argument("--out", default=str(RESULTS), help="results file (a JSON list, appended)")
     args = p.parse_args(argv)
 
     import torch
     from llama_cpp import Llama
 
+    from gptlab.common import pick_autocast_dtype
+    from gptlab.infer import int8_gemv
     from gptlab.infer.engine import Engine
     from gptlab.model.io import load_model
+
+    if args.ours_dtype == "auto":
+        args.ours_dtype = "fp32" if pick_autocast_dtype("cpu", "auto") is None else "bf16"
 
     torch.set_num_threads(args.threads)
     src = Path(args.from_)
@@ -131,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": "python benchmarks/bench_llamacpp.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "gguf_type": args.gguf_type,
-        "ours": {"int8_decode": args.int8, "prompt_dtype": args.ours_dtype},
+        "ours": {"int8_decode": args.int8, "prompt_dtype": args.ours_dtype,
+                 "int8_kernel": ("compiled" if int8_gemv.available() else "torch") if args.int8 else None},
         "threads": args.threads,
         "cpu": cpu_model(),
         "load_avg_start": [round(x, 2) for x in load0],

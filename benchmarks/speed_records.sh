@@ -3,7 +3,8 @@
 #   1. tinyshakespeare in 300 s of training: our preset x 3 (median) and nanoGPT's CPU recipe given the same 300 s;
 #   2. decode at batch 1 against transformers: the tiny preset (fp32), SmolLM2-135M-Instruct in fp32 and with
 #      --int8-decode (prompts in bf16 where the CPU multiplies bf16 natively), with the memory-bandwidth limit;
-#   3. llama.cpp on the same fp32 weights, when llama-cpp-python is installed.
+#   3. llama.cpp on the same weights, when llama-cpp-python is installed: f32 against our fp32, q8_0 against our
+#      int8 (a build with AMX died on q8_0 on the Intel VM; docs/benchmarks.md says how to build one without).
 # SmolLM2 rows need its folder (`gptlab model get smollm2-135m-instruct --run smol` gives runs/smol/base):
 #   SMOL=runs/smol/base DATA=path/to/tinyshakespeare.txt bash benchmarks/speed_records.sh
 # (DATA defaults to bench_quality.py's: ../shared/data/tinyshakespeare.txt beside the repository.)
@@ -32,6 +33,9 @@ if [ -f "$SMOL/model.safetensors" ]; then
   if python -c "import llama_cpp" 2>/dev/null; then
     log "decode: SmolLM2 fp32 against llama.cpp f32"
     python benchmarks/bench_llamacpp.py --from "$SMOL" --repeats 7 --out "$OUT/llamacpp.json" || log "llama.cpp failed"
+    log "decode: SmolLM2 int8 against llama.cpp q8_0"
+    python benchmarks/bench_llamacpp.py --from "$SMOL" --repeats 7 --gguf-type q8_0 --int8 --ours-dtype auto \
+      --out "$OUT/llamacpp_q8_0.json" || log "llama.cpp q8_0 failed"
   fi
 else
   log "no $SMOL/model.safetensors: SmolLM2 rows skipped"
@@ -51,6 +55,9 @@ for f in sorted(out.glob("decode_*.json")):
     r = d["results"][0]
     print(f"{f.name}: {r['ratio_tokens_per_s']:.2f}x transformers ({r['ours']['tokens_per_s']} vs {r['hf']['tokens_per_s']} tok/s), "
           f"read limit {d['bandwidth']['batch1_limit_tokens_per_s_read']} tok/s")
+for f in sorted(out.glob("llamacpp*.json")):
+    r = json.loads(f.read_text())[-1]["result"]
+    print(f"{f.name}: {r['ratio_tokens_per_s']:.2f}x llama.cpp ({r['ours']['tokens_per_s']} vs {r['llama.cpp']['tokens_per_s']} tok/s)")
 ints = [json.loads(f.read_text())["results"][0]["ratio_tokens_per_s"] for f in sorted(out.glob("decode_smollm2_int8_*.json"))]
 if ints:
     print(f"SmolLM2 int8, median of {len(ints)} rounds: {statistics.median(ints):.2f}x")

@@ -60,7 +60,7 @@ class DecodeArgs(InferenceArgs):
     every forward pass (bf16 matrices are stored once, `precast_for_autocast`), --int8-decode for
     the one-token steps."""
 
-    int8_decode: bool = False  # decode from int8 copies of the weights (per row, weight-only; prompts run in --dtype's precision, so with --dtype auto they run in bf16 on bf16-capable CPUs while the steps keep fp32 activations): a quarter of fp32's bytes per token, faster at batch 1 on CPU where reading the weights is the cost; replies may differ slightly from fp32's
+    int8_decode: bool = False  # decode from int8 copies of the weights (per row, weight-only; prompts run in --dtype's precision, so with --dtype auto they run in bf16 on bf16-capable CPUs while the steps keep fp32 activations): a quarter of fp32's bytes per token, faster at batch 1 on CPU where reading the weights is the cost (a C kernel built on first use with the system's compiler, else torch's slower one); replies may differ slightly from fp32's
 
     def make_engine(self, model: torch.nn.Module, tok: TokenizerLike, **kw: Any) -> Engine:
         """`loading.make_engine` in this precision: a bf16 model's matrices stored once, prompts

@@ -80,7 +80,8 @@ class Engine:
             raise ValueError("a tool_hook needs tool_call_id and tool_call_end_id")
         # One-token steps of a plain GPT take the lean path (same math, half the torch calls);
         # prefill, LoRA-wrapped and sharded models take the model's own forward.
-        # With `int8_decode` those steps read int8 copies of the weights (decode_step.Int8Weight).
+        # With `int8_decode` those steps read int8 copies of the weights (int8_gemv.PackedInt8 on a CPU
+        # where the kernel compiles, else decode_step.Int8Weight through torch's kernels).
         self._decode = DecodeStep(model, int8_decode) if DecodeStep.supports(model) else None
         # int8 steps run in fp32, so their cache stays fp32 whatever precision prefill runs in.
         fp32_cache = self._decode is not None and self._decode.int8
