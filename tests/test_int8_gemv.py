@@ -77,3 +77,9 @@ def test_without_a_compiler_the_kernel_is_unavailable_and_says_so(fresh_build, m
     assert not list(fresh_build.glob("*"))  # no half-written library left behind
     with pytest.raises(RuntimeError, match="not available"):
         PackedInt8.of(torch.randn(64, 8)).matmul(torch.randn(1, 8))
+
+
+def test_a_cache_folder_that_cannot_be_written_falls_back_instead_of_failing(fresh_build, monkeypatch) -> None:
+    fresh_build.parent.mkdir(parents=True)
+    fresh_build.write_text("a file where the kernels folder should be")  # mkdir raises here
+    assert not int8_gemv.available()

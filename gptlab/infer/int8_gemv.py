@@ -51,10 +51,14 @@ def _cpu_fingerprint() -> str:
 
 
 def _build(compiler: str, flags: tuple[str, ...], out: Path) -> bool:
-    """Compile the kernel to `out` atomically (a half-written library is never loaded); False on failure."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
+    """Compile the kernel to `out` atomically (a half-written library is never loaded); False on any
+    failure, a cache folder that cannot be written included."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+        os.close(fd)
+    except OSError:
+        return False
     try:
         cmd = [compiler, *flags, "-shared", "-fPIC", str(SOURCE), "-o", tmp]
         done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
