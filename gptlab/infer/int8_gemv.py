@@ -78,10 +78,9 @@ def _kernel() -> Callable[..., None] | None:
     if sys.platform != "linux":  # tested there only (OpenMP and the loader's libgomp sharing)
         return None
     compiler = os.environ.get("CC", "cc")
-    source = SOURCE.read_bytes()
+    source, cpu = SOURCE.read_bytes(), _cpu_fingerprint().encode()
     for flags in FLAG_SETS:
-        key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags).encode(),
-                                         _cpu_fingerprint().encode()])).hexdigest()[:16]
+        key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags).encode(), cpu])).hexdigest()[:16]
         lib = cache_dir() / "kernels" / f"int8_gemv-{key}.so"
         if lib.exists() or _build(compiler, flags, lib):
             try:
@@ -91,8 +90,8 @@ def _kernel() -> Callable[..., None] | None:
             fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int]
             fn.restype = None
             return fn
-    print("note: no C compiler with OpenMP found ($CC or cc); int8 decoding uses torch's slower kernel",
-          file=sys.stderr)
+    print(f"note: the int8 kernel could not be built (it needs a C compiler with OpenMP, $CC or cc, and a "
+          f"writable {cache_dir() / 'kernels'}); int8 decoding uses torch's slower kernel", file=sys.stderr)
     return None
 
 
